@@ -1,0 +1,33 @@
+"""Rust-backed NumPy training utilities for contrastive and metric learning of embeddings.
+
+Mirrors the training module of the Rust crate ``ruvector-attention``; every public name is also
+importable from :mod:`ruvector_attention.training`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import RuvectorError, ShapeError
+from .optim import SGD, Adam, AdamW, clip_grad_norm
+from .runtime import get_num_threads, set_num_threads, simd_path
+from .schedule import LearningRateScheduler
+
+try:
+    __version__: str = version("ruvector-attention")
+except PackageNotFoundError:  # running from a source tree without an installed distribution
+    from ._native import __version__
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "LearningRateScheduler",
+    "RuvectorError",
+    "ShapeError",
+    "__version__",
+    "clip_grad_norm",
+    "get_num_threads",
+    "set_num_threads",
+    "simd_path",
+]

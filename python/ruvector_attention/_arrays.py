@@ -1,0 +1,73 @@
+"""The one dtype and layout policy for array arguments.
+
+Read-only inputs: real floats only. float32 C-contiguous arrays pass through untouched (zero
+copy); float64, other real float dtypes and strided arrays are converted once. int, bool,
+complex, object and string data raise ``TypeError``, because silently turning labels or indices
+into embeddings hides bugs.
+
+In-place arguments (parameters, gradients to clip) are never converted: a converted copy would be
+updated and thrown away. Their checks (float32, C-contiguous, writeable, no overlap) happen in the
+extension, before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import ShapeError
+
+__all__ = ["ArrayList", "FloatArray", "as_float32", "as_array_list", "check_inplace_list"]
+
+FloatArray = npt.NDArray[np.float32]
+ArrayList = Union[npt.NDArray[Any], Sequence[npt.NDArray[Any]]]
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+def as_float32(value: object, name: str) -> FloatArray:
+    """Return ``value`` as a C-contiguous float32 array, without a copy when it already is one.
+
+    Raises:
+        TypeError: ``value`` is not real floating-point data.
+    """
+    if type(value) is np.ndarray and value.dtype == _FLOAT32 and value.flags.c_contiguous:
+        return value
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of real floats: {exc}") from exc
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must contain real floating-point numbers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def as_array_list(value: object, name: str) -> list[Any]:
+    """Accept one array or a list/tuple of arrays; return a list (items unchanged)."""
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        if len(value) == 0:
+            raise ShapeError(f"{name} is an empty list; pass at least one array")
+        return list(value)
+    raise TypeError(
+        f"{name} must be a numpy.ndarray or a list of numpy.ndarray, got {type(value).__name__}"
+    )
+
+
+def check_inplace_list(items: list[Any], name: str) -> None:
+    """Reject anything that is not a numpy array before the extension sees it.
+
+    The extension checks dtype, layout, writeability and overlap; this only gives non-arrays
+    (Python lists, scalars) a message that says why they cannot be updated in place.
+    """
+    for i, item in enumerate(items):
+        if not isinstance(item, np.ndarray):
+            label = name if len(items) == 1 else f"{name}[{i}]"
+            raise TypeError(
+                f"{label} must be a float32 numpy.ndarray to be updated in place, "
+                f"got {type(item).__name__}"
+            )

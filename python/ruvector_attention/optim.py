@@ -1,0 +1,524 @@
+"""Optimizers that update NumPy float32 parameters in place: SGD, Adam and AdamW.
+
+The formulas are PyTorch's (``torch.optim.SGD``, ``Adam``, ``AdamW``); the API mirrors the Rust
+crate ``ruvector-attention`` (``step``, ``reset``, ``learning_rate``, ``with_*`` builders). The
+optimizer object owns its state as NumPy arrays (one per parameter array) and passes them to a
+stateless Rust kernel, so ``state_dict``, pickling and inspection need no copies through Rust.
+
+Non-finite gradients: like PyTorch, a NaN or Inf gradient element makes that element's moments
+and parameter NaN/Inf; every other element is updated normally. Check the value returned by
+:func:`clip_grad_norm` (it is not finite when any gradient is) and skip the step to keep the state
+clean.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+from . import _native
+from . import _validate as check
+from ._arrays import ArrayList, FloatArray, as_array_list, as_float32, check_inplace_list
+from .errors import ShapeError
+
+__all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm"]
+
+
+def _grads_for(params: list[Any], grads: object) -> list[FloatArray]:
+    grads_list = as_array_list(grads, "grads")
+    if len(grads_list) != len(params):
+        raise ShapeError(
+            f"grads has {len(grads_list)} arrays but params has {len(params)}; "
+            "pass one gradient per parameter array"
+        )
+    converted = []
+    for i, (p, g) in enumerate(zip(params, grads_list)):
+        g32 = as_float32(g, f"grads[{i}]")
+        if g32.shape != p.shape:
+            raise ShapeError(f"grads[{i}] has shape {g32.shape} but params[{i}] has shape {p.shape}")
+        converted.append(g32)
+    return converted
+
+
+class _Optimizer(ABC):
+    """Shared mechanics: argument handling, state ownership, learning rate, serialisation."""
+
+    #: Names of the per-array state lists this optimizer keeps (PyTorch's names).
+    _STATE_KEYS: ClassVar[tuple[str, ...]]
+
+    def __init__(self, dim: Optional[int], lr: float) -> None:
+        self._dim = None if dim is None else check.non_negative_int("dim", dim)
+        self._lr = check.non_negative("lr", lr)
+        self._steps = 0
+        # None until the first step fixes the parameter shapes and sizes the state arrays.
+        self._shapes: Optional[list[tuple[int, ...]]] = None
+        self._state: Optional[dict[str, list[FloatArray]]] = None
+
+    # -- learning rate -------------------------------------------------------------------------
+
+    @property
+    def lr(self) -> float:
+        """The learning rate used by the next step."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = check.non_negative("lr", value)
+
+    def learning_rate(self) -> float:
+        """The learning rate (the crate's name for :attr:`lr`)."""
+        return self._lr
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Set the learning rate (the crate's name for assigning :attr:`lr`)."""
+        self.lr = lr
+
+    @property
+    def steps(self) -> int:
+        """How many steps have been taken since construction or :meth:`reset`."""
+        return self._steps
+
+    # -- stepping ------------------------------------------------------------------------------
+
+    def step(self, params: ArrayList, grads: ArrayList) -> None:
+        """Update ``params`` in place from ``grads``.
+
+        Args:
+            params: one float32, C-contiguous, writeable array, or a list of them. Each array
+                gets its own state; the list must have the same shapes on every step.
+            grads: one array per parameter array, of the same shape (float64 or strided
+                gradients are converted once).
+
+        Raises:
+            TypeError: params are not float32 NumPy arrays, or grads are not real floats.
+            ValueError: a parameter is read-only, not C-contiguous, or overlaps another array.
+            ShapeError: shapes differ from the grads or from the optimizer's state.
+        """
+        params_list = as_array_list(params, "params")
+        check_inplace_list(params_list, "params")
+        grads_list = _grads_for(params_list, grads)
+        if self._shapes is None:
+            shapes = [p.shape for p in params_list]
+            state: dict[str, list[FloatArray]] = {}
+        else:
+            shapes = self._shapes
+            self._check_shapes(params_list)
+            state = dict(self._state or {})
+        for key in self._active_state_keys():
+            if key not in state:
+                # First step, or (SGD) momentum switched on later: PyTorch starts at zero then.
+                state[key] = [np.zeros(s, dtype=np.float32) for s in shapes]
+        # The kernel validates every array before writing any; state is kept only on success.
+        self._apply(params_list, grads_list, state, self._steps + 1)
+        self._shapes = shapes
+        self._state = state
+        self._steps += 1
+
+    def _active_state_keys(self) -> tuple[str, ...]:
+        return self._STATE_KEYS
+
+    def _check_shapes(self, params: list[Any]) -> None:
+        expected = self._shapes or []
+        if len(expected) != len(params):
+            raise ShapeError(
+                f"params has {len(params)} arrays but the optimizer state was created for "
+                f"{len(expected)} on the first step; call reset() to start over"
+            )
+        for i, (p, shape) in enumerate(zip(params, expected)):
+            if p.shape != shape:
+                raise ShapeError(
+                    f"params[{i}] has shape {p.shape} but the optimizer state was created for "
+                    f"shape {shape} on the first step; call reset() to start over"
+                )
+
+    @abstractmethod
+    def _apply(
+        self,
+        params: list[Any],
+        grads: list[FloatArray],
+        state: dict[str, list[FloatArray]],
+        step: int,
+    ) -> None: ...
+
+    def reset(self) -> None:
+        """Forget all state (moments and step count); the next step may use new shapes."""
+        self._shapes = None
+        self._state = None
+        self._steps = 0
+
+    # -- serialisation -------------------------------------------------------------------------
+
+    @abstractmethod
+    def _hyper(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _set_hyper(self, hyper: dict[str, Any]) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume bit for bit: hyper-parameters, step count and copies of
+        the state arrays (plain Python values and NumPy arrays)."""
+        state = None
+        if self._state is not None:
+            state = {key: [a.copy() for a in arrays] for key, arrays in self._state.items()}
+        return {
+            "optimizer": type(self).__name__,
+            "hyper": self._hyper(),
+            "steps": self._steps,
+            "shapes": None if self._shapes is None else [list(s) for s in self._shapes],
+            "state": state,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; arrays are copied, so the dict can be reused."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        kind = state_dict.get("optimizer")
+        if kind != type(self).__name__:
+            raise ValueError(f"state_dict is for {kind!r}, not {type(self).__name__!r}")
+        steps = check.non_negative_int("steps", state_dict.get("steps"))
+        raw_shapes = state_dict.get("shapes")
+        shapes = None if raw_shapes is None else [tuple(int(n) for n in s) for s in raw_shapes]
+        raw_state = state_dict.get("state")
+        state: Optional[dict[str, list[FloatArray]]] = None
+        if raw_state is not None:
+            state = {}
+            for key, arrays in raw_state.items():
+                if key not in self._STATE_KEYS:
+                    raise ValueError(f"unknown state key {key!r} for {type(self).__name__}")
+                copied = []
+                for i, a in enumerate(arrays):
+                    if not isinstance(a, np.ndarray) or a.dtype != np.float32:
+                        raise TypeError(f"state[{key!r}][{i}] must be a float32 numpy.ndarray")
+                    copied.append(np.array(a, dtype=np.float32, order="C", copy=True))
+                state[key] = copied
+            for key, arrays in state.items():
+                if shapes is None or [a.shape for a in arrays] != shapes:
+                    raise ShapeError(f"state[{key!r}] does not match the saved parameter shapes")
+        self._set_hyper(dict(state_dict["hyper"]))
+        self._shapes = shapes
+        self._state = state
+        self._steps = steps
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.state_dict()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        _Optimizer.__init__(self, None, 0.0)
+        self.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        hyper = ", ".join(f"{k}={v!r}" for k, v in self._hyper().items())
+        return f"{type(self).__name__}({hyper})"
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
+
+    PyTorch's formula (dampening 0): ``g += weight_decay * p``; ``b = momentum * b + g``;
+    ``p -= lr * (g + momentum * b)`` with Nesterov, else ``p -= lr * b``. With ``momentum=0``
+    no buffer is kept and the step is ``p -= lr * g``.
+
+    Args:
+        dim: the crate's size hint; accepted for compatibility (state is sized on the first step).
+        lr: learning rate, >= 0.
+        momentum: momentum factor, >= 0.
+        weight_decay: L2 penalty added to the gradient, >= 0.
+        nesterov: use Nesterov momentum (needs ``momentum > 0``).
+
+    Example:
+        >>> import numpy as np
+        >>> from ruvector_attention import SGD
+        >>> w = np.ones(3, dtype=np.float32)
+        >>> opt = SGD(lr=0.1).with_momentum(0.9)
+        >>> opt.step(w, np.array([1.0, 0.0, -1.0], dtype=np.float32))
+        >>> w
+        array([0.9, 1. , 1.1], dtype=float32)
+    """
+
+    _STATE_KEYS = ("momentum_buffer",)
+
+    def __init__(
+        self,
+        dim: Optional[int] = None,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(dim, lr)
+        self._momentum = check.non_negative("momentum", momentum)
+        self._weight_decay = check.non_negative("weight_decay", weight_decay)
+        self._nesterov = bool(nesterov)
+        self._check_nesterov()
+
+    def _check_nesterov(self) -> None:
+        if self._nesterov and self._momentum <= 0.0:
+            raise ValueError("nesterov=True requires momentum > 0")
+
+    @property
+    def momentum(self) -> float:
+        return self._momentum
+
+    @property
+    def weight_decay(self) -> float:
+        return self._weight_decay
+
+    @property
+    def nesterov(self) -> bool:
+        return self._nesterov
+
+    def with_momentum(self, momentum: float) -> SGD:
+        """Set the momentum factor; returns the optimizer (crate-style builder)."""
+        value = check.non_negative("momentum", momentum)
+        if self._nesterov and value <= 0.0:
+            raise ValueError("nesterov=True requires momentum > 0")
+        self._momentum = value
+        return self
+
+    def with_weight_decay(self, weight_decay: float) -> SGD:
+        """Set the L2 weight decay; returns the optimizer."""
+        self._weight_decay = check.non_negative("weight_decay", weight_decay)
+        return self
+
+    def with_nesterov(self, nesterov: bool) -> SGD:
+        """Enable or disable Nesterov momentum; returns the optimizer."""
+        if nesterov and self._momentum <= 0.0:
+            raise ValueError("nesterov=True requires momentum > 0")
+        self._nesterov = bool(nesterov)
+        return self
+
+    def _active_state_keys(self) -> tuple[str, ...]:
+        return self._STATE_KEYS if self._momentum != 0.0 else ()
+
+    def _apply(
+        self,
+        params: list[Any],
+        grads: list[FloatArray],
+        state: dict[str, list[FloatArray]],
+        step: int,
+    ) -> None:
+        _native.sgd_step(
+            params,
+            grads,
+            state.get("momentum_buffer", []),
+            lr=self._lr,
+            momentum=self._momentum,
+            weight_decay=self._weight_decay,
+            nesterov=self._nesterov,
+        )
+
+    def _hyper(self) -> dict[str, Any]:
+        return {
+            "dim": self._dim,
+            "lr": self._lr,
+            "momentum": self._momentum,
+            "weight_decay": self._weight_decay,
+            "nesterov": self._nesterov,
+        }
+
+    def _set_hyper(self, hyper: dict[str, Any]) -> None:
+        fresh = SGD(**hyper)  # validates every value
+        self._dim, self._lr = fresh._dim, fresh._lr
+        self._momentum, self._weight_decay = fresh._momentum, fresh._weight_decay
+        self._nesterov = fresh._nesterov
+
+
+class Adam(_Optimizer):
+    """Adam with bias-corrected moments and L2 weight decay (PyTorch ``Adam``).
+
+    ``g += weight_decay * p``; ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+
+    The crate applies ``weight_decay`` as decoupled decay in ``Adam``; here that is what
+    :class:`AdamW` is for (see docs/parity.md).
+
+    Args:
+        dim: the crate's size hint; accepted for compatibility (state is sized on the first step).
+        lr: learning rate, >= 0.
+        betas: ``(beta1, beta2)``, each in [0, 1).
+        eps: added to the denominator, > 0.
+        weight_decay: L2 penalty added to the gradient, >= 0.
+
+    Example:
+        >>> import numpy as np
+        >>> from ruvector_attention import Adam
+        >>> w = np.zeros(2, dtype=np.float32)
+        >>> opt = Adam(lr=0.1)
+        >>> opt.step(w, np.array([1.0, -2.0], dtype=np.float32))
+        >>> w  # the first Adam step moves each weight by lr against the gradient's sign
+        array([-0.1,  0.1], dtype=float32)
+    """
+
+    _STATE_KEYS = ("exp_avg", "exp_avg_sq")
+    _DECOUPLED: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        dim: Optional[int] = None,
+        lr: float = 0.001,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(dim, lr)
+        self._betas = self._check_betas(betas)
+        self._eps = check.positive("eps", eps)
+        self._weight_decay = check.non_negative("weight_decay", weight_decay)
+
+    @staticmethod
+    def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        return (check.beta("beta1", betas[0]), check.beta("beta2", betas[1]))
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        return self._betas
+
+    @property
+    def eps(self) -> float:
+        return self._eps
+
+    @property
+    def weight_decay(self) -> float:
+        return self._weight_decay
+
+    def with_betas(self, beta1: float, beta2: float) -> Adam:
+        """Set ``(beta1, beta2)``; returns the optimizer (crate-style builder)."""
+        self._betas = self._check_betas((beta1, beta2))
+        return self
+
+    def with_epsilon(self, eps: float) -> Adam:
+        """Set ``eps``; returns the optimizer."""
+        self._eps = check.positive("eps", eps)
+        return self
+
+    def with_weight_decay(self, weight_decay: float) -> Adam:
+        """Set the weight decay; returns the optimizer."""
+        self._weight_decay = check.non_negative("weight_decay", weight_decay)
+        return self
+
+    def _apply(
+        self,
+        params: list[Any],
+        grads: list[FloatArray],
+        state: dict[str, list[FloatArray]],
+        step: int,
+    ) -> None:
+        _native.adam_step(
+            params,
+            grads,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            step=step,
+            lr=self._lr,
+            beta1=self._betas[0],
+            beta2=self._betas[1],
+            eps=self._eps,
+            weight_decay=self._weight_decay,
+            decoupled=self._DECOUPLED,
+        )
+
+    def _hyper(self) -> dict[str, Any]:
+        return {
+            "dim": self._dim,
+            "lr": self._lr,
+            "betas": self._betas,
+            "eps": self._eps,
+            "weight_decay": self._weight_decay,
+        }
+
+    def _set_hyper(self, hyper: dict[str, Any]) -> None:
+        fresh = type(self)(**hyper)  # validates every value
+        self._dim, self._lr = fresh._dim, fresh._lr
+        self._betas, self._eps = fresh._betas, fresh._eps
+        self._weight_decay = fresh._weight_decay
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (PyTorch ``AdamW``).
+
+    First ``p *= 1 - lr * weight_decay``, then the Adam step without an L2 term.
+
+    Args:
+        dim: the crate's size hint (``AdamW(512, 0.001, 0.01)`` is the crate's call).
+        lr: learning rate, >= 0.
+        weight_decay: decoupled decay, >= 0.
+        betas: ``(beta1, beta2)``, each in [0, 1).
+        eps: added to the denominator, > 0.
+
+    Example:
+        >>> import numpy as np
+        >>> from ruvector_attention import AdamW
+        >>> w = np.ones(4, dtype=np.float32)
+        >>> opt = AdamW(4, lr=0.1, weight_decay=0.5)
+        >>> opt.step(w, np.zeros(4, dtype=np.float32))  # zero gradient: only the decay acts
+        >>> w
+        array([0.95, 0.95, 0.95, 0.95], dtype=float32)
+    """
+
+    _DECOUPLED = True
+
+    def __init__(
+        self,
+        dim: Optional[int] = None,
+        lr: float = 0.001,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__(dim, lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def with_weight_decay(self, weight_decay: float) -> AdamW:
+        """Set the decoupled weight decay; returns the optimizer."""
+        super().with_weight_decay(weight_decay)
+        return self
+
+    def with_betas(self, beta1: float, beta2: float) -> AdamW:
+        """Set ``(beta1, beta2)``; returns the optimizer."""
+        super().with_betas(beta1, beta2)
+        return self
+
+    def with_epsilon(self, eps: float) -> AdamW:
+        """Set ``eps``; returns the optimizer."""
+        super().with_epsilon(eps)
+        return self
+
+
+def clip_grad_norm(
+    grads: ArrayList, max_norm: float, *, error_if_nonfinite: bool = False
+) -> float:
+    """Scale gradients in place so that their global L2 norm is at most ``max_norm``.
+
+    PyTorch's ``clip_grad_norm_``: the norm of all arrays together is computed (in float64);
+    when it exceeds ``max_norm`` every array is multiplied by ``max_norm / (norm + 1e-6)``.
+
+    A non-finite norm (a NaN or Inf gradient) leaves the gradients unchanged and is returned, so
+    the caller can skip the step; with ``error_if_nonfinite=True`` it raises ``ValueError``
+    instead.
+
+    Args:
+        grads: one float32, C-contiguous, writeable array or a list of them (updated in place).
+        max_norm: the largest allowed norm, >= 0.
+        error_if_nonfinite: raise instead of returning a non-finite norm.
+
+    Returns:
+        The global norm before clipping.
+
+    Example:
+        >>> import numpy as np
+        >>> from ruvector_attention import clip_grad_norm
+        >>> g = np.array([3.0, 4.0], dtype=np.float32)
+        >>> clip_grad_norm(g, 1.0)
+        5.0
+        >>> np.round(g, 4)
+        array([0.6, 0.8], dtype=float32)
+    """
+    grads_list = as_array_list(grads, "grads")
+    check_inplace_list(grads_list, "grads")
+    limit = check.non_negative("max_norm", max_norm)
+    norm = _native.clip_grad_norm(grads_list, limit, error_if_nonfinite=bool(error_if_nonfinite))
+    return float(norm) if not math.isnan(norm) else math.nan

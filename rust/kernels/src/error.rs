@@ -1,0 +1,25 @@
+//! The one error type of the kernels; the binding layer maps each variant to a Python exception.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum KernelError {
+    /// Wrong rank, mismatched or empty shapes (Python: `ShapeError`).
+    #[error("{0}")]
+    Shape(String),
+    /// An invalid hyper-parameter or argument value (Python: `ValueError`).
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl KernelError {
+    pub fn shape(msg: impl Into<String>) -> Self {
+        Self::Shape(msg.into())
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::InvalidArgument(msg.into())
+    }
+}
+
+pub type KernelResult<T> = Result<T, KernelError>;

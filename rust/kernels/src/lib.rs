@@ -1,0 +1,13 @@
+//! Pure Rust kernels behind the `ruvector_attention` Python package.
+//!
+//! Nothing here knows about Python: functions take slices and explicit sizes and return
+//! `Result<_, KernelError>`. The PyO3 crate (`rust/python`) validates and extracts NumPy buffers,
+//! releases the GIL and calls into this crate.
+
+pub mod error;
+pub mod norm;
+pub mod optim;
+pub mod parallel;
+pub mod simd;
+
+pub use error::KernelError;

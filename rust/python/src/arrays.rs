@@ -1,0 +1,108 @@
+//! Extraction of NumPy arguments with messages that name the argument and the problem.
+//!
+//! In-place arrays must be float32, C-contiguous, writeable and not overlap any other array of
+//! the call: the numpy crate's borrow tracking detects overlap, and we turn its refusal into a
+//! clear `ValueError` before anything is written. Read-only arrays arrive already converted by the
+//! Python dtype policy (`ruvector_attention/_arrays.py`); they are checked again here.
+
+use numpy::{
+    BorrowError, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
+    PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::errors::{type_error, value_error};
+
+fn describe(obj: &Bound<'_, PyAny>) -> String {
+    if let Ok(arr) = obj.cast::<numpy::PyUntypedArray>() {
+        match arr.dtype().str() {
+            Ok(dtype) => format!("an array of dtype {dtype}"),
+            Err(_) => "an array".to_string(),
+        }
+    } else {
+        match obj.get_type().name() {
+            Ok(name) => format!("{name}"),
+            Err(_) => "an object".to_string(),
+        }
+    }
+}
+
+fn as_f32_array<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let arr = obj.cast::<PyArrayDyn<f32>>().map_err(|_| {
+        type_error(format!(
+            "{name} must be a float32 numpy.ndarray, got {}",
+            describe(obj)
+        ))
+    })?;
+    if !arr.is_c_contiguous() {
+        return Err(value_error(format!(
+            "{name} must be C-contiguous; it is a strided view (use numpy.ascontiguousarray on \
+             the source array, not on a copy you then discard)"
+        )));
+    }
+    Ok(arr.clone())
+}
+
+/// Borrow an array that will be updated in place.
+pub fn readwrite<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadwriteArrayDyn<'py, f32>> {
+    let arr = as_f32_array(obj, name)?;
+    arr.try_readwrite().map_err(|err| match err {
+        BorrowError::NotWriteable => {
+            value_error(format!("{name} is read-only (its WRITEABLE flag is False)"))
+        }
+        _ => value_error(format!(
+            "{name} shares memory with another array passed in the same call; every array updated \
+             in place must be distinct"
+        )),
+    })
+}
+
+/// Borrow an array that will only be read.
+pub fn readonly<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
+    let arr = as_f32_array(obj, name)?;
+    arr.try_readonly().map_err(|_| {
+        value_error(format!(
+            "{name} shares memory with an array that this call updates in place"
+        ))
+    })
+}
+
+/// Every item of a Python list, borrowed for writing, as `name[i]`.
+pub fn readwrite_list<'py>(
+    list: &Bound<'py, PyList>,
+    name: &str,
+) -> PyResult<Vec<PyReadwriteArrayDyn<'py, f32>>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| readwrite(&item, &format!("{name}[{i}]")))
+        .collect()
+}
+
+/// Every item of a Python list, borrowed for reading, as `name[i]`.
+pub fn readonly_list<'py>(
+    list: &Bound<'py, PyList>,
+    name: &str,
+) -> PyResult<Vec<PyReadonlyArrayDyn<'py, f32>>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| readonly(&item, &format!("{name}[{i}]")))
+        .collect()
+}
+
+/// The slice of a borrowed array (contiguity was checked on extraction).
+pub fn slice_mut<'a>(arr: &'a mut PyReadwriteArrayDyn<'_, f32>) -> PyResult<&'a mut [f32]> {
+    arr.as_slice_mut()
+        .map_err(|_| value_error("array must be C-contiguous"))
+}
+
+pub fn slice<'a>(arr: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<&'a [f32]> {
+    arr.as_slice()
+        .map_err(|_| value_error("array must be C-contiguous"))
+}

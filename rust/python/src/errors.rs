@@ -1,0 +1,78 @@
+//! Maps kernel errors to the Python exception hierarchy, and runs kernels without the GIL and
+//! without letting a panic through.
+//!
+//! The exception classes are defined once, in Python (`ruvector_attention/errors.py`), because
+//! `ShapeError` inherits from both `RuvectorError` and `ValueError`; this module looks them up.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+use ruvector_kernels::KernelError;
+
+static SHAPE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static RUVECTOR_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn error_class<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyType>> {
+    cell.import(py, "ruvector_attention.errors", name)
+}
+
+fn raise(py: Python<'_>, cell: &'static PyOnceLock<Py<PyType>>, name: &str, msg: String) -> PyErr {
+    match error_class(py, cell, name) {
+        Ok(class) => PyErr::from_type(class.clone(), msg),
+        Err(import_error) => import_error,
+    }
+}
+
+pub fn shape_error(py: Python<'_>, msg: impl Into<String>) -> PyErr {
+    raise(py, &SHAPE_ERROR, "ShapeError", msg.into())
+}
+
+pub fn type_error(msg: impl Into<String>) -> PyErr {
+    PyTypeError::new_err(msg.into())
+}
+
+pub fn value_error(msg: impl Into<String>) -> PyErr {
+    PyValueError::new_err(msg.into())
+}
+
+pub fn to_pyerr(py: Python<'_>, err: KernelError) -> PyErr {
+    match err {
+        KernelError::Shape(msg) => shape_error(py, msg),
+        KernelError::InvalidArgument(msg) => value_error(msg),
+    }
+}
+
+/// Runs `work` with the GIL released. A kernel error becomes the matching Python exception; a
+/// panic (a bug: kernels are written not to panic) becomes `RuvectorError`, never a crash or a
+/// `PanicException`.
+pub fn run_kernel<T, F>(py: Python<'_>, work: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce() -> Result<T, KernelError> + Send,
+{
+    let outcome = py.detach(|| catch_unwind(AssertUnwindSafe(work)));
+    match outcome {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(to_pyerr(py, err)),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".to_string());
+            Err(raise(
+                py,
+                &RUVECTOR_ERROR,
+                "RuvectorError",
+                format!("internal error in a ruvector kernel (please report): {detail}"),
+            ))
+        }
+    }
+}

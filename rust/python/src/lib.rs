@@ -1,0 +1,26 @@
+//! `ruvector_attention._native`: the only crate that knows Python.
+//!
+//! Each function here extracts and checks its NumPy arguments, releases the GIL, calls one pure
+//! kernel from `ruvector-kernels` and maps its errors. There is no numerical logic in this crate.
+
+mod arrays;
+mod errors;
+mod optim;
+mod runtime;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(optim::sgd_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::adam_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::clip_grad_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::stream_probe, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::simd_path, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::best_simd_path, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::force_simd_path, m)?)?;
+    Ok(())
+}

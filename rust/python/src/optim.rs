@@ -1,0 +1,157 @@
+//! Bindings of the optimizer kernels. State arrays are owned by the Python optimizer objects and
+//! passed in on every call, so the kernels stay stateless.
+
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use ruvector_kernels::{norm, optim};
+
+use crate::arrays::{readonly, readonly_list, readwrite, readwrite_list, slice, slice_mut};
+use crate::errors::{run_kernel, shape_error};
+
+fn check_same_count(py: Python<'_>, what: &str, expected: usize, got: usize) -> PyResult<()> {
+    if expected != got {
+        return Err(shape_error(
+            py,
+            format!("{what} has {got} arrays but params has {expected}"),
+        ));
+    }
+    Ok(())
+}
+
+/// SGD step over lists of arrays (see `ruvector_kernels::optim::sgd_step`).
+#[pyfunction]
+#[pyo3(signature = (params, grads, momentum_buffers, *, lr, momentum, weight_decay, nesterov))]
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_step(
+    py: Python<'_>,
+    params: &Bound<'_, PyList>,
+    grads: &Bound<'_, PyList>,
+    momentum_buffers: &Bound<'_, PyList>,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+    nesterov: bool,
+) -> PyResult<()> {
+    let n = params.len();
+    check_same_count(py, "grads", n, grads.len())?;
+    let with_momentum = momentum != 0.0;
+    if with_momentum {
+        check_same_count(py, "momentum_buffers", n, momentum_buffers.len())?;
+    }
+    // Writers first, then readers: the borrow tracker then reports any overlap as a clash.
+    let mut p = readwrite_list(params, "params")?;
+    let mut b = if with_momentum {
+        readwrite_list(momentum_buffers, "momentum_buffer")?
+    } else {
+        Vec::new()
+    };
+    let g = readonly_list(grads, "grads")?;
+    let mut slots = Vec::with_capacity(n);
+    let mut b_iter = b.iter_mut();
+    for (p, g) in p.iter_mut().zip(&g) {
+        let momentum_buffer: &mut [f32] = match b_iter.next() {
+            Some(b) => slice_mut(b)?,
+            None => &mut [],
+        };
+        slots.push(optim::SgdSlot {
+            param: slice_mut(p)?,
+            grad: slice(g)?,
+            momentum_buffer,
+        });
+    }
+    let hyper = optim::SgdHyper {
+        lr,
+        momentum,
+        weight_decay,
+        nesterov,
+    };
+    run_kernel(py, move || optim::sgd_step(slots, &hyper))
+}
+
+/// Adam / AdamW step over lists of arrays (see `ruvector_kernels::optim::adam_step`).
+#[pyfunction]
+#[pyo3(signature = (params, grads, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps, weight_decay, decoupled))]
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step(
+    py: Python<'_>,
+    params: &Bound<'_, PyList>,
+    grads: &Bound<'_, PyList>,
+    exp_avg: &Bound<'_, PyList>,
+    exp_avg_sq: &Bound<'_, PyList>,
+    step: u64,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    decoupled: bool,
+) -> PyResult<()> {
+    let n = params.len();
+    check_same_count(py, "grads", n, grads.len())?;
+    check_same_count(py, "exp_avg", n, exp_avg.len())?;
+    check_same_count(py, "exp_avg_sq", n, exp_avg_sq.len())?;
+    let mut p = readwrite_list(params, "params")?;
+    let mut m = readwrite_list(exp_avg, "exp_avg")?;
+    let mut v = readwrite_list(exp_avg_sq, "exp_avg_sq")?;
+    let g = readonly_list(grads, "grads")?;
+    let mut slots = Vec::with_capacity(n);
+    for (((p, g), m), v) in p.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        slots.push(optim::AdamSlot {
+            param: slice_mut(p)?,
+            grad: slice(g)?,
+            exp_avg: slice_mut(m)?,
+            exp_avg_sq: slice_mut(v)?,
+        });
+    }
+    let hyper = optim::AdamHyper {
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        decoupled,
+        step,
+    };
+    run_kernel(py, move || optim::adam_step(slots, &hyper))
+}
+
+/// In-place global-norm clipping of a list of gradient arrays; returns the norm before clipping.
+#[pyfunction]
+#[pyo3(signature = (grads, max_norm, *, error_if_nonfinite))]
+pub fn clip_grad_norm(
+    py: Python<'_>,
+    grads: &Bound<'_, PyList>,
+    max_norm: f64,
+    error_if_nonfinite: bool,
+) -> PyResult<f64> {
+    let mut g = readwrite_list(grads, "grads")?;
+    let mut slices = Vec::with_capacity(g.len());
+    for arr in g.iter_mut() {
+        slices.push(slice_mut(arr)?);
+    }
+    run_kernel(py, move || {
+        norm::clip_grad_norm(&mut slices, max_norm, error_if_nonfinite)
+    })
+}
+
+/// AdamW's memory traffic with no arithmetic: the bandwidth bound, for benchmarks.
+#[pyfunction]
+pub fn stream_probe(
+    py: Python<'_>,
+    p: &Bound<'_, PyAny>,
+    g: &Bound<'_, PyAny>,
+    m: &Bound<'_, PyAny>,
+    v: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let mut p = readwrite(p, "p")?;
+    let mut m = readwrite(m, "m")?;
+    let mut v = readwrite(v, "v")?;
+    let g = readonly(g, "g")?;
+    let (p, m, v, g) = (
+        slice_mut(&mut p)?,
+        slice_mut(&mut m)?,
+        slice_mut(&mut v)?,
+        slice(&g)?,
+    );
+    run_kernel(py, move || optim::stream_probe(p, g, m, v))
+}

@@ -1,0 +1,37 @@
+//! Thread-pool size and SIMD path, exposed to Python.
+
+use pyo3::prelude::*;
+use ruvector_kernels::{parallel, simd};
+
+use crate::errors::to_pyerr;
+
+/// Set the number of threads the kernels use (0: every CPU this process may use).
+#[pyfunction]
+pub fn set_num_threads(py: Python<'_>, n: usize) -> PyResult<()> {
+    parallel::set_num_threads(n).map_err(|e| to_pyerr(py, e))
+}
+
+/// The number of threads the kernels use.
+#[pyfunction]
+pub fn get_num_threads() -> usize {
+    parallel::num_threads()
+}
+
+/// The instruction-set path the kernels run now: "avx512", "avx2+fma" or "baseline".
+#[pyfunction]
+pub fn simd_path() -> &'static str {
+    simd::active().name()
+}
+
+/// The best path this CPU supports.
+#[pyfunction]
+pub fn best_simd_path() -> &'static str {
+    simd::detect().name()
+}
+
+/// Choose a path (tests and benchmarks); a path this CPU lacks raises ValueError.
+#[pyfunction]
+pub fn force_simd_path(py: Python<'_>, name: &str) -> PyResult<()> {
+    let path = simd::SimdPath::from_name(name).map_err(|e| to_pyerr(py, e))?;
+    simd::force(path).map_err(|e| to_pyerr(py, e))
+}
