@@ -1,7 +1,8 @@
 """The one dtype and layout policy for array arguments.
 
 Read-only inputs: real floats only. float32 C-contiguous arrays pass through untouched (zero
-copy); float64, other real float dtypes and strided arrays are converted once. int, bool,
+copy); float64, other real float dtypes and strided arrays are converted once (values beyond
+float32's range become +-inf). int, bool,
 complex, object and string data raise ``TypeError``, because silently turning labels or indices
 into embeddings hides bugs.
 
@@ -42,7 +43,9 @@ def as_float32(value: object, name: str) -> FloatArray:
         raise TypeError(f"{name} must be an array of real floats: {exc}") from exc
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must contain real floating-point numbers, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    # Values beyond float32's range become +-inf, as NumPy's own cast makes them.
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def as_array_list(value: object, name: str) -> list[Any]:

@@ -1,0 +1,66 @@
+"""Runs the original Rust crate `ruvector-attention` (through rust/parity) on generated cases.
+
+The binary is built with cargo on first use (incremental, so quick once built). Without cargo
+the parity tests are skipped on a developer machine, and fail under CI, where they must run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@lru_cache(maxsize=1)
+def parity_binary() -> Path:
+    explicit = os.environ.get("RUVECTOR_PARITY_BIN")
+    if explicit:
+        return Path(explicit)
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        if os.environ.get("CI"):
+            pytest.fail("parity tests need cargo to build rust/parity, and CI must run them")
+        pytest.skip("cargo is not installed: cannot build the crate for parity tests")
+    subprocess.run(
+        [cargo, "build", "--release", "--quiet", "-p", "ruvector-parity"],
+        cwd=ROOT,
+        check=True,
+    )
+    return ROOT / "target" / "release" / "ruvector-parity"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [float(x) for x in value.ravel()]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def run_crate(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run every case through the crate; float32 arrays go in and come back exactly."""
+    payload = json.dumps({"cases": _plain(cases)})
+    done = subprocess.run(
+        [str(parity_binary())],
+        input=payload,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    results: list[dict[str, Any]] = json.loads(done.stdout)["results"]
+    assert len(results) == len(cases)
+    return results
