@@ -25,7 +25,9 @@ def sgd_step(p, g, buf, *, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
     return p - lr * g, buf
 
 
-def adam_step(p, g, m, v, t, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+def adam_step(
+    p, g, m, v, t, *, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False
+):
     """One PyTorch Adam (decoupled=False) or AdamW (decoupled=True) step in float64."""
     b1, b2 = betas
     p = p.astype(np.float64)

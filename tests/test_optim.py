@@ -6,10 +6,10 @@ import pickle
 
 import numpy as np
 import pytest
-import reference as ref
 from hypothesis import given
 from hypothesis import strategies as st
 
+import reference as ref
 import ruvector_attention as ra
 from ruvector_attention import SGD, Adam, AdamW
 
@@ -148,7 +148,9 @@ def test_sgd_any_size_matches_reference(size, seed, nesterov):
     p = rng.standard_normal(size).astype(np.float32)
     g = rng.standard_normal(size).astype(np.float32)
     opt = SGD(lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=nesterov)
-    expected, _ = ref.sgd_step(p, g, None, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=nesterov)
+    expected, _ = ref.sgd_step(
+        p, g, None, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=nesterov
+    )
     opt.step(p, g)
     ref.assert_f32_close(p, expected, scale=1.0)
 

@@ -41,9 +41,9 @@ def test_params_of_another_dtype_raise_type_error_and_are_not_copied(opt, dtype,
 
 
 def test_object_and_list_params_raise_type_error(opt):
-    with pytest.raises(TypeError, match="params must be a float32 numpy.ndarray to be updated"):
+    with pytest.raises(TypeError, match=r"params must be a float32 numpy\.ndarray to be updated"):
         opt.step([[1.0, 2.0]], f32(2))
-    with pytest.raises(TypeError, match="must be a numpy.ndarray or a list"):
+    with pytest.raises(TypeError, match=r"must be a numpy\.ndarray or a list"):
         opt.step(3.0, f32(1))
     with pytest.raises(TypeError, match=r"params\[0\] must be a float32"):
         opt.step(np.array([1.0, None]), f32(2))
@@ -87,7 +87,9 @@ def test_non_contiguous_params_raise(opt):
 
 def test_grads_of_another_shape_raise_shape_error(opt):
     p = f32(4)
-    with pytest.raises(ShapeError, match=r"grads\[0\] has shape \(5,\) but params\[0\] has shape \(4,\)"):
+    with pytest.raises(
+        ShapeError, match=r"grads\[0\] has shape \(5,\) but params\[0\] has shape \(4,\)"
+    ):
         opt.step(p, f32(5))
     with pytest.raises(ShapeError, match=r"grads\[0\] has shape \(2, 2\)"):
         opt.step(p, f32(2, 2))
@@ -236,9 +238,13 @@ def test_fuzz_param_and_grad_dtypes_and_shapes(data, dtype):
     """Whatever arrives, the call either succeeds on float32 params or raises one of the
     documented exceptions, and a failed call never changes the parameters."""
     p_shape = data.draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))
-    g_shape = data.draw(st.one_of(st.just(p_shape), hnp.array_shapes(min_dims=0, max_dims=3, max_side=5)))
+    g_shape = data.draw(
+        st.one_of(st.just(p_shape), hnp.array_shapes(min_dims=0, max_dims=3, max_side=5))
+    )
     p = np.ones(p_shape, dtype=dtype)
-    g = data.draw(hnp.arrays(dtype=data.draw(st.sampled_from(["float32", "float64", "int32"])), shape=g_shape))
+    g = data.draw(
+        hnp.arrays(dtype=data.draw(st.sampled_from(["float32", "float64", "int32"])), shape=g_shape)
+    )
     opt = data.draw(st.sampled_from(OPTIMIZERS))()
     before = p.copy()
     try:

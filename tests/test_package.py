@@ -12,8 +12,15 @@ import ruvector_attention as ra
 import ruvector_attention.training as training
 
 API_NAMES = [
-    "SGD", "Adam", "AdamW", "LearningRateScheduler", "clip_grad_norm",
-    "RuvectorError", "ShapeError", "set_num_threads", "get_num_threads",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "LearningRateScheduler",
+    "clip_grad_norm",
+    "RuvectorError",
+    "ShapeError",
+    "set_num_threads",
+    "get_num_threads",
 ]
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pickle
 
 import pytest
-import reference as ref
 from hypothesis import given
 from hypothesis import strategies as st
 
+import reference as ref
 from ruvector_attention import LearningRateScheduler
 
 

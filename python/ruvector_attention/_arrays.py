@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from .errors import ShapeError
 
-__all__ = ["ArrayList", "FloatArray", "as_float32", "as_array_list", "check_inplace_list"]
+__all__ = ["ArrayList", "FloatArray", "as_array_list", "as_float32", "check_inplace_list"]
 
 FloatArray = npt.NDArray[np.float32]
 ArrayList = Union[npt.NDArray[Any], Sequence[npt.NDArray[Any]]]

@@ -38,7 +38,9 @@ def _grads_for(params: list[Any], grads: object) -> list[FloatArray]:
     for i, (p, g) in enumerate(zip(params, grads_list)):
         g32 = as_float32(g, f"grads[{i}]")
         if g32.shape != p.shape:
-            raise ShapeError(f"grads[{i}] has shape {g32.shape} but params[{i}] has shape {p.shape}")
+            raise ShapeError(
+                f"grads[{i}] has shape {g32.shape} but params[{i}] has shape {p.shape}"
+            )
         converted.append(g32)
     return converted
 
@@ -348,7 +350,7 @@ class Adam(_Optimizer):
         >>> w = np.zeros(2, dtype=np.float32)
         >>> opt = Adam(lr=0.1)
         >>> opt.step(w, np.array([1.0, -2.0], dtype=np.float32))
-        >>> w  # the first Adam step moves each weight by lr against the gradient's sign
+        >>> w.round(6)  # the first step moves each weight by lr against the gradient's sign
         array([-0.1,  0.1], dtype=float32)
     """
 
@@ -488,9 +490,7 @@ class AdamW(Adam):
         return self
 
 
-def clip_grad_norm(
-    grads: ArrayList, max_norm: float, *, error_if_nonfinite: bool = False
-) -> float:
+def clip_grad_norm(grads: ArrayList, max_norm: float, *, error_if_nonfinite: bool = False) -> float:
     """Scale gradients in place so that their global L2 norm is at most ``max_norm``.
 
     PyTorch's ``clip_grad_norm_``: the norm of all arrays together is computed (in float64);
