@@ -102,16 +102,16 @@ class _Optimizer(ABC):
         params_list = as_array_list(params, "params")
         check_inplace_list(params_list, "params")
         grads_list = _grads_for(params_list, grads)
-        if self._shapes is None:
-            shapes = [p.shape for p in params_list]
-            state: dict[str, list[FloatArray]] = {}
-        else:
-            shapes = self._shapes
-            self._check_shapes(params_list)
-            state = dict(self._state or {})
-        for key in self._active_state_keys():
-            if key not in state:
-                # First step, or (SGD) momentum switched on later: PyTorch starts at zero then.
+        shapes = [p.shape for p in params_list]
+        if self._shapes is not None and shapes != self._shapes:
+            self._explain_shape_change(params_list)
+        state = self._state if self._state is not None else {}
+        missing = [key for key in self._active_state_keys() if key not in state]
+        if missing:
+            # First step, or (SGD) momentum switched on later: PyTorch starts at zero then.
+            # A new dict, so that a failed step below leaves the stored state as it was.
+            state = dict(state)
+            for key in missing:
                 state[key] = [np.zeros(s, dtype=np.float32) for s in shapes]
         # The kernel validates every array before writing any; state is kept only on success.
         self._apply(params_list, grads_list, state, self._steps + 1)
@@ -122,7 +122,7 @@ class _Optimizer(ABC):
     def _active_state_keys(self) -> tuple[str, ...]:
         return self._STATE_KEYS
 
-    def _check_shapes(self, params: list[Any]) -> None:
+    def _explain_shape_change(self, params: list[Any]) -> None:
         expected = self._shapes or []
         if len(expected) != len(params):
             raise ShapeError(
@@ -135,6 +135,7 @@ class _Optimizer(ABC):
                     f"params[{i}] has shape {p.shape} but the optimizer state was created for "
                     f"shape {shape} on the first step; call reset() to start over"
                 )
+        raise ShapeError("parameter shapes changed since the first step; call reset()")
 
     @abstractmethod
     def _apply(

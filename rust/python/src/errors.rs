@@ -49,15 +49,24 @@ pub fn to_pyerr(py: Python<'_>, err: KernelError) -> PyErr {
     }
 }
 
-/// Runs `work` with the GIL released. A kernel error becomes the matching Python exception; a
-/// panic (a bug: kernels are written not to panic) becomes `RuvectorError`, never a crash or a
-/// `PanicException`.
-pub fn run_kernel<T, F>(py: Python<'_>, work: F) -> PyResult<T>
+/// Below this many elements a kernel finishes in microseconds: releasing and re-taking the GIL
+/// would cost a noticeable share of the call, and no other thread could do much meanwhile.
+const RELEASE_GIL_ABOVE: usize = 1 << 14;
+
+/// Runs `work` (touching `elements` array elements) with the GIL released unless it is tiny. A
+/// kernel error becomes the matching Python exception; a panic (a bug: kernels are written not to
+/// panic) becomes `RuvectorError`, never a crash or a `PanicException`.
+pub fn run_kernel<T, F>(py: Python<'_>, elements: usize, work: F) -> PyResult<T>
 where
     T: Send,
     F: FnOnce() -> Result<T, KernelError> + Send,
 {
-    let outcome = py.detach(|| catch_unwind(AssertUnwindSafe(work)));
+    let guarded = || catch_unwind(AssertUnwindSafe(work));
+    let outcome = if elements > RELEASE_GIL_ABOVE {
+        py.detach(guarded)
+    } else {
+        guarded()
+    };
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(to_pyerr(py, err)),

@@ -65,7 +65,8 @@ pub fn sgd_step(
         weight_decay,
         nesterov,
     };
-    run_kernel(py, move || optim::sgd_step(slots, &hyper))
+    let elements = slots.iter().map(|s| s.param.len()).sum();
+    run_kernel(py, elements, move || optim::sgd_step(slots, &hyper))
 }
 
 /// Adam / AdamW step over lists of arrays (see `ruvector_kernels::optim::adam_step`).
@@ -112,7 +113,8 @@ pub fn adam_step(
         decoupled,
         step,
     };
-    run_kernel(py, move || optim::adam_step(slots, &hyper))
+    let elements = slots.iter().map(|s| s.param.len()).sum();
+    run_kernel(py, elements, move || optim::adam_step(slots, &hyper))
 }
 
 /// In-place global-norm clipping of a list of gradient arrays; returns the norm before clipping.
@@ -129,7 +131,8 @@ pub fn clip_grad_norm(
     for arr in g.iter_mut() {
         slices.push(slice_mut(arr)?);
     }
-    run_kernel(py, move || {
+    let elements = slices.iter().map(|s| s.len()).sum();
+    run_kernel(py, elements, move || {
         norm::clip_grad_norm(&mut slices, max_norm, error_if_nonfinite)
     })
 }
@@ -153,5 +156,5 @@ pub fn stream_probe(
         slice_mut(&mut v)?,
         slice(&g)?,
     );
-    run_kernel(py, move || optim::stream_probe(p, g, m, v))
+    run_kernel(py, p.len(), move || optim::stream_probe(p, g, m, v))
 }
