@@ -47,6 +47,10 @@ def interleaved(
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            # PyTorch's OpenMP workers spin for a while after each call; on a 2-core machine a
+            # spinning worker would steal a core from whichever contender runs next. A short
+            # pause lets them go to sleep so each contender starts on a quiet machine.
+            time.sleep(0.05)
             start = time.perf_counter()
             for _ in range(inner):
                 fn()
