@@ -5,6 +5,7 @@
 //! releases the GIL and calls into this crate.
 
 pub mod error;
+pub mod loss;
 pub mod norm;
 pub mod optim;
 pub mod parallel;

@@ -1,0 +1,233 @@
+//! InfoNCE per anchor: value against an independent f64 formula, gradients against central
+//! finite differences of that formula, and the edge cases of the definition.
+
+use ruvector_kernels::loss::{info_nce_per_anchor, InfoNceGrads, PerAnchorDims};
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The definition, in f64, written independently of the kernel.
+fn reference(a: &[f64], p: &[f64], negs: &[Vec<f64>], t: f64) -> f64 {
+    let norm = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-8);
+    let cos = |x: &[f64], y: &[f64]| {
+        x.iter().zip(y).map(|(u, v)| u * v).sum::<f64>() / (norm(x) * norm(y))
+    };
+    let mut logits = vec![cos(a, p) / t];
+    logits.extend(negs.iter().map(|n| cos(a, n) / t));
+    let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    m + logits.iter().map(|z| (z - m).exp()).sum::<f64>().ln() - logits[0]
+}
+
+struct Case {
+    a: Vec<f32>,
+    p: Vec<f32>,
+    n: Vec<f32>,
+    dims: PerAnchorDims,
+}
+
+fn run(c: &Case, t: f64, scale: f32) -> (Vec<f64>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let PerAnchorDims {
+        batch,
+        negatives,
+        dim,
+    } = c.dims;
+    let mut losses = vec![0.0; batch];
+    let (mut ga, mut gp, mut gn) = (
+        vec![0.0; batch * dim],
+        vec![0.0; batch * dim],
+        vec![0.0; batch * negatives * dim],
+    );
+    info_nce_per_anchor(
+        &c.a,
+        &c.p,
+        &c.n,
+        c.dims,
+        t,
+        &mut losses,
+        Some(InfoNceGrads {
+            anchors: &mut ga,
+            positives: &mut gp,
+            negatives: &mut gn,
+            scale,
+        }),
+    )
+    .unwrap();
+    (losses, ga, gp, gn)
+}
+
+fn row_f64(c: &Case, i: usize) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+    let PerAnchorDims { negatives, dim, .. } = c.dims;
+    let f = |x: &[f32]| x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+    let a = f(&c.a[i * dim..(i + 1) * dim]);
+    let p = f(&c.p[i * dim..(i + 1) * dim]);
+    let negs = (0..negatives)
+        .map(|k| f(&c.n[(i * negatives + k) * dim..(i * negatives + k + 1) * dim]))
+        .collect();
+    (a, p, negs)
+}
+
+#[test]
+fn value_and_gradients_match_f64_definition() {
+    let dims = PerAnchorDims {
+        batch: 5,
+        negatives: 7,
+        dim: 13,
+    };
+    let c = Case {
+        a: data(5 * 13, 1),
+        p: data(5 * 13, 2),
+        n: data(5 * 7 * 13, 3),
+        dims,
+    };
+    for t in [0.07, 0.5, 0.01] {
+        let (losses, ga, gp, gn) = run(&c, t, 0.5);
+        for i in 0..dims.batch {
+            let (a, p, negs) = row_f64(&c, i);
+            let expected = reference(&a, &p, &negs, t);
+            assert!(
+                (losses[i] - expected).abs() <= 1e-5 * (1.0 + expected.abs()),
+                "t={t} row {i}"
+            );
+            // Central differences of the f64 definition, against the kernel's gradient.
+            let h = 1e-6;
+            let fd_check = |analytic: f32, plus: f64, minus: f64, what: &str| {
+                let fd = 0.5 * (plus - minus) / (2.0 * h);
+                // f32 round-off of the kernel, relative to the gradient's size (up to 1/t).
+                let tol = 1e-4 * (1.0 + fd.abs());
+                assert!(
+                    (f64::from(analytic) - fd).abs() <= tol.max(1e-5),
+                    "{what}: {analytic} vs {fd}, t={t}"
+                );
+            };
+            for j in 0..dims.dim {
+                let mut ap = a.clone();
+                let mut am = a.clone();
+                ap[j] += h;
+                am[j] -= h;
+                fd_check(
+                    ga[i * dims.dim + j],
+                    reference(&ap, &p, &negs, t),
+                    reference(&am, &p, &negs, t),
+                    "anchor",
+                );
+                let mut pp = p.clone();
+                let mut pm = p.clone();
+                pp[j] += h;
+                pm[j] -= h;
+                fd_check(
+                    gp[i * dims.dim + j],
+                    reference(&a, &pp, &negs, t),
+                    reference(&a, &pm, &negs, t),
+                    "positive",
+                );
+                for k in 0..dims.negatives {
+                    let mut np = negs.clone();
+                    let mut nm = negs.clone();
+                    np[k][j] += h;
+                    nm[k][j] -= h;
+                    let idx = (i * dims.negatives + k) * dims.dim + j;
+                    fd_check(
+                        gn[idx],
+                        reference(&a, &p, &np, t),
+                        reference(&a, &p, &nm, t),
+                        "negative",
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn edge_cases_stay_finite() {
+    // Zero vectors (clamped norms), identical vectors, D = 1, N = 0, temperature below the clamp.
+    let dims = PerAnchorDims {
+        batch: 3,
+        negatives: 1,
+        dim: 1,
+    };
+    let c = Case {
+        a: vec![0.0, 1.0, 2.0],
+        p: vec![1.0, 1.0, -2.0],
+        n: vec![1.0, 1.0, 0.0],
+        dims,
+    };
+    let (losses, ga, gp, gn) = run(&c, 0.001, 1.0);
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(ga.iter().chain(&gp).chain(&gn).all(|g| g.is_finite()));
+    // Row 1: positive and negative identical to the anchor: loss = ln 2.
+    assert!((losses[1] - 2f64.ln()).abs() < 1e-6);
+    let none = PerAnchorDims {
+        batch: 2,
+        negatives: 0,
+        dim: 4,
+    };
+    let c = Case {
+        a: data(8, 4),
+        p: data(8, 5),
+        n: vec![],
+        dims: none,
+    };
+    let (losses, ga, _, _) = run(&c, 0.1, 1.0);
+    assert!(losses.iter().all(|&l| l.abs() < 1e-12));
+    assert!(ga.iter().all(|&g| g.abs() < 1e-6));
+}
+
+#[test]
+fn errors() {
+    let mut losses = vec![0.0; 1];
+    let dims = PerAnchorDims {
+        batch: 1,
+        negatives: 1,
+        dim: 2,
+    };
+    assert!(info_nce_per_anchor(
+        &[1.0; 2],
+        &[1.0; 2],
+        &[1.0; 3],
+        dims,
+        0.1,
+        &mut losses,
+        None
+    )
+    .is_err());
+    assert!(info_nce_per_anchor(
+        &[1.0; 2],
+        &[1.0; 2],
+        &[1.0; 2],
+        dims,
+        0.0,
+        &mut losses,
+        None
+    )
+    .is_err());
+    assert!(info_nce_per_anchor(
+        &[1.0; 2],
+        &[1.0; 2],
+        &[1.0; 2],
+        dims,
+        f64::NAN,
+        &mut losses,
+        None
+    )
+    .is_err());
+    assert!(info_nce_per_anchor(
+        &[1.0; 2],
+        &[1.0; 2],
+        &[1.0; 2],
+        dims,
+        0.1,
+        &mut losses,
+        None
+    )
+    .is_ok());
+}
