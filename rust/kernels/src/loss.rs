@@ -10,12 +10,11 @@
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::map_tasks;
+use crate::simd::{pairwise_sum, LANES};
 
 /// Norms below this are clamped (the crate's epsilon); the clamped norm is a constant, so its
 /// derivative is zero there.
 pub const NORM_EPS: f32 = 1e-8;
-
-const LANES: usize = 16;
 
 /// Dot product with sixteen independent accumulators: vectorisable without reordering any one
 /// accumulator's additions, so every SIMD path gives the same bits.
@@ -32,14 +31,7 @@ fn dot_generic(x: &[f32], y: &[f32]) -> f32 {
     for ((a, &u), &v) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
         *a += u * v;
     }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-        }
-    }
-    acc[0]
+    pairwise_sum(acc)
 }
 
 dispatch_simd!(pub fn dot(x: &[f32], y: &[f32]) -> f32 => dot_generic);

@@ -6,8 +6,7 @@
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::{for_each_task, map_tasks, CHUNK};
-
-const LANES: usize = 16;
+use crate::simd::{pairwise_sum, LANES};
 
 #[inline(always)]
 fn sum_squares_generic(x: &[f32]) -> f64 {
@@ -25,15 +24,7 @@ fn sum_squares_generic(x: &[f32]) -> f64 {
         let v = f64::from(v);
         *a += v * v;
     }
-    // Pairwise, fixed order.
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] += acc[i + width];
-        }
-    }
-    acc[0]
+    pairwise_sum(acc)
 }
 
 dispatch_simd!(fn sum_squares(x: &[f32]) -> f64 => sum_squares_generic);

@@ -38,6 +38,26 @@ impl SimdPath {
     }
 }
 
+/// Independent accumulators in the reduction kernels (dot products, sums of squares): enough
+/// to fill an AVX-512 register pair, so the compiler can vectorise across them without ever
+/// reordering one accumulator's additions.
+pub const LANES: usize = 16;
+
+/// Adds the accumulators pairwise in a fixed order, so a reduction gives the same bits on every
+/// path.
+#[inline(always)]
+pub fn pairwise_sum<T: Copy + std::ops::AddAssign>(mut acc: [T; LANES]) -> T {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            let upper = acc[i + width];
+            acc[i] += upper;
+        }
+    }
+    acc[0]
+}
+
 /// 0 = not detected yet; otherwise a `SimdPath` discriminant.
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
 

@@ -1,19 +1,10 @@
 //! InfoNCE per anchor: value against an independent f64 formula, gradients against central
 //! finite differences of that formula, and the edge cases of the definition.
 
-use ruvector_kernels::loss::{info_nce_per_anchor, InfoNceGrads, PerAnchorDims};
+mod common;
 
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use common::data;
+use ruvector_kernels::loss::{info_nce_per_anchor, InfoNceGrads, PerAnchorDims};
 
 /// The definition, in f64, written independently of the kernel.
 fn reference(a: &[f64], p: &[f64], negs: &[Vec<f64>], t: f64) -> f64 {

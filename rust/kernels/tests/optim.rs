@@ -1,22 +1,12 @@
 //! Kernel-level checks: f64 references, identical bits on every SIMD path, error branches.
 
+mod common;
+
+use common::data;
 use ruvector_kernels::norm::{clip_grad_norm, global_norm};
 use ruvector_kernels::optim::{adam_step, sgd_step, AdamHyper, AdamSlot, SgdHyper, SgdSlot};
 use ruvector_kernels::simd::{self, SimdPath};
 use ruvector_kernels::KernelError;
-
-/// A small deterministic generator (xorshift) so the tests need no extra crate.
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn adamw(step: u64) -> AdamHyper {
     AdamHyper {
