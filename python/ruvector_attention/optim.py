@@ -13,7 +13,6 @@ clean.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Optional
 
@@ -254,12 +253,13 @@ class SGD(_Optimizer):
         super().__init__(dim, lr)
         self._momentum = check.non_negative("momentum", momentum)
         self._weight_decay = check.non_negative("weight_decay", weight_decay)
-        self._nesterov = bool(nesterov)
-        self._check_nesterov()
+        self._nesterov = self._check_nesterov(nesterov, self._momentum)
 
-    def _check_nesterov(self) -> None:
-        if self._nesterov and self._momentum <= 0.0:
+    @staticmethod
+    def _check_nesterov(nesterov: bool, momentum: float) -> bool:
+        if nesterov and momentum <= 0.0:
             raise ValueError("nesterov=True requires momentum > 0")
+        return bool(nesterov)
 
     @property
     def momentum(self) -> float:
@@ -276,8 +276,7 @@ class SGD(_Optimizer):
     def with_momentum(self, momentum: float) -> SGD:
         """Set the momentum factor; returns the optimizer (crate-style builder)."""
         value = check.non_negative("momentum", momentum)
-        if self._nesterov and value <= 0.0:
-            raise ValueError("nesterov=True requires momentum > 0")
+        self._check_nesterov(self._nesterov, value)
         self._momentum = value
         return self
 
@@ -288,9 +287,7 @@ class SGD(_Optimizer):
 
     def with_nesterov(self, nesterov: bool) -> SGD:
         """Enable or disable Nesterov momentum; returns the optimizer."""
-        if nesterov and self._momentum <= 0.0:
-            raise ValueError("nesterov=True requires momentum > 0")
-        self._nesterov = bool(nesterov)
+        self._nesterov = self._check_nesterov(nesterov, self._momentum)
         return self
 
     def _active_state_keys(self) -> tuple[str, ...]:
@@ -522,4 +519,4 @@ def clip_grad_norm(grads: ArrayList, max_norm: float, *, error_if_nonfinite: boo
     check_inplace_list(grads_list, "grads")
     limit = check.non_negative("max_norm", max_norm)
     norm = _native.clip_grad_norm(grads_list, limit, error_if_nonfinite=bool(error_if_nonfinite))
-    return float(norm) if not math.isnan(norm) else math.nan
+    return float(norm)
