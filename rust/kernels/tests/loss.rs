@@ -90,8 +90,14 @@ fn value_and_gradients_match_f64_definition() {
             );
             // Central differences of the f64 definition, against the kernel's gradient.
             let h = 1e-6;
-            let fd_check = |analytic: f32, plus: f64, minus: f64, what: &str| {
-                let fd = 0.5 * (plus - minus) / (2.0 * h);
+            // d loss / d x[j] of the reference, scaled like the kernel's gradient (scale 0.5).
+            let fd = |x: &[f64], j: usize, eval: &dyn Fn(&[f64]) -> f64| {
+                let (mut plus, mut minus) = (x.to_vec(), x.to_vec());
+                plus[j] += h;
+                minus[j] -= h;
+                0.5 * (eval(&plus) - eval(&minus)) / (2.0 * h)
+            };
+            let fd_check = |analytic: f32, fd: f64, what: &str| {
                 // f32 round-off of the kernel, relative to the gradient's size (up to 1/t).
                 let tol = 1e-4 * (1.0 + fd.abs());
                 assert!(
@@ -100,38 +106,18 @@ fn value_and_gradients_match_f64_definition() {
                 );
             };
             for j in 0..dims.dim {
-                let mut ap = a.clone();
-                let mut am = a.clone();
-                ap[j] += h;
-                am[j] -= h;
-                fd_check(
-                    ga[i * dims.dim + j],
-                    reference(&ap, &p, &negs, t),
-                    reference(&am, &p, &negs, t),
-                    "anchor",
-                );
-                let mut pp = p.clone();
-                let mut pm = p.clone();
-                pp[j] += h;
-                pm[j] -= h;
-                fd_check(
-                    gp[i * dims.dim + j],
-                    reference(&a, &pp, &negs, t),
-                    reference(&a, &pm, &negs, t),
-                    "positive",
-                );
+                let anchor_fd = fd(&a, j, &|x| reference(x, &p, &negs, t));
+                fd_check(ga[i * dims.dim + j], anchor_fd, "anchor");
+                let positive_fd = fd(&p, j, &|x| reference(&a, x, &negs, t));
+                fd_check(gp[i * dims.dim + j], positive_fd, "positive");
                 for k in 0..dims.negatives {
-                    let mut np = negs.clone();
-                    let mut nm = negs.clone();
-                    np[k][j] += h;
-                    nm[k][j] -= h;
+                    let negative_fd = fd(&negs[k], j, &|x| {
+                        let mut moved = negs.clone();
+                        moved[k] = x.to_vec();
+                        reference(&a, &p, &moved, t)
+                    });
                     let idx = (i * dims.negatives + k) * dims.dim + j;
-                    fd_check(
-                        gn[idx],
-                        reference(&a, &p, &np, t),
-                        reference(&a, &p, &nm, t),
-                        "negative",
-                    );
+                    fd_check(gn[idx], negative_fd, "negative");
                 }
             }
         }

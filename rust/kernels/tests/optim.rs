@@ -8,6 +8,25 @@ use ruvector_kernels::optim::{adam_step, sgd_step, AdamHyper, AdamSlot, SgdHyper
 use ruvector_kernels::simd::{self, SimdPath};
 use ruvector_kernels::KernelError;
 
+/// One Adam step on a single parameter array.
+fn adam_once(
+    param: &mut [f32],
+    grad: &[f32],
+    exp_avg: &mut [f32],
+    exp_avg_sq: &mut [f32],
+    hyper: &AdamHyper,
+) -> Result<(), KernelError> {
+    adam_step(
+        vec![AdamSlot {
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+        }],
+        hyper,
+    )
+}
+
 fn adamw(step: u64) -> AdamHyper {
     AdamHyper {
         lr: 0.01,
@@ -26,16 +45,7 @@ fn adamw_matches_f64_reference() {
     let (mut p, g) = (data(n, 1), data(n, 2));
     let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
     let p0 = p.clone();
-    adam_step(
-        vec![AdamSlot {
-            param: &mut p,
-            grad: &g,
-            exp_avg: &mut m,
-            exp_avg_sq: &mut v,
-        }],
-        &adamw(1),
-    )
-    .unwrap();
+    adam_once(&mut p, &g, &mut m, &mut v, &adamw(1)).unwrap();
     for i in 0..n {
         let (p0, g) = (f64::from(p0[i]), f64::from(g[i]));
         let decayed = p0 * (1.0 - 0.01 * 0.1);
@@ -89,16 +99,7 @@ fn every_simd_path_gives_identical_bits() {
         simd::force(path).unwrap();
         let (mut p, mut m, mut v) = (data(n, 6), vec![0.0; n], vec![0.0; n]);
         for t in 1..4 {
-            adam_step(
-                vec![AdamSlot {
-                    param: &mut p,
-                    grad: &g,
-                    exp_avg: &mut m,
-                    exp_avg_sq: &mut v,
-                }],
-                &adamw(t),
-            )
-            .unwrap();
+            adam_once(&mut p, &g, &mut m, &mut v, &adamw(t)).unwrap();
         }
         let norm = global_norm(&[&p]);
         results.push((p, norm));
@@ -114,16 +115,7 @@ fn every_simd_path_gives_identical_bits() {
 fn errors_are_reported_before_any_write() {
     let (mut p, g) = (vec![1.0f32; 4], vec![1.0f32; 3]);
     let (mut m, mut v) = (vec![0.0; 4], vec![0.0; 4]);
-    let err = adam_step(
-        vec![AdamSlot {
-            param: &mut p,
-            grad: &g,
-            exp_avg: &mut m,
-            exp_avg_sq: &mut v,
-        }],
-        &adamw(1),
-    )
-    .unwrap_err();
+    let err = adam_once(&mut p, &g, &mut m, &mut v, &adamw(1)).unwrap_err();
     assert!(matches!(err, KernelError::Shape(_)));
     assert_eq!(p, vec![1.0; 4]);
 
@@ -132,16 +124,7 @@ fn errors_are_reported_before_any_write() {
         ..adamw(1)
     };
     let g4 = vec![1.0f32; 4];
-    let err = adam_step(
-        vec![AdamSlot {
-            param: &mut p,
-            grad: &g4,
-            exp_avg: &mut m,
-            exp_avg_sq: &mut v,
-        }],
-        &bad,
-    )
-    .unwrap_err();
+    let err = adam_once(&mut p, &g4, &mut m, &mut v, &bad).unwrap_err();
     assert_eq!(err, KernelError::invalid("beta1 must be in [0, 1), got 1"));
     let no_step = AdamHyper {
         step: 0,
