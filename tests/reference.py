@@ -76,3 +76,77 @@ def assert_f32_close(actual, expected, *, scale=0.0, ulps=8):
             f"{i}: actual {actual.ravel()[i]!r}, expected {expected.ravel()[i]!r}, "
             f"tolerance {tol.ravel()[i]!r}"
         )
+
+
+# -- losses ---------------------------------------------------------------------------------------
+# Definitions from api.md "Losses", written directly in float64; they share no code with the
+# package. Gradients are checked against central finite differences of these functions.
+
+
+def _unit(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+def _logsumexp(z, axis=-1):
+    m = np.max(z, axis=axis, keepdims=True)
+    return (m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))).squeeze(axis)
+
+
+def info_nce(anchors, positives, negatives, temperature):
+    """Per-row InfoNCE losses (B,) in float64. ``negatives``: (B, N, D), (N, D) or None."""
+    t = max(temperature, 0.01)
+    a, p = _unit(anchors), _unit(positives)
+    if negatives is None:
+        logits = a @ p.T / t
+        return _logsumexp(logits) - np.diag(logits)
+    n = _unit(negatives)
+    neg = np.einsum("bd,bnd->bn", a, n) if n.ndim == 3 else a @ n.T
+    pos = np.sum(a * p, axis=1)
+    logits = np.concatenate([pos[:, None], neg], axis=1) / t
+    return _logsumexp(logits) - logits[:, 0]
+
+
+def local_contrastive_terms(anchors, positives, negatives, margin):
+    """Every term (B, N) of the margin loss in float64. ``negatives``: (B, N, D) or (N, D)."""
+    a = np.asarray(anchors, dtype=np.float64)
+    p = np.asarray(positives, dtype=np.float64)
+    n = np.asarray(negatives, dtype=np.float64)
+    d_pos = np.linalg.norm(a - p, axis=1)
+    if n.ndim == 3:
+        d_neg = np.linalg.norm(a[:, None, :] - n, axis=2)
+    else:
+        d_neg = np.linalg.norm(a[:, None, :] - n[None, :, :], axis=2)
+    return np.maximum(0.0, d_pos[:, None] - d_neg + margin)
+
+
+def laplacian_dense(x, w):
+    """``tr(X^T L X)`` with ``L = diag(W 1) - W``, in float64, and ``2 L X``."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    lap = np.diag(w.sum(axis=1)) - w
+    lx = lap @ x
+    return float(np.sum(x * lx)), 2.0 * lx
+
+
+def variance_penalty(x, weight):
+    """The crate's ``compute_batch``: weight * variance over dimensions of column variances."""
+    x = np.asarray(x, dtype=np.float64)
+    var = x.var(axis=0)
+    return weight * float(np.mean((var - var.mean()) ** 2))
+
+
+def numeric_grad(f, x, h=1e-6):
+    """Central finite differences of the float64 scalar function ``f`` at ``x``."""
+    x = np.array(x, dtype=np.float64)
+    g = np.zeros_like(x)
+    flat, gflat = x.ravel(), g.ravel()
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        up = f(x)
+        flat[i] = old - h
+        down = f(x)
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * h)
+    return g

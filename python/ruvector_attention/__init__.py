@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._loss_common import Gradients, Reduction
 from .errors import RuvectorError, ShapeError
+from .info_nce import InfoNCELoss
+from .local_contrastive import LocalContrastiveLoss
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .runtime import get_num_threads, set_num_threads, simd_path
 from .schedule import LearningRateScheduler
+from .spectral import SpectralRegularization
 
 try:
     __version__: str = version("ruvector-attention")
@@ -22,9 +26,14 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "Gradients",
+    "InfoNCELoss",
     "LearningRateScheduler",
+    "LocalContrastiveLoss",
+    "Reduction",
     "RuvectorError",
     "ShapeError",
+    "SpectralRegularization",
     "__version__",
     "clip_grad_norm",
     "get_num_threads",

@@ -1,19 +1,32 @@
 # Stub of the compiled extension (rust/python). Checked against the built module by
 # `python -m mypy.stubtest ruvector_attention._native` in .ci/run.
+from typing import Optional
+
 import numpy as np
 import numpy.typing as npt
+
+_F32 = npt.NDArray[np.float32]
+_I64 = npt.NDArray[np.int64]
+_LossResult = tuple[npt.NDArray[np.float64], Optional[tuple[_F32, _F32, Optional[_F32]]]]
 
 __all__ = [
     "__version__",
     "adam_step",
     "best_simd_path",
     "clip_grad_norm",
+    "csr_from_dense",
+    "csr_from_edges",
     "force_simd_path",
     "get_num_threads",
+    "info_nce_per_anchor",
+    "info_nce_pooled",
+    "laplacian",
+    "local_contrastive",
     "set_num_threads",
     "sgd_step",
     "simd_path",
     "stream_probe",
+    "variance_penalty",
 ]
 
 __version__: str
@@ -56,3 +69,41 @@ def get_num_threads() -> int: ...
 def simd_path() -> str: ...
 def best_simd_path() -> str: ...
 def force_simd_path(name: str) -> None: ...
+def info_nce_per_anchor(
+    anchors: _F32,
+    positives: _F32,
+    negatives: _F32,
+    *,
+    temperature: float,
+    grad_scale: Optional[float] = None,
+) -> _LossResult: ...
+def info_nce_pooled(
+    anchors: _F32,
+    positives: _F32,
+    negatives: Optional[_F32],
+    *,
+    temperature: float,
+    grad_scale: Optional[float] = None,
+) -> _LossResult: ...
+def local_contrastive(
+    anchors: _F32,
+    positives: _F32,
+    negatives: _F32,
+    *,
+    margin: float,
+    grad_scale: Optional[float] = None,
+) -> _LossResult: ...
+def csr_from_edges(edges: _I64, weights: Optional[_F32], n: int) -> tuple[_I64, _I64, _F32]: ...
+def csr_from_dense(graph: _F32) -> tuple[_I64, _I64, _F32]: ...
+def laplacian(
+    x: _F32,
+    indptr: _I64,
+    indices: _I64,
+    weights: _F32,
+    *,
+    weight: float,
+    with_grad: bool,
+) -> tuple[float, Optional[_F32]]: ...
+def variance_penalty(
+    embeddings: _F32, *, weight: float, with_grad: bool
+) -> tuple[float, Optional[_F32]]: ...

@@ -5,10 +5,13 @@
 //! releases the GIL and calls into this crate.
 
 pub mod error;
+pub mod fastexp;
+pub mod gemm;
 pub mod loss;
 pub mod norm;
 pub mod optim;
 pub mod parallel;
 pub mod simd;
+pub mod vecops;
 
 pub use error::KernelError;

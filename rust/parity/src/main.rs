@@ -4,6 +4,7 @@
 //! result per case in the same order. Each case names a `kind`; the modules below run the crate's
 //! own types on it. Nothing here re-implements a formula: the point is the crate's own numbers.
 
+mod loss;
 mod optim;
 
 use std::io::{self, Read, Write};
@@ -17,6 +18,9 @@ enum Case {
     Adam(optim::AdamCase),
     Adamw(optim::AdamCase),
     LrScheduler(optim::SchedulerCase),
+    InfoNce(loss::InfoNceCase),
+    LocalContrastive(loss::LocalContrastiveCase),
+    Spectral(loss::SpectralCase),
 }
 
 #[derive(Deserialize)]
@@ -41,6 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Case::Adam(c) => optim::run_adam(c, false),
             Case::Adamw(c) => optim::run_adam(c, true),
             Case::LrScheduler(c) => optim::run_scheduler(c),
+            Case::InfoNce(c) => loss::run_info_nce(c),
+            Case::LocalContrastive(c) => loss::run_local_contrastive(c),
+            Case::Spectral(c) => loss::run_spectral(c),
         })
         .collect();
     let out = serde_json::to_string(&Output { results })?;

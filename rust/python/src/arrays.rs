@@ -5,8 +5,9 @@
 //! clear `ValueError` before anything is written. Read-only arrays arrive already converted by the
 //! Python dtype policy (`ruvector_attention/_arrays.py`); they are checked again here.
 
+use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{
-    BorrowError, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
+    BorrowError, PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
@@ -105,4 +106,46 @@ pub fn slice_mut<'a>(arr: &'a mut PyReadwriteArrayDyn<'_, f32>) -> PyResult<&'a 
 pub fn slice<'a>(arr: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<&'a [f32]> {
     arr.as_slice()
         .map_err(|_| value_error("array must be C-contiguous"))
+}
+
+/// An output array built in Rust while the GIL is released, then handed to NumPy without a copy.
+pub struct Buffer {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Buffer {
+    pub fn zeros(shape: &[usize]) -> Self {
+        Self {
+            shape: shape.to_vec(),
+            data: vec![0.0; shape.iter().product()],
+        }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    pub fn into_py(self, py: Python<'_>) -> Bound<'_, PyArrayDyn<f32>> {
+        to_numpy(py, self.data, &self.shape)
+    }
+
+    /// A float64 result (per-row losses) as a NumPy array.
+    pub fn from_f64<'py>(
+        py: Python<'py>,
+        data: Vec<f64>,
+        shape: &[usize],
+    ) -> Bound<'py, PyArrayDyn<f64>> {
+        to_numpy(py, data, shape)
+    }
+}
+
+fn to_numpy<'py, T: numpy::Element>(
+    py: Python<'py>,
+    data: Vec<T>,
+    shape: &[usize],
+) -> Bound<'py, PyArrayDyn<T>> {
+    // The shape's product is the data's length by construction.
+    let array = ArrayD::from_shape_vec(IxDyn(shape), data).expect("buffer length matches shape");
+    PyArray::from_owned_array(py, array)
 }

@@ -5,8 +5,10 @@
 
 mod arrays;
 mod errors;
+mod loss;
 mod optim;
 mod runtime;
+mod spectral;
 
 use pyo3::prelude::*;
 
@@ -17,6 +19,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(optim::adam_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::clip_grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(optim::stream_probe, m)?)?;
+    m.add_function(wrap_pyfunction!(loss::info_nce_per_anchor, m)?)?;
+    m.add_function(wrap_pyfunction!(loss::info_nce_pooled, m)?)?;
+    m.add_function(wrap_pyfunction!(loss::local_contrastive, m)?)?;
+    m.add_function(wrap_pyfunction!(spectral::csr_from_edges, m)?)?;
+    m.add_function(wrap_pyfunction!(spectral::csr_from_dense, m)?)?;
+    m.add_function(wrap_pyfunction!(spectral::laplacian, m)?)?;
+    m.add_function(wrap_pyfunction!(spectral::variance_penalty, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::simd_path, m)?)?;

@@ -7,54 +7,10 @@
 //! row is then in L2), once to write the gradients. Rows are independent, so they run in parallel
 //! and the result does not depend on the thread count.
 
-use crate::dispatch_simd;
+use super::{check_len, effective_temperature};
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::map_tasks;
-use crate::simd::{pairwise_sum, LANES};
-
-/// Norms below this are clamped (the crate's epsilon); the clamped norm is a constant, so its
-/// derivative is zero there.
-pub const NORM_EPS: f32 = 1e-8;
-
-/// Dot product with sixteen independent accumulators: vectorisable without reordering any one
-/// accumulator's additions, so every SIMD path gives the same bits.
-#[inline(always)]
-fn dot_generic(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let mut xs = x.chunks_exact(LANES);
-    let mut ys = y.chunks_exact(LANES);
-    for (xb, yb) in (&mut xs).zip(&mut ys) {
-        for ((a, &u), &v) in acc.iter_mut().zip(xb).zip(yb) {
-            *a += u * v;
-        }
-    }
-    for ((a, &u), &v) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
-        *a += u * v;
-    }
-    pairwise_sum(acc)
-}
-
-dispatch_simd!(pub fn dot(x: &[f32], y: &[f32]) -> f32 => dot_generic);
-
-/// `out += c * x`.
-#[inline(always)]
-fn axpy_generic(out: &mut [f32], c: f32, x: &[f32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o += c * v;
-    }
-}
-
-dispatch_simd!(fn axpy(out: &mut [f32], c: f32, x: &[f32]) => axpy_generic);
-
-/// `out = c1 * x + c2 * y`.
-#[inline(always)]
-fn combine_generic(out: &mut [f32], c1: f32, x: &[f32], c2: f32, y: &[f32]) {
-    for ((o, &u), &v) in out.iter_mut().zip(x).zip(y) {
-        *o = c1 * u + c2 * v;
-    }
-}
-
-dispatch_simd!(fn combine(out: &mut [f32], c1: f32, x: &[f32], c2: f32, y: &[f32]) => combine_generic);
+use crate::vecops::{axpy, clamped_norm, dot, write_cosine_grad, NORM_EPS};
 
 /// Sizes of a per-anchor batch: `batch` anchors, `negatives` per anchor, vectors of `dim`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,26 +26,6 @@ pub struct InfoNceGrads<'a> {
     pub positives: &'a mut [f32],
     pub negatives: &'a mut [f32],
     pub scale: f32,
-}
-
-fn check_len(name: &str, got: usize, expected: usize) -> KernelResult<()> {
-    if got != expected {
-        return Err(KernelError::shape(format!(
-            "{name} has {got} elements, expected {expected}"
-        )));
-    }
-    Ok(())
-}
-
-/// Clamps the temperature as the crate does (values below 0.01 become 0.01); rejects
-/// non-positive and non-finite values.
-pub fn effective_temperature(temperature: f64) -> KernelResult<f32> {
-    if !temperature.is_finite() || temperature <= 0.0 {
-        return Err(KernelError::invalid(format!(
-            "temperature must be a finite number > 0, got {temperature}"
-        )));
-    }
-    Ok(temperature.max(0.01) as f32)
 }
 
 /// Per-row InfoNCE losses (written to `losses`, length `batch`) and, if asked, gradients.
@@ -159,24 +95,12 @@ pub fn info_nce_per_anchor(
     Ok(())
 }
 
-/// Gradient of `s(x, y)` with respect to `x`, times `c`, written (`out = ...`):
-/// `c * (y / (nx * ny) - s * x / nx^2)`, the second term only where `|x|` was not clamped.
-#[inline]
-fn write_cosine_grad(out: &mut [f32], c: f32, x: &[f32], nx: f32, y: &[f32], ny: f32, s: f32) {
-    let second = if nx > NORM_EPS {
-        -c * s / (nx * nx)
-    } else {
-        0.0
-    };
-    combine(out, c / (nx * ny), y, second, x);
-}
-
 type RowGrads<'g> = (&'g mut [f32], &'g mut [f32], &'g mut [f32], f32);
 
 /// One anchor's loss (f64) and, optionally, its gradients.
 fn row(a: &[f32], p: &[f32], negs: &[f32], n: usize, t: f32, grads: Option<RowGrads<'_>>) -> f64 {
     let dim = a.len();
-    let norm = |x: &[f32]| dot(x, x).sqrt().max(NORM_EPS);
+    let norm = clamped_norm;
     let na = norm(a);
     let np = norm(p);
     let sp = dot(a, p) / (na * np);

@@ -1,0 +1,174 @@
+"""Spectral regularisation: graph-Laplacian smoothness, and the crate's variance penalty."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _native
+from . import _validate as check
+from ._arrays import FloatArray, as_float32
+from ._loss_common import one_sample
+from .errors import ShapeError
+
+__all__ = ["SpectralRegularization"]
+
+_CsrArrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]
+
+
+def _is_scipy_sparse(graph: object) -> bool:
+    # scipy is optional: if it was never imported, `graph` cannot be one of its matrices.
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and bool(sparse.issparse(graph))
+
+
+def _graph_weights(values: npt.NDArray[Any], name: str) -> FloatArray:
+    """Graph weights may be bool, int or float (an adjacency matrix is often 0/1 integers)."""
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def _csr_of(graph: object, n: int, weights: object) -> _CsrArrays:
+    """The symmetric CSR arrays of ``graph`` for a signal of ``n`` nodes."""
+    if _is_scipy_sparse(graph):
+        if weights is not None:
+            raise ValueError("weights= is only for edge lists; a sparse matrix holds its weights")
+        matrix: Any = graph
+        if matrix.shape != (n, n):
+            raise ShapeError(f"graph must be ({n}, {n}) for X with {n} rows, got {matrix.shape}")
+        csr = matrix.tocsr()
+        csr.sum_duplicates()
+        if (csr != csr.T).nnz != 0:
+            raise ValueError("graph must be symmetric (W == W.T); got a sparse matrix that is not")
+        return (
+            np.ascontiguousarray(csr.indptr, dtype=np.int64),
+            np.ascontiguousarray(csr.indices, dtype=np.int64),
+            _graph_weights(csr.data, "graph"),
+        )
+    try:
+        arr = np.asarray(graph)
+    except Exception as exc:
+        raise TypeError(f"graph must be an array or a scipy.sparse matrix: {exc}") from exc
+    if arr.ndim == 2 and arr.dtype.kind in "iu" and arr.shape[1] == 2:
+        # An integer (E, 2) array is always an edge list (dense weights must be float or bool).
+        edges = np.ascontiguousarray(arr, dtype=np.int64)
+        w = None
+        if weights is not None:
+            w = as_float32(weights, "weights")
+            if w.shape != (edges.shape[0],):
+                raise ShapeError(
+                    f"weights must be ({edges.shape[0]},), one per edge, got {w.shape}"
+                )
+        return _native.csr_from_edges(edges, w, n)
+    if weights is not None:
+        raise ValueError("weights= is only for edge lists; a dense matrix holds its weights")
+    if arr.ndim != 2 or arr.shape != (n, n):
+        raise ShapeError(
+            f"graph must be a dense ({n}, {n}) matrix, an integer (E, 2) edge list or a "
+            f"scipy.sparse matrix; got an array of shape {arr.shape} and dtype {arr.dtype}"
+        )
+    return _native.csr_from_dense(_graph_weights(arr, "graph"))
+
+
+def _signal(x: object) -> FloatArray:
+    arr = as_float32(x, "X")
+    if arr.ndim != 2 or arr.size == 0:
+        raise ShapeError(f"X must be a non-empty 2-D array (N, D), got shape {arr.shape}")
+    return arr
+
+
+class SpectralRegularization:
+    """Graph-Laplacian smoothness of a signal, and the crate's variance-uniformity penalty.
+
+    ``laplacian(X, graph)`` is ``weight * tr(X^T L X) = weight * sum over edges {i, j} of
+    w_ij |x_i - x_j|^2`` with ``L = Deg - W``; its gradient is ``2 * weight * L X``. ``graph`` is
+    a dense symmetric (N, N) matrix (float or bool), a ``scipy.sparse`` matrix, or an integer
+    (E, 2) edge list (each undirected edge once) with optional ``weights=(E,)``.
+
+    ``compute_batch(embeddings)`` is the crate's penalty: ``weight`` times the variance across
+    dimensions of the per-dimension variances; ``compute_batch_with_gradients`` gives its true
+    gradient (the crate returns zeros).
+
+    Args:
+        weight: finite, >= 0.
+
+    >>> import numpy as np
+    >>> reg = SpectralRegularization(weight=1.0)
+    >>> x = np.array([[0.0], [1.0], [3.0]], np.float32)
+    >>> reg.laplacian(x, np.array([[0, 1], [1, 2]]))  # 1^2 + 2^2
+    5.0
+    """
+
+    def __init__(self, weight: float = 0.01) -> None:
+        self._weight = check.non_negative("weight", weight)
+
+    @property
+    def weight(self) -> float:
+        return self._weight
+
+    def __repr__(self) -> str:
+        return f"SpectralRegularization(weight={self._weight!r})"
+
+    # -- graph Laplacian ------------------------------------------------------------------------
+
+    def laplacian(self, X: object, graph: object, *, weights: object = None) -> float:
+        """``weight * tr(X^T L X)`` for X (N, D) on ``graph``."""
+        x = _signal(X)
+        indptr, indices, w = _csr_of(graph, x.shape[0], weights)
+        value, _ = _native.laplacian(x, indptr, indices, w, weight=self._weight, with_grad=False)
+        return value
+
+    def laplacian_with_gradients(
+        self, X: object, graph: object, *, weights: object = None
+    ) -> tuple[float, FloatArray]:
+        """``(value, 2 * weight * L X)``."""
+        x = _signal(X)
+        indptr, indices, w = _csr_of(graph, x.shape[0], weights)
+        value, grad = _native.laplacian(x, indptr, indices, w, weight=self._weight, with_grad=True)
+        assert grad is not None
+        return value, grad
+
+    # -- the crate's variance penalty -----------------------------------------------------------
+
+    def compute_batch(self, embeddings: object) -> float:
+        """The crate's penalty of embeddings (N, D)."""
+        value, _ = _native.variance_penalty(
+            _embeddings(embeddings), weight=self._weight, with_grad=False
+        )
+        return value
+
+    def compute_batch_with_gradients(self, embeddings: object) -> tuple[float, FloatArray]:
+        """The penalty and its gradient with respect to every embedding (N, D)."""
+        value, grad = _native.variance_penalty(
+            _embeddings(embeddings), weight=self._weight, with_grad=True
+        )
+        assert grad is not None
+        return value, grad
+
+    def compute(self, anchor: object, positive: object, negatives: object) -> float:
+        """``compute_batch`` of the stack ``[anchor, positive, *negatives]``, as the crate does."""
+        return self.compute_batch(_stack(anchor, positive, negatives))
+
+    def compute_with_gradients(
+        self, anchor: object, positive: object, negatives: object
+    ) -> tuple[float, FloatArray]:
+        """``(compute(...), d / d anchor)``: the true gradient (the crate returns zeros)."""
+        value, grad = self.compute_batch_with_gradients(_stack(anchor, positive, negatives))
+        return value, grad[0]
+
+
+def _embeddings(x: object) -> FloatArray:
+    arr = as_float32(x, "embeddings")
+    if arr.ndim != 2 or arr.size == 0:
+        raise ShapeError(f"embeddings must be a non-empty 2-D array (N, D), got shape {arr.shape}")
+    return arr
+
+
+def _stack(anchor: object, positive: object, negatives: object) -> FloatArray:
+    a, p, n = one_sample(anchor, positive, negatives)
+    return np.concatenate([a, p, n[0]], axis=0)

@@ -1,0 +1,371 @@
+//! Single-threaded blocked matrix multiply, `C (+)= A B`, on strided float32 views.
+//!
+//! The GEMM-shaped losses (shared-pool and in-batch InfoNCE) and, later, the miner need three
+//! products on the same data: `A B^T`, `A B` and `A^T B`. Strided views make all three one routine
+//! (a transpose is a swap of strides), and the packing step absorbs the strides, so the micro-kernel
+//! only ever sees contiguous panels.
+//!
+//! Blocking follows Goto's scheme: a `KC x NC` panel of B is packed once per block (it stays in the
+//! L2/L3 cache), an `MC x KC` block of A is packed per row block (L2), and the micro-kernel keeps an
+//! `MR x NR` tile of C in registers while streaming `KC` steps. Micro-kernels are written with
+//! `std::arch` intrinsics for AVX-512 (8 x 32 tile) and AVX2+FMA (6 x 16), chosen at run time;
+//! other CPUs get a portable 4 x 8 loop. Fused multiply-add rounds once, so results differ from
+//! the portable path in the last bits (the losses' tests allow float32 round-off, not bit
+//! identity, for GEMM-based forms). Callers parallelise over their own row blocks.
+
+use crate::simd::{active, SimdPath};
+
+/// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major `rows x cols` matrix.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// Rows `start..start + len` (no copy).
+    pub fn rows_range(self, start: usize, len: usize) -> Self {
+        debug_assert!(start + len <= self.rows);
+        let offset = start * self.row_stride;
+        Self {
+            data: if len == 0 { &[] } else { &self.data[offset..] },
+            rows: len,
+            ..self
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// Rows of A / columns of B per packed block, and depth per pass.
+const MC: usize = 128;
+const KC: usize = 256;
+const NC: usize = 2048;
+
+/// `c[m x n, row stride ldc] = A B` (or `+=` when `accumulate`). A is `m x k`, B is `k x n`.
+///
+/// Panics if the views' shapes disagree or do not fit their data: callers check their inputs, so
+/// a panic here is a bug, and the Python layer turns it into an exception.
+pub fn gemm(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
+    assert!(a.fits() && b.fits(), "gemm: view exceeds its data");
+    assert!(
+        m == 0 || n == 0 || (m - 1) * ldc + n <= c.len(),
+        "gemm: C too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    match active() {
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx512 => blocked::<Avx512>(c, ldc, a, b, accumulate),
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx2 => blocked::<Avx2>(c, ldc, a, b, accumulate),
+        _ => blocked::<Portable>(c, ldc, a, b, accumulate),
+    }
+}
+
+/// A register-tile kernel: `c[MR x NR] (+)= sum over kc of a_panel[p] (column) x b_panel[p] (row)`.
+trait MicroKernel {
+    const MR: usize;
+    const NR: usize;
+    /// # Safety
+    /// `a` holds `kc * MR` and `b` holds `kc * NR` floats; `c` addresses an `MR x NR` tile with
+    /// row stride `ldc`; the CPU supports the kernel's instruction set.
+    unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool);
+}
+
+fn blocked<K: MicroKernel>(
+    c: &mut [f32],
+    ldc: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    accumulate: bool,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mut a_pack = vec![0.0f32; MC.min(m).next_multiple_of(K::MR) * KC.min(k)];
+    let mut b_pack = vec![0.0f32; NC.min(n).next_multiple_of(K::NR) * KC.min(k)];
+    let mut edge = vec![0.0f32; K::MR * K::NR];
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let acc = accumulate || pc > 0;
+            pack_b::<K>(&mut b_pack, b, pc, kc, jc, nc);
+            for ic in (0..m).step_by(MC) {
+                let mc = MC.min(m - ic);
+                pack_a::<K>(&mut a_pack, a, ic, mc, pc, kc);
+                for jr in (0..nc).step_by(K::NR) {
+                    let nr = K::NR.min(nc - jr);
+                    let bp = &b_pack[jr * kc..(jr + K::NR) * kc];
+                    for ir in (0..mc).step_by(K::MR) {
+                        let mr = K::MR.min(mc - ir);
+                        let ap = &a_pack[ir * kc..(ir + K::MR) * kc];
+                        let c0 = (ic + ir) * ldc + jc + jr;
+                        if mr == K::MR && nr == K::NR {
+                            // SAFETY: the packed panels have kc * MR / kc * NR floats; the tile's
+                            // last element (c0 + (MR-1) * ldc + NR - 1) is inside C (checked
+                            // by the assert at entry); `blocked::<K>` only runs on CPUs with K's
+                            // features (dispatch in `gemm`).
+                            unsafe {
+                                K::run(kc, ap.as_ptr(), bp.as_ptr(), c[c0..].as_mut_ptr(), ldc, acc)
+                            };
+                        } else {
+                            // Edge tile: compute into a full scratch tile, copy the valid part.
+                            for (r, row) in edge.chunks_exact_mut(K::NR).enumerate().take(mr) {
+                                if acc {
+                                    row[..nr].copy_from_slice(&c[c0 + r * ldc..c0 + r * ldc + nr]);
+                                }
+                            }
+                            // SAFETY: as above; the scratch tile is exactly MR x NR.
+                            unsafe {
+                                K::run(kc, ap.as_ptr(), bp.as_ptr(), edge.as_mut_ptr(), K::NR, acc)
+                            };
+                            for (r, row) in edge.chunks_exact(K::NR).enumerate().take(mr) {
+                                c[c0 + r * ldc..c0 + r * ldc + nr].copy_from_slice(&row[..nr]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs rows `ic..ic+mc`, depth `pc..pc+kc` of A into MR-row strips, depth-major, zero-padded.
+fn pack_a<K: MicroKernel>(
+    out: &mut [f32],
+    a: MatRef<'_>,
+    ic: usize,
+    mc: usize,
+    pc: usize,
+    kc: usize,
+) {
+    pack(out, K::MR, a, ic, mc, pc, kc);
+}
+
+/// Packs depth `pc..pc+kc`, columns `jc..jc+nc` of B into NR-column strips, depth-major.
+fn pack_b<K: MicroKernel>(
+    out: &mut [f32],
+    b: MatRef<'_>,
+    pc: usize,
+    kc: usize,
+    jc: usize,
+    nc: usize,
+) {
+    pack(out, K::NR, b.t(), jc, nc, pc, kc);
+}
+
+/// Packs `x[o0..o0+count, d0..d0+depth]` into strips of `width` rows: strip s holds, for each
+/// depth step, the `width` values of its rows (zero past `count`). The two loops are arranged so
+/// that the source is read along whichever axis is contiguous.
+fn pack(
+    out: &mut [f32],
+    width: usize,
+    x: MatRef<'_>,
+    o0: usize,
+    count: usize,
+    d0: usize,
+    depth: usize,
+) {
+    for (strip, dst) in out.chunks_exact_mut(width * depth).enumerate() {
+        let first = strip * width;
+        if first >= count {
+            break;
+        }
+        let rows = width.min(count - first);
+        if rows < width {
+            dst.fill(0.0);
+        }
+        if x.col_stride == 1 {
+            // Rows are contiguous: read each row once, scatter it with stride `width`.
+            for r in 0..rows {
+                let start = (o0 + first + r) * x.row_stride + d0;
+                let src = &x.data[start..start + depth];
+                for (step, &v) in dst.chunks_exact_mut(width).zip(src) {
+                    step[r] = v;
+                }
+            }
+        } else if x.row_stride == 1 {
+            // Columns are contiguous: each depth step's values are adjacent in the source.
+            for (p, step) in dst.chunks_exact_mut(width).enumerate() {
+                let start = (d0 + p) * x.col_stride + o0 + first;
+                step[..rows].copy_from_slice(&x.data[start..start + rows]);
+            }
+        } else {
+            for (p, step) in dst.chunks_exact_mut(width).enumerate() {
+                for (r, v) in step.iter_mut().enumerate().take(rows) {
+                    *v = x.at(o0 + first + r, d0 + p);
+                }
+            }
+        }
+    }
+}
+
+/// Plain loops for CPUs without AVX2.
+struct Portable;
+
+impl MicroKernel for Portable {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool) {
+        let mut t = [[0.0f32; 8]; 4];
+        for p in 0..kc {
+            for (r, row) in t.iter_mut().enumerate() {
+                // SAFETY: p < kc, r < MR, q < NR: inside the packed panels (contract above).
+                let av = unsafe { *a.add(p * 4 + r) };
+                for (q, v) in row.iter_mut().enumerate() {
+                    *v += av * unsafe { *b.add(p * 8 + q) };
+                }
+            }
+        }
+        for (r, row) in t.iter().enumerate() {
+            for (q, &v) in row.iter().enumerate() {
+                // SAFETY: r < MR, q < NR: inside the C tile (contract above).
+                let dst = unsafe { &mut *c.add(r * ldc + q) };
+                *dst = if acc { *dst + v } else { v };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl MicroKernel for Avx512 {
+    const MR: usize = 8;
+    const NR: usize = 32;
+    unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool) {
+        // SAFETY: forwarded contract; the dispatcher checked AVX-512F.
+        unsafe { avx512_tile(kc, a, b, c, ldc, acc) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool) {
+    use std::arch::x86_64::*;
+    // Sixteen accumulators (8 rows x 2 vectors) hide the FMA latency on two FMA pipes.
+    let mut t = [[_mm512_setzero_ps(); 2]; 8];
+    for p in 0..kc {
+        // SAFETY: p < kc; panels hold kc * 8 and kc * 32 floats.
+        let (b0, b1) = unsafe {
+            (
+                _mm512_loadu_ps(b.add(p * 32)),
+                _mm512_loadu_ps(b.add(p * 32 + 16)),
+            )
+        };
+        for (r, row) in t.iter_mut().enumerate() {
+            let av = _mm512_set1_ps(unsafe { *a.add(p * 8 + r) });
+            row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+        }
+    }
+    for (r, row) in t.iter().enumerate() {
+        for (h, &v) in row.iter().enumerate() {
+            // SAFETY: the C tile is 8 x 32 with row stride ldc.
+            unsafe {
+                let dst = c.add(r * ldc + h * 16);
+                let v = if acc {
+                    _mm512_add_ps(_mm512_loadu_ps(dst), v)
+                } else {
+                    v
+                };
+                _mm512_storeu_ps(dst, v);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl MicroKernel for Avx2 {
+    const MR: usize = 6;
+    const NR: usize = 16;
+    unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool) {
+        // SAFETY: forwarded contract; the dispatcher checked AVX2 and FMA.
+        unsafe { avx2_tile(kc, a, b, c, ldc, acc) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool) {
+    use std::arch::x86_64::*;
+    let mut t = [[_mm256_setzero_ps(); 2]; 6];
+    for p in 0..kc {
+        // SAFETY: p < kc; panels hold kc * 6 and kc * 16 floats.
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_ps(b.add(p * 16)),
+                _mm256_loadu_ps(b.add(p * 16 + 8)),
+            )
+        };
+        for (r, row) in t.iter_mut().enumerate() {
+            let av = _mm256_set1_ps(unsafe { *a.add(p * 6 + r) });
+            row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+            row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+        }
+    }
+    for (r, row) in t.iter().enumerate() {
+        for (h, &v) in row.iter().enumerate() {
+            // SAFETY: the C tile is 6 x 16 with row stride ldc.
+            unsafe {
+                let dst = c.add(r * ldc + h * 8);
+                let v = if acc {
+                    _mm256_add_ps(_mm256_loadu_ps(dst), v)
+                } else {
+                    v
+                };
+                _mm256_storeu_ps(dst, v);
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! InfoNCE against a pool shared by every anchor, or in-batch: value and exact gradients.
+//!
+//! Shared pool (`pool = Some(N x D)`): `loss_i = logsumexp([s(a_i, p_i), s(a_i, n_1..n_N)] / t)
+//! - s(a_i, p_i) / t`. In-batch (`pool = None`): the pool is the positives themselves and
+//! `loss_i = logsumexp_j(s(a_i, p_j) / t) - s(a_i, p_i) / t` (CLIP / MultipleNegativesRanking).
+//!
+//! The similarities form a B x N matrix; it is never built. Rows are normalised once, then blocks
+//! of `ROW_BLOCK` anchors go through:
+//! 1. similarity panels `A_blk P^T` (blocked GEMM), one column block at a time, with a running
+//!    max and sum per row (online log-sum-exp);
+//! 2. for gradients, the coefficients `C = (softmax - target) * scale / t` of each panel, then
+//!    `dA_blk += C P_blk` and `dP_blk += C^T A_blk` (two more GEMMs).
+//!
+//! When a row block's whole panel fits in `PANEL_FLOATS` it is kept between the two steps (three
+//! GEMMs in all); otherwise step 2 recomputes it (four). The pool gradient is a sum over every
+//! anchor; to stay deterministic it is accumulated in a number of chunks that depends on the sizes
+//! only (never on the thread count) and the chunks are added in order. Finally the gradients are
+//! carried through the normalisation.
+
+use super::{check_len, effective_temperature};
+use crate::dispatch_simd;
+use crate::error::{KernelError, KernelResult};
+use crate::fastexp::exp_f32;
+use crate::gemm::{gemm, MatRef};
+use crate::parallel::{for_each_task, map_tasks};
+use crate::simd::{pairwise_sum, LANES};
+use crate::vecops::{axpy, backprop_normalisation, clamped_norm, dot, scale_into};
+
+/// Anchors per block: enough rows to amortise packing the pool in the GEMMs.
+const ROW_BLOCK: usize = 128;
+/// Largest similarity panel (floats) kept per task: 8 MB, so a pool of up to 16384 rows costs
+/// three GEMMs, not four.
+const PANEL_FLOATS: usize = 1 << 21;
+/// Column block when the panel does not fit.
+const STREAM_COLUMNS: usize = 8192;
+/// Bytes of per-chunk pool-gradient accumulators allowed beyond the output itself.
+const CHUNK_BYTES: usize = 64 << 20;
+
+/// Sizes and inputs. `pool` is `pool_size x dim`; `None` means in-batch (pool = positives).
+pub struct PooledInputs<'a> {
+    pub anchors: &'a [f32],
+    pub positives: &'a [f32],
+    pub pool: Option<&'a [f32]>,
+    pub batch: usize,
+    pub pool_size: usize,
+    pub dim: usize,
+}
+
+/// Gradient outputs, laid out like the inputs and multiplied by `scale` (1/B for a mean).
+/// `pool` must be `Some` exactly when the inputs have a pool.
+pub struct PooledGrads<'a> {
+    pub anchors: &'a mut [f32],
+    pub positives: &'a mut [f32],
+    pub pool: Option<&'a mut [f32]>,
+    pub scale: f32,
+}
+
+/// Per-row losses (written to `losses`, length `batch`) and, if asked, gradients.
+pub fn info_nce_pooled(
+    inputs: &PooledInputs<'_>,
+    temperature: f64,
+    losses: &mut [f64],
+    grads: Option<PooledGrads<'_>>,
+) -> KernelResult<()> {
+    let t = effective_temperature(temperature)?;
+    let (b, d) = (inputs.batch, inputs.dim);
+    let n = if inputs.pool.is_some() {
+        inputs.pool_size
+    } else {
+        b
+    };
+    if d == 0 || b == 0 || n == 0 {
+        return Err(KernelError::shape(
+            "anchors, positives and the pool must be non-empty",
+        ));
+    }
+    check_len("anchors", inputs.anchors.len(), b * d)?;
+    check_len("positives", inputs.positives.len(), b * d)?;
+    if let Some(pool) = inputs.pool {
+        check_len("negatives", pool.len(), n * d)?;
+    }
+    check_len("losses", losses.len(), b)?;
+    if let Some(g) = &grads {
+        check_len("grad anchors", g.anchors.len(), b * d)?;
+        check_len("grad positives", g.positives.len(), b * d)?;
+        match (&g.pool, inputs.pool) {
+            (Some(gp), Some(_)) => check_len("grad negatives", gp.len(), n * d)?,
+            (None, None) => {}
+            _ => {
+                return Err(KernelError::invalid(
+                    "a pool gradient is needed exactly when there is a pool",
+                ))
+            }
+        }
+    }
+
+    let (a_hat, a_norm) = normalise_rows(inputs.anchors, d);
+    let (p_hat, p_norm) = normalise_rows(inputs.positives, d);
+    let pool_normalised = inputs.pool.map(|pool| normalise_rows(pool, d));
+    let (pool_hat, pool_norm): (&[f32], &[f32]) = match &pool_normalised {
+        Some((x, nrm)) => (x, nrm),
+        None => (&p_hat, &p_norm),
+    };
+    let shape = Shape {
+        d,
+        n,
+        inv_t: 1.0 / t,
+        in_batch: inputs.pool.is_none(),
+        columns: if ROW_BLOCK * n <= PANEL_FLOATS {
+            n
+        } else {
+            STREAM_COLUMNS
+        },
+    };
+    let ctx = Context {
+        a_hat: &a_hat,
+        p_hat: &p_hat,
+        pool_hat,
+        shape,
+    };
+
+    let Some(g) = grads else {
+        // Value only: row blocks are independent.
+        let tasks: Vec<_> = losses.chunks_mut(ROW_BLOCK).enumerate().collect();
+        for_each_task(tasks, b * n * d, |(blk, out)| {
+            let mut panel = Vec::new();
+            ctx.block_losses(blk * ROW_BLOCK, out, &mut panel);
+        });
+        return Ok(());
+    };
+
+    // The pool's gradient (in-batch: the positives') sums over all anchors; chunk 0 accumulates
+    // straight into the output, later chunks into their own buffers, added in order afterwards.
+    let scale = g.scale;
+    let (grad_a, grad_p, grad_pool) = (g.anchors, g.positives, g.pool);
+    let blocks = b.div_ceil(ROW_BLOCK);
+    let blocks_per_chunk = blocks.div_ceil(chunk_count(b, n * d).min(blocks));
+    let chunks = blocks.div_ceil(blocks_per_chunk);
+    let chunk_rows = blocks_per_chunk * ROW_BLOCK;
+    let (pool_grad_hat, mut grad_p_shared): (&mut [f32], Option<&mut [f32]>) = match grad_pool {
+        Some(gp) => (gp, Some(grad_p)),
+        None => (grad_p, None),
+    };
+    pool_grad_hat.fill(0.0);
+    let mut extra: Vec<Vec<f32>> = (1..chunks).map(|_| vec![0.0f32; n * d]).collect();
+    {
+        let mut accumulators: Vec<&mut [f32]> = Vec::with_capacity(chunks);
+        accumulators.push(&mut *pool_grad_hat);
+        accumulators.extend(extra.iter_mut().map(|v| v.as_mut_slice()));
+        let a_rows = grad_a.chunks_mut(chunk_rows * d);
+        let loss_rows = losses.chunks_mut(chunk_rows);
+        let p_rows: Vec<Option<&mut [f32]>> = match grad_p_shared.as_deref_mut() {
+            Some(gp) => gp.chunks_mut(chunk_rows * d).map(Some).collect(),
+            None => (0..chunks).map(|_| None).collect(),
+        };
+        let tasks: Vec<_> = accumulators
+            .into_iter()
+            .zip(a_rows)
+            .zip(loss_rows)
+            .zip(p_rows)
+            .enumerate()
+            .collect();
+        for_each_task(tasks, usize::MAX, |(c, (((acc, ga), out), gp))| {
+            let mut panel = Vec::new();
+            let mut ga_blk = vec![0.0f32; ROW_BLOCK * d];
+            let first_row = c * chunk_rows;
+            let mut gp = gp;
+            for (k, (ga_rows, out_rows)) in ga
+                .chunks_mut(ROW_BLOCK * d)
+                .zip(out.chunks_mut(ROW_BLOCK))
+                .enumerate()
+            {
+                let i0 = first_row + k * ROW_BLOCK;
+                let gp_rows = gp
+                    .as_deref_mut()
+                    .map(|g| &mut g[k * ROW_BLOCK * d..(k * ROW_BLOCK + out_rows.len()) * d]);
+                let stats = ctx.block_losses(i0, out_rows, &mut panel);
+                ctx.block_grads(i0, &stats, scale, &mut panel, &mut ga_blk, acc, gp_rows);
+                ga_rows.copy_from_slice(&ga_blk[..ga_rows.len()]);
+            }
+        });
+    }
+    for chunk in &extra {
+        axpy(pool_grad_hat, 1.0, chunk);
+    }
+    drop(extra);
+
+    // Through the normalisation, row by row.
+    backprop_rows(grad_a, &a_hat, &a_norm, d);
+    match grad_p_shared {
+        Some(gp) => {
+            backprop_rows(gp, &p_hat, &p_norm, d);
+            backprop_rows(pool_grad_hat, pool_hat, pool_norm, d);
+        }
+        None => backprop_rows(pool_grad_hat, &p_hat, &p_norm, d),
+    }
+    Ok(())
+}
+
+/// How many pool-gradient accumulators: about one per 256 anchors (so two cores both have work),
+/// at most 8, and at most `CHUNK_BYTES` of extra buffers. Depends on sizes only.
+fn chunk_count(batch: usize, pool_floats: usize) -> usize {
+    let by_memory = 1 + CHUNK_BYTES / (pool_floats * 4).max(1);
+    batch.div_ceil(256).clamp(1, 8).min(by_memory)
+}
+
+#[derive(Clone, Copy)]
+struct Shape {
+    d: usize,
+    n: usize,
+    inv_t: f32,
+    in_batch: bool,
+    /// Columns per similarity panel (all `n` when the panel is kept).
+    columns: usize,
+}
+
+struct Context<'a> {
+    a_hat: &'a [f32],
+    p_hat: &'a [f32],
+    pool_hat: &'a [f32],
+    shape: Shape,
+}
+
+impl Context<'_> {
+    /// `panel[r, j] = s(a_{i0+r}, pool_{j0+j})` for `rows` anchors and `cols` pool rows.
+    fn similarities(&self, i0: usize, rows: usize, j0: usize, cols: usize, panel: &mut Vec<f32>) {
+        let d = self.shape.d;
+        panel.resize(rows * cols, 0.0);
+        let a = MatRef::row_major(&self.a_hat[i0 * d..(i0 + rows) * d], rows, d);
+        let pool = MatRef::row_major(&self.pool_hat[j0 * d..(j0 + cols) * d], cols, d);
+        gemm(panel, cols, a, pool.t(), false);
+    }
+
+    /// The positive's logit for anchor `i` (shared pool only; in-batch it is a panel entry).
+    fn positive_logit(&self, i: usize) -> f32 {
+        let d = self.shape.d;
+        dot(
+            &self.a_hat[i * d..(i + 1) * d],
+            &self.p_hat[i * d..(i + 1) * d],
+        ) * self.shape.inv_t
+    }
+
+    /// Losses of anchors `i0..i0 + out.len()`, and each row's softmax statistics for the
+    /// gradient pass. Leaves the last similarity panel in `panel` (all of it when it is kept);
+    /// in-batch, the kept panel's diagonal holds -inf.
+    fn block_losses(&self, i0: usize, out: &mut [f64], panel: &mut Vec<f32>) -> Vec<RowStats> {
+        let Shape {
+            n, inv_t, in_batch, ..
+        } = self.shape;
+        let rows = out.len();
+        // Per row: the target's logit, and a running (max, sum of exp(z - max)) over the other
+        // columns. Keeping the target out of the sum lets the gradient use 1 - softmax(target)
+        // = others / total without the cancellation of computing softmax - 1 in float32.
+        let mut target: Vec<f32> = (0..rows)
+            .map(|r| {
+                if in_batch {
+                    f32::NEG_INFINITY
+                } else {
+                    self.positive_logit(i0 + r)
+                }
+            })
+            .collect();
+        let mut state: Vec<(f32, f64)> = target.iter().map(|&z| (z, 0.0)).collect();
+        for j0 in (0..n).step_by(self.shape.columns) {
+            let cols = self.shape.columns.min(n - j0);
+            self.similarities(i0, rows, j0, cols, panel);
+            for (r, row) in panel.chunks_exact_mut(cols).enumerate() {
+                let mut m = state[r].0;
+                if in_batch && (j0..j0 + cols).contains(&(i0 + r)) {
+                    let diagonal = &mut row[i0 + r - j0];
+                    target[r] = *diagonal * inv_t;
+                    m = m.max(target[r]);
+                    *diagonal = f32::NEG_INFINITY;
+                }
+                m = m.max(row_max(row) * inv_t);
+                let (old_m, old_sum) = state[r];
+                let rescale = if old_sum == 0.0 {
+                    0.0
+                } else {
+                    f64::from(exp_f32(old_m - m))
+                };
+                state[r] = (m, old_sum * rescale + f64::from(exp_sum(row, inv_t, m)));
+            }
+        }
+        state
+            .iter()
+            .zip(&target)
+            .zip(out.iter_mut())
+            .map(|((&(m, others), &z), out)| {
+                let total = (f64::from(z) - f64::from(m)).exp() + others;
+                let ln_total = total.ln();
+                *out = f64::from(m) - f64::from(z) + ln_total;
+                RowStats {
+                    max: m,
+                    ln_sum: ln_total as f32,
+                    others_share: (others / total) as f32,
+                }
+            })
+            .collect()
+    }
+
+    /// Gradients for anchors `i0..i0 + stats.len()` with respect to the normalised vectors:
+    /// the anchors' rows into `ga_blk`, the pool's added into `pool_acc`, and (shared pool) the
+    /// positives' rows into `gp_rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn block_grads(
+        &self,
+        i0: usize,
+        stats: &[RowStats],
+        scale: f32,
+        panel: &mut Vec<f32>,
+        ga_blk: &mut [f32],
+        pool_acc: &mut [f32],
+        gp_rows: Option<&mut [f32]>,
+    ) {
+        let Shape {
+            d,
+            n,
+            inv_t,
+            in_batch,
+            columns,
+        } = self.shape;
+        let rows = stats.len();
+        let coef = scale * inv_t;
+        let ga = &mut ga_blk[..rows * d];
+        // The target's coefficient is (softmax - 1) / t = -others_share / t.
+        if let Some(gp) = gp_rows {
+            for (r, st) in stats.iter().enumerate() {
+                let i = i0 + r;
+                let c0 = -st.others_share * coef;
+                let a_i = &self.a_hat[i * d..(i + 1) * d];
+                let p_i = &self.p_hat[i * d..(i + 1) * d];
+                scale_into(&mut gp[r * d..(r + 1) * d], c0, a_i);
+                scale_into(&mut ga[r * d..(r + 1) * d], c0, p_i);
+            }
+        } else {
+            ga.fill(0.0);
+        }
+        let a = MatRef::row_major(&self.a_hat[i0 * d..(i0 + rows) * d], rows, d);
+        for j0 in (0..n).step_by(columns) {
+            let cols = columns.min(n - j0);
+            if columns < n {
+                self.similarities(i0, rows, j0, cols, panel);
+            }
+            for (r, (row, st)) in panel.chunks_exact_mut(cols).zip(stats).enumerate() {
+                softmax_coefficients(row, inv_t, st.max, st.ln_sum, coef);
+                if in_batch && (j0..j0 + cols).contains(&(i0 + r)) {
+                    row[i0 + r - j0] = -st.others_share * coef;
+                }
+            }
+            let c = MatRef::row_major(panel, rows, cols);
+            let pool = MatRef::row_major(&self.pool_hat[j0 * d..(j0 + cols) * d], cols, d);
+            gemm(ga, d, c, pool, true);
+            gemm(&mut pool_acc[j0 * d..(j0 + cols) * d], d, c.t(), a, true);
+        }
+    }
+}
+
+/// What the gradient pass needs of a row's softmax: `softmax_j = exp(z_j - max - ln_sum)`, and
+/// `1 - softmax(target)` computed without cancellation.
+struct RowStats {
+    max: f32,
+    ln_sum: f32,
+    others_share: f32,
+}
+
+/// Normalised copies of the rows (`x / max(|x|, eps)`) and the clamped norms.
+pub(crate) fn normalise_rows(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut out = vec![0.0f32; x.len()];
+    let rows = x.len() / d;
+    const ROWS_PER_TASK: usize = 256;
+    let tasks: Vec<_> = x
+        .chunks(ROWS_PER_TASK * d)
+        .zip(out.chunks_mut(ROWS_PER_TASK * d))
+        .collect();
+    let norms: Vec<Vec<f32>> = map_tasks(tasks, x.len(), |(src, dst)| {
+        src.chunks_exact(d)
+            .zip(dst.chunks_exact_mut(d))
+            .map(|(s, o)| {
+                let nrm = clamped_norm(s);
+                scale_into(o, 1.0 / nrm, s);
+                nrm
+            })
+            .collect()
+    });
+    let norms: Vec<f32> = norms.into_iter().flatten().collect();
+    debug_assert_eq!(norms.len(), rows);
+    (out, norms)
+}
+
+/// `backprop_normalisation` on every row, in parallel.
+pub(crate) fn backprop_rows(g: &mut [f32], x_hat: &[f32], norms: &[f32], d: usize) {
+    const ROWS_PER_TASK: usize = 256;
+    let total = g.len();
+    let tasks: Vec<_> = g
+        .chunks_mut(ROWS_PER_TASK * d)
+        .zip(x_hat.chunks(ROWS_PER_TASK * d))
+        .zip(norms.chunks(ROWS_PER_TASK))
+        .collect();
+    for_each_task(tasks, total, |((g, x), nrm)| {
+        for ((g, x), &nrm) in g.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(nrm) {
+            backprop_normalisation(g, x, nrm);
+        }
+    });
+}
+
+/// Largest element; NaN elements are skipped here and surface through `exp_sum`.
+#[inline(always)]
+fn row_max_generic(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = a.max(v);
+    }
+    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+dispatch_simd!(fn row_max(row: &[f32]) -> f32 => row_max_generic);
+
+/// `sum_j exp(row_j * inv_t - shift)`.
+#[inline(always)]
+fn exp_sum_generic(row: &[f32], inv_t: f32, shift: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += exp_f32(v * inv_t - shift);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += exp_f32(v * inv_t - shift);
+    }
+    pairwise_sum(acc)
+}
+
+dispatch_simd!(fn exp_sum(row: &[f32], inv_t: f32, shift: f32) -> f32 => exp_sum_generic);
+
+/// In place: `row_j = exp(row_j * inv_t - max - ln_sum) * coef` (the softmax, scaled). The
+/// shift is applied in two steps so that the large `max` cancels exactly against the logit first.
+#[inline(always)]
+fn softmax_coefficients_generic(row: &mut [f32], inv_t: f32, max: f32, ln_sum: f32, coef: f32) {
+    for v in row.iter_mut() {
+        *v = exp_f32((*v * inv_t - max) - ln_sum) * coef;
+    }
+}
+
+dispatch_simd!(fn softmax_coefficients(row: &mut [f32], inv_t: f32, max: f32, ln_sum: f32, coef: f32) => softmax_coefficients_generic);

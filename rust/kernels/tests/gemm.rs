@@ -1,0 +1,124 @@
+//! The blocked GEMM against a float64 triple loop, on every SIMD path, for all three layouts the
+//! losses use (A B, A B^T, A^T B), sizes that straddle every block and tile edge, and `+=`.
+
+mod common;
+
+use common::data;
+use ruvector_kernels::gemm::{gemm, MatRef};
+use ruvector_kernels::simd::{detect, force, SimdPath};
+
+fn reference(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f64> {
+    let mut out = vec![0.0; a.rows * b.cols];
+    for i in 0..a.rows {
+        for j in 0..b.cols {
+            out[i * b.cols + j] = (0..a.cols)
+                .map(|p| {
+                    f64::from(a.data[i * a.row_stride + p * a.col_stride])
+                        * f64::from(b.data[p * b.row_stride + j * b.col_stride])
+                })
+                .sum();
+        }
+    }
+    out
+}
+
+fn paths() -> Vec<SimdPath> {
+    [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
+        .into_iter()
+        .filter(|&p| p <= detect())
+        .collect()
+}
+
+#[test]
+fn matches_float64_for_every_layout_size_and_path() {
+    let sizes = [
+        (1, 1, 1),
+        (7, 5, 3),
+        (9, 33, 17),
+        (130, 300, 70),
+        (64, 257, 2100),
+    ];
+    for path in paths() {
+        force(path).unwrap();
+        for &(m, k, n) in &sizes {
+            let x = data(m * k, 1);
+            let y = data(k * n, 2);
+            let yt = data(n * k, 3);
+            let xt = data(k * m, 4);
+            let cases = [
+                (MatRef::row_major(&x, m, k), MatRef::row_major(&y, k, n)),
+                (
+                    MatRef::row_major(&x, m, k),
+                    MatRef::row_major(&yt, n, k).t(),
+                ),
+                (
+                    MatRef::row_major(&xt, k, m).t(),
+                    MatRef::row_major(&y, k, n),
+                ),
+            ];
+            for (a, b) in cases {
+                let expected = reference(a, b);
+                // Plain product, and accumulation onto a non-zero C with a wider row stride.
+                let ldc = n + 3;
+                let base = data(m * ldc, 5);
+                let mut c = base.clone();
+                gemm(&mut c, ldc, a, b, false);
+                let mut c_acc = base.clone();
+                gemm(&mut c_acc, ldc, a, b, true);
+                let tol = 1e-5 * (k as f64).sqrt() + 1e-6;
+                for i in 0..m {
+                    for j in 0..n {
+                        let e = expected[i * n + j];
+                        let got = f64::from(c[i * ldc + j]);
+                        assert!(
+                            (got - e).abs() <= tol,
+                            "{path:?} {m}x{k}x{n} ({i},{j}): {got} vs {e}"
+                        );
+                        let got_acc = f64::from(c_acc[i * ldc + j]);
+                        let e_acc = e + f64::from(base[i * ldc + j]);
+                        assert!((got_acc - e_acc).abs() <= tol, "{path:?} += ({i},{j})");
+                    }
+                    // Padding columns between rows are never touched.
+                    for j in n..ldc {
+                        assert_eq!(c[i * ldc + j], base[i * ldc + j]);
+                    }
+                }
+            }
+        }
+    }
+    force(detect()).unwrap();
+}
+
+#[test]
+fn empty_depth_zeroes_or_keeps() {
+    let mut c = vec![1.0f32; 6];
+    gemm(
+        &mut c,
+        3,
+        MatRef::row_major(&[], 2, 0),
+        MatRef::row_major(&[], 0, 3),
+        true,
+    );
+    assert_eq!(c, vec![1.0; 6]);
+    gemm(
+        &mut c,
+        3,
+        MatRef::row_major(&[], 2, 0),
+        MatRef::row_major(&[], 0, 3),
+        false,
+    );
+    assert_eq!(c, vec![0.0; 6]);
+}
+
+#[test]
+#[should_panic(expected = "inner dimensions")]
+fn mismatched_shapes_are_a_bug() {
+    let mut c = vec![0.0f32; 4];
+    gemm(
+        &mut c,
+        2,
+        MatRef::row_major(&[0.0; 6], 2, 3),
+        MatRef::row_major(&[0.0; 4], 2, 2),
+        false,
+    );
+}

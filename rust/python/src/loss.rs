@@ -1,0 +1,212 @@
+//! Bindings of the loss kernels. The Python layer (`ruvector_attention/losses.py`) checks shapes
+//! and dtypes with user-facing messages; the kernels check lengths again.
+//!
+//! Each function returns per-row (or per-term) losses as float64, which the Python layer reduces,
+//! and, when `grad_scale` is given, fresh float32 gradient arrays already multiplied by it (the
+//! reduction's factor: 1/B for a mean).
+
+use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use ruvector_kernels::loss::info_nce_pooled::{
+    info_nce_pooled as pooled, PooledGrads, PooledInputs,
+};
+use ruvector_kernels::loss::local_contrastive::{
+    local_contrastive as margin_kernel, MarginGrads, MarginInputs, Negatives,
+};
+use ruvector_kernels::loss::{info_nce_per_anchor as per_anchor, InfoNceGrads, PerAnchorDims};
+
+use crate::arrays::{readonly, slice, Buffer};
+use crate::errors::{run_kernel, shape_error};
+
+type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
+type Grads<'py> = Option<(Array<'py>, Array<'py>, Option<Array<'py>>)>;
+type Losses<'py> = Bound<'py, PyArrayDyn<f64>>;
+
+/// A zeroed buffer for an output shaped like `like`; handed to NumPy without a copy afterwards.
+fn zeros_like(like: &PyReadonlyArrayDyn<'_, f32>) -> Buffer {
+    Buffer::zeros(like.shape())
+}
+
+fn dims2(
+    py: Python<'_>,
+    arr: &PyReadonlyArrayDyn<'_, f32>,
+    name: &str,
+) -> PyResult<(usize, usize)> {
+    match arr.shape() {
+        &[rows, cols] => Ok((rows, cols)),
+        other => Err(shape_error(
+            py,
+            format!("{name} must be 2-D, got shape {other:?}"),
+        )),
+    }
+}
+
+/// InfoNCE with negatives per anchor (`negatives` is B x N x D).
+#[pyfunction]
+#[pyo3(signature = (anchors, positives, negatives, *, temperature, grad_scale=None))]
+pub fn info_nce_per_anchor<'py>(
+    py: Python<'py>,
+    anchors: &Bound<'py, PyAny>,
+    positives: &Bound<'py, PyAny>,
+    negatives: &Bound<'py, PyAny>,
+    temperature: f64,
+    grad_scale: Option<f64>,
+) -> PyResult<(Losses<'py>, Grads<'py>)> {
+    let a = readonly(anchors, "anchors")?;
+    let p = readonly(positives, "positives")?;
+    let ng = readonly(negatives, "negatives")?;
+    let (batch, dim) = dims2(py, &a, "anchors")?;
+    let count = match ng.shape() {
+        &[_, count, _] => count,
+        other => {
+            return Err(shape_error(
+                py,
+                format!("negatives must be 3-D here, got shape {other:?}"),
+            ))
+        }
+    };
+    let dims = PerAnchorDims {
+        batch,
+        negatives: count,
+        dim,
+    };
+    let mut losses = vec![0.0f64; batch];
+    let mut grads = grad_scale.map(|_| (zeros_like(&a), zeros_like(&p), zeros_like(&ng)));
+    {
+        let (a_s, p_s, n_s) = (slice(&a)?, slice(&p)?, slice(&ng)?);
+        let out = losses.as_mut_slice();
+        let g = match (&mut grads, grad_scale) {
+            (Some((ga, gp, gn)), Some(scale)) => Some(InfoNceGrads {
+                anchors: ga.as_mut_slice(),
+                positives: gp.as_mut_slice(),
+                negatives: gn.as_mut_slice(),
+                scale: scale as f32,
+            }),
+            _ => None,
+        };
+        run_kernel(py, a_s.len() + n_s.len(), move || {
+            per_anchor(a_s, p_s, n_s, dims, temperature, out, g)
+        })?;
+    }
+    Ok((
+        Buffer::from_f64(py, losses, &[batch]),
+        grads.map(|(a, p, n)| (a.into_py(py), p.into_py(py), Some(n.into_py(py)))),
+    ))
+}
+
+/// InfoNCE against a shared pool (`negatives` N x D) or in-batch (`negatives` None).
+#[pyfunction]
+#[pyo3(signature = (anchors, positives, negatives, *, temperature, grad_scale=None))]
+pub fn info_nce_pooled<'py>(
+    py: Python<'py>,
+    anchors: &Bound<'py, PyAny>,
+    positives: &Bound<'py, PyAny>,
+    negatives: Option<&Bound<'py, PyAny>>,
+    temperature: f64,
+    grad_scale: Option<f64>,
+) -> PyResult<(Losses<'py>, Grads<'py>)> {
+    let a = readonly(anchors, "anchors")?;
+    let p = readonly(positives, "positives")?;
+    let pool = negatives.map(|n| readonly(n, "negatives")).transpose()?;
+    let (batch, dim) = dims2(py, &a, "anchors")?;
+    let pool_size = match &pool {
+        Some(pool) => dims2(py, pool, "negatives")?.0,
+        None => batch,
+    };
+    let mut losses = vec![0.0f64; batch];
+    let mut grads = grad_scale.map(|_| {
+        (
+            zeros_like(&a),
+            zeros_like(&p),
+            pool.as_ref().map(|pool| zeros_like(pool)),
+        )
+    });
+    {
+        let pool_slice = pool.as_ref().map(slice).transpose()?;
+        let inputs = PooledInputs {
+            anchors: slice(&a)?,
+            positives: slice(&p)?,
+            pool: pool_slice,
+            batch,
+            pool_size,
+            dim,
+        };
+        let out = losses.as_mut_slice();
+        let g = match (&mut grads, grad_scale) {
+            (Some((ga, gp, gn)), Some(scale)) => Some(PooledGrads {
+                anchors: ga.as_mut_slice(),
+                positives: gp.as_mut_slice(),
+                pool: gn.as_mut().map(Buffer::as_mut_slice),
+                scale: scale as f32,
+            }),
+            _ => None,
+        };
+        let work = batch * pool_size * dim;
+        run_kernel(py, work, move || pooled(&inputs, temperature, out, g))?;
+    }
+    Ok((
+        Buffer::from_f64(py, losses, &[batch]),
+        grads.map(|(a, p, n)| (a.into_py(py), p.into_py(py), n.map(|n| n.into_py(py)))),
+    ))
+}
+
+/// Local contrastive (margin) loss: returns every term (B x N) and, if asked, gradients.
+/// `negatives` is B x N x D (per anchor) or N x D (shared).
+#[pyfunction]
+#[pyo3(signature = (anchors, positives, negatives, *, margin, grad_scale=None))]
+pub fn local_contrastive<'py>(
+    py: Python<'py>,
+    anchors: &Bound<'py, PyAny>,
+    positives: &Bound<'py, PyAny>,
+    negatives: &Bound<'py, PyAny>,
+    margin: f64,
+    grad_scale: Option<f64>,
+) -> PyResult<(Losses<'py>, Grads<'py>)> {
+    let a = readonly(anchors, "anchors")?;
+    let p = readonly(positives, "positives")?;
+    let ng = readonly(negatives, "negatives")?;
+    let (batch, dim) = dims2(py, &a, "anchors")?;
+    let (count, shared) = match ng.shape() {
+        &[_, count, _] => (count, false),
+        &[count, _] => (count, true),
+        other => {
+            return Err(shape_error(
+                py,
+                format!("negatives must be 2-D or 3-D, got shape {other:?}"),
+            ))
+        }
+    };
+    let mut terms = vec![0.0f64; batch * count];
+    let mut grads = grad_scale.map(|_| (zeros_like(&a), zeros_like(&p), zeros_like(&ng)));
+    {
+        let n_s = slice(&ng)?;
+        let inputs = MarginInputs {
+            anchors: slice(&a)?,
+            positives: slice(&p)?,
+            negatives: if shared {
+                Negatives::Shared(n_s)
+            } else {
+                Negatives::PerAnchor(n_s)
+            },
+            batch,
+            count,
+            dim,
+        };
+        let out = terms.as_mut_slice();
+        let g = match (&mut grads, grad_scale) {
+            (Some((ga, gp, gn)), Some(scale)) => Some(MarginGrads {
+                anchors: ga.as_mut_slice(),
+                positives: gp.as_mut_slice(),
+                negatives: gn.as_mut_slice(),
+                scale: scale as f32,
+            }),
+            _ => None,
+        };
+        let work = batch * count * dim;
+        run_kernel(py, work, move || margin_kernel(&inputs, margin, out, g))?;
+    }
+    Ok((
+        Buffer::from_f64(py, terms, &[batch, count]),
+        grads.map(|(a, p, n)| (a.into_py(py), p.into_py(py), Some(n.into_py(py)))),
+    ))
+}

@@ -1,0 +1,146 @@
+//! Bindings of the spectral regularisers and of the graph converters they use.
+
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use ruvector_kernels::loss::spectral::{self, Csr, CsrOwned};
+
+use crate::arrays::{readonly, slice, Buffer};
+use crate::errors::{run_kernel, shape_error, type_error};
+
+type Graph<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f32>>,
+);
+
+fn readonly_i64<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<PyReadonlyArrayDyn<'py, i64>> {
+    let arr = obj
+        .cast::<PyArrayDyn<i64>>()
+        .map_err(|_| type_error(format!("{name} must be an int64 numpy.ndarray")))?;
+    Ok(arr.readonly())
+}
+
+fn slice_i64<'a>(arr: &'a PyReadonlyArrayDyn<'_, i64>, name: &str) -> PyResult<&'a [i64]> {
+    arr.as_slice()
+        .map_err(|_| type_error(format!("{name} must be C-contiguous")))
+}
+
+fn to_python<'py>(py: Python<'py>, csr: CsrOwned) -> Graph<'py> {
+    (
+        PyArray1::from_vec(py, csr.indptr),
+        PyArray1::from_vec(py, csr.indices),
+        PyArray1::from_vec(py, csr.weights),
+    )
+}
+
+/// Symmetric CSR arrays `(indptr, indices, weights)` of an undirected edge list `(E, 2)`.
+#[pyfunction]
+#[pyo3(signature = (edges, weights, n))]
+pub fn csr_from_edges<'py>(
+    py: Python<'py>,
+    edges: &Bound<'py, PyAny>,
+    weights: Option<&Bound<'py, PyAny>>,
+    n: usize,
+) -> PyResult<Graph<'py>> {
+    let e = readonly_i64(edges, "graph")?;
+    let w = weights.map(|w| readonly(w, "weights")).transpose()?;
+    let e_s = slice_i64(&e, "graph")?;
+    let w_s = w.as_ref().map(slice).transpose()?;
+    let csr = run_kernel(py, e_s.len(), move || spectral::csr_from_edges(e_s, w_s, n))?;
+    Ok(to_python(py, csr))
+}
+
+/// CSR arrays of a dense symmetric weight matrix `(n, n)` (raises if it is not symmetric).
+#[pyfunction]
+pub fn csr_from_dense<'py>(py: Python<'py>, graph: &Bound<'py, PyAny>) -> PyResult<Graph<'py>> {
+    let g = readonly(graph, "graph")?;
+    let n = match g.shape() {
+        &[rows, cols] if rows == cols => rows,
+        other => {
+            return Err(shape_error(
+                py,
+                format!("graph must be a square (N, N) matrix, got shape {other:?}"),
+            ))
+        }
+    };
+    let g_s = slice(&g)?;
+    let csr = run_kernel(py, g_s.len(), move || spectral::csr_from_dense(g_s, n))?;
+    Ok(to_python(py, csr))
+}
+
+/// `weight * tr(X^T L X)` for the graph in CSR form; with `with_grad`, also `2 weight L X`.
+#[pyfunction]
+#[pyo3(signature = (x, indptr, indices, weights, *, weight, with_grad))]
+#[allow(clippy::too_many_arguments)]
+pub fn laplacian<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    indptr: &Bound<'py, PyAny>,
+    indices: &Bound<'py, PyAny>,
+    weights: &Bound<'py, PyAny>,
+    weight: f64,
+    with_grad: bool,
+) -> PyResult<(f64, Option<Bound<'py, PyArrayDyn<f32>>>)> {
+    let xs = readonly(x, "X")?;
+    let (n, dim) = match xs.shape() {
+        &[n, dim] => (n, dim),
+        other => {
+            return Err(shape_error(
+                py,
+                format!("X must be 2-D, got shape {other:?}"),
+            ))
+        }
+    };
+    let ip = readonly_i64(indptr, "indptr")?;
+    let ix = readonly_i64(indices, "indices")?;
+    let w = readonly(weights, "weights")?;
+    let mut grad = with_grad.then(|| Buffer::zeros(&[n, dim]));
+    let value = {
+        let graph = Csr {
+            n,
+            indptr: slice_i64(&ip, "indptr")?,
+            indices: slice_i64(&ix, "indices")?,
+            weights: slice(&w)?,
+        };
+        let x_s = slice(&xs)?;
+        let g = grad.as_mut().map(Buffer::as_mut_slice);
+        let work = graph.indices.len() * dim + x_s.len();
+        run_kernel(py, work, move || {
+            spectral::laplacian(x_s, dim, &graph, weight, g)
+        })?
+    };
+    Ok((value, grad.map(|g| g.into_py(py))))
+}
+
+/// The crate's variance-uniformity penalty of `embeddings (N, D)` and, if asked, its gradient.
+#[pyfunction]
+#[pyo3(signature = (embeddings, *, weight, with_grad))]
+pub fn variance_penalty<'py>(
+    py: Python<'py>,
+    embeddings: &Bound<'py, PyAny>,
+    weight: f64,
+    with_grad: bool,
+) -> PyResult<(f64, Option<Bound<'py, PyArrayDyn<f32>>>)> {
+    let xs = readonly(embeddings, "embeddings")?;
+    let (n, dim) = match xs.shape() {
+        &[n, dim] => (n, dim),
+        other => {
+            return Err(shape_error(
+                py,
+                format!("embeddings must be 2-D, got shape {other:?}"),
+            ))
+        }
+    };
+    let mut grad = with_grad.then(|| Buffer::zeros(&[n, dim]));
+    let value = {
+        let x_s = slice(&xs)?;
+        let g = grad.as_mut().map(Buffer::as_mut_slice);
+        run_kernel(py, x_s.len(), move || {
+            spectral::variance_penalty(x_s, n, dim, weight, g)
+        })?
+    };
+    Ok((value, grad.map(|g| g.into_py(py))))
+}
