@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _common import cpu_name, interleaved, median_seconds
 
 import ruvector_attention as ra
 from ruvector_attention import _native
@@ -24,49 +22,6 @@ try:
     import torch
 except ImportError:  # optional
     torch = None
-
-
-def median_seconds(fn: Callable[[], Any], *, repeats: int, inner: int = 1) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - start) / inner)
-    return statistics.median(times)
-
-
-def interleaved(
-    fns: dict[str, Callable[[], Any]], *, repeats: int, inner: int = 1
-) -> dict[str, float]:
-    """Median seconds per call of each function, timed in alternating rounds so that drift in
-    the machine's speed (shared, noisy hosts) hits every contender alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            # PyTorch's OpenMP workers spin for a while after each call; on a 2-core machine a
-            # spinning worker would steal a core from whichever contender runs next. A short
-            # pause lets them go to sleep so each contender starts on a quiet machine.
-            time.sleep(0.05)
-            start = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            samples[name].append((time.perf_counter() - start) / inner)
-    return {name: statistics.median(ts) for name, ts in samples.items()}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def numpy_adamw(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, wd=0.01, tmp=None):

@@ -40,7 +40,8 @@ def parity_binary() -> Path:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return [float(x) for x in value.ravel()]
+        # Nested lists keep the shape (negatives are rows); float32 -> float64 is exact.
+        return value.astype(np.float64).tolist()
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -21,6 +21,12 @@ API_NAMES = [
     "ShapeError",
     "set_num_threads",
     "get_num_threads",
+    "InfoNCELoss",
+    "LocalContrastiveLoss",
+    "SpectralRegularization",
+    "Reduction",
+    "Gradients",
+    "Graph",
 ]
 
 

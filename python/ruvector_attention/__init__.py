@@ -15,7 +15,7 @@ from .local_contrastive import LocalContrastiveLoss
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .runtime import get_num_threads, set_num_threads, simd_path
 from .schedule import LearningRateScheduler
-from .spectral import SpectralRegularization
+from .spectral import Graph, SpectralRegularization
 
 try:
     __version__: str = version("ruvector-attention")
@@ -27,6 +27,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Gradients",
+    "Graph",
     "InfoNCELoss",
     "LearningRateScheduler",
     "LocalContrastiveLoss",

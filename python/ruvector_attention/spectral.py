@@ -14,7 +14,7 @@ from ._arrays import FloatArray, as_float32
 from ._loss_common import one_sample
 from .errors import ShapeError
 
-__all__ = ["SpectralRegularization"]
+__all__ = ["Graph", "SpectralRegularization"]
 
 _CsrArrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]
 
@@ -33,8 +33,59 @@ def _graph_weights(values: npt.NDArray[Any], name: str) -> FloatArray:
         return np.ascontiguousarray(values, dtype=np.float32)
 
 
+class Graph:
+    """An undirected weighted graph, checked and converted once, for repeated Laplacian calls.
+
+    ``SpectralRegularization.laplacian`` accepts dense matrices, ``scipy.sparse`` matrices and edge
+    lists directly, but then converts and checks them on every call (for a scipy matrix that
+    includes the symmetry check). Build a ``Graph`` once when the graph does not change.
+
+    Args:
+        graph: a dense symmetric (N, N) matrix, a ``scipy.sparse`` matrix, or an integer (E, 2)
+            edge list (each undirected edge once).
+        num_nodes: N, the number of nodes (rows of the signal).
+        weights: (E,) edge weights, for an edge list only (default 1).
+
+    >>> g = Graph([[0, 1], [1, 2]], num_nodes=3)
+    >>> g.num_nodes, g.num_edges
+    (3, 2)
+    """
+
+    __slots__ = ("_csr", "_n")
+
+    def __init__(self, graph: object, num_nodes: int, *, weights: object = None) -> None:
+        self._n = check.positive_int("num_nodes", num_nodes)
+        self._csr = _csr_of(graph, self._n, weights)
+        for arr in self._csr:
+            arr.flags.writeable = False
+
+    @property
+    def num_nodes(self) -> int:
+        return self._n
+
+    @property
+    def num_edges(self) -> int:
+        """Undirected edges (self-loops count once)."""
+        indptr, indices, _ = self._csr
+        rows = np.repeat(np.arange(self._n), np.diff(indptr))
+        return int(np.count_nonzero(indices > rows) + np.count_nonzero(indices == rows))
+
+    def csr(self) -> _CsrArrays:
+        """The symmetric CSR arrays ``(indptr, indices, weights)`` (read-only)."""
+        return self._csr
+
+    def __repr__(self) -> str:
+        return f"Graph(num_nodes={self._n}, num_edges={self.num_edges})"
+
+
 def _csr_of(graph: object, n: int, weights: object) -> _CsrArrays:
     """The symmetric CSR arrays of ``graph`` for a signal of ``n`` nodes."""
+    if isinstance(graph, Graph):
+        if weights is not None:
+            raise ValueError("weights= is only for edge lists; a Graph holds its weights")
+        if graph.num_nodes != n:
+            raise ShapeError(f"graph has {graph.num_nodes} nodes but X has {n} rows")
+        return graph.csr()
     if _is_scipy_sparse(graph):
         if weights is not None:
             raise ValueError("weights= is only for edge lists; a sparse matrix holds its weights")
@@ -87,8 +138,9 @@ class SpectralRegularization:
 
     ``laplacian(X, graph)`` is ``weight * tr(X^T L X) = weight * sum over edges {i, j} of
     w_ij |x_i - x_j|^2`` with ``L = Deg - W``; its gradient is ``2 * weight * L X``. ``graph`` is
-    a dense symmetric (N, N) matrix (float or bool), a ``scipy.sparse`` matrix, or an integer
-    (E, 2) edge list (each undirected edge once) with optional ``weights=(E,)``.
+    a dense symmetric (N, N) matrix (float or bool), a ``scipy.sparse`` matrix, an integer
+    (E, 2) edge list (each undirected edge once) with optional ``weights=(E,)``, or a
+    :class:`Graph` prepared once from any of these (faster when the graph is reused).
 
     ``compute_batch(embeddings)`` is the crate's penalty: ``weight`` times the variance across
     dimensions of the per-dimension variances; ``compute_batch_with_gradients`` gives its true

@@ -119,7 +119,7 @@ pub fn local_contrastive(
     for_each_task(tasks, work, |(i, (((out, ga), gp), mut gn))| {
         let (a, p) = row(i);
         let d_pos = squared_distance(a, p).sqrt();
-        let pos_coef = if d_pos > NORM_EPS { scale / d_pos } else { 0.0 };
+        let pos_coef = direction_coef(d_pos, scale);
         ga.fill(0.0);
         gp.fill(0.0);
         if let Some(gn) = gn.as_deref_mut() {
@@ -134,8 +134,8 @@ pub fn local_contrastive(
             if is_active(value) {
                 active += 1;
                 // d term / d a gets -(a - n) / |a - n|; d term / d n gets +(a - n) / |a - n|.
-                if d_neg > NORM_EPS {
-                    let c = scale / d_neg;
+                let c = direction_coef(d_neg, scale);
+                if c != 0.0 {
                     axpy(ga, -c, a);
                     axpy(ga, c, neg);
                     if let Some(gn_j) = gn.as_deref_mut().map(|g| &mut g[j * d..(j + 1) * d]) {
@@ -171,8 +171,8 @@ pub fn local_contrastive(
                 let (a, _) = row(i);
                 let d_neg = squared_distance(a, neg).sqrt();
                 let value = hinge(dp - d_neg + margin);
-                if is_active(value) && d_neg > NORM_EPS {
-                    let c = scale / d_neg;
+                let c = direction_coef(d_neg, scale);
+                if is_active(value) && c != 0.0 {
                     axpy(gn, c, a);
                     axpy(gn, -c, neg);
                 }
@@ -196,4 +196,15 @@ fn hinge(x: f32) -> f32 {
 #[inline]
 fn is_active(value: f32) -> bool {
     value > 0.0 || value.is_nan()
+}
+
+/// `scale / dist`, the factor of the unit direction `(x - y) / |x - y|`; zero for a zero distance
+/// (no direction), NaN for a NaN distance (so NaN inputs reach every gradient element).
+#[inline]
+fn direction_coef(dist: f32, scale: f32) -> f32 {
+    if dist > NORM_EPS || dist.is_nan() {
+        scale / dist
+    } else {
+        0.0
+    }
 }

@@ -81,8 +81,8 @@ impl Csr<'_> {
 }
 
 /// The symmetric CSR matrix of an undirected edge list (`edges` holds `(i, j)` pairs, each edge
-/// listed once; a missing `weights` means 1). Both directions are stored; self-loops are kept
-/// (they contribute nothing to `L`).
+/// listed once; a missing `weights` means 1). Both directions are stored; a self-loop is kept
+/// once (it contributes nothing to `L`).
 pub fn csr_from_edges(edges: &[i64], weights: Option<&[f32]>, n: usize) -> KernelResult<CsrOwned> {
     if !edges.len().is_multiple_of(2) {
         return Err(KernelError::shape("edges must have shape (E, 2)"));
@@ -101,21 +101,29 @@ pub fn csr_from_edges(edges: &[i64], weights: Option<&[f32]>, n: usize) -> Kerne
             "graph: node index {j} is outside 0..{n}"
         )));
     }
+    // A self-loop is stored once (like a symmetric matrix's diagonal), other edges both ways.
+    let directions = |e: &[i64]| {
+        let both = [(e[0], e[1]), (e[1], e[0])];
+        let count = if e[0] == e[1] { 1 } else { 2 };
+        both.into_iter().take(count)
+    };
     let mut degree = vec![0i64; n + 1];
     for e in edges.chunks_exact(2) {
-        degree[e[0] as usize + 1] += 1;
-        degree[e[1] as usize + 1] += 1;
+        for (from, _) in directions(e) {
+            degree[from as usize + 1] += 1;
+        }
     }
     for i in 0..n {
         degree[i + 1] += degree[i];
     }
     let indptr = degree;
     let mut fill: Vec<i64> = indptr[..n].to_vec();
-    let mut indices = vec![0i64; 2 * count];
-    let mut out_w = vec![0.0f32; 2 * count];
+    let entries = indptr[n] as usize;
+    let mut indices = vec![0i64; entries];
+    let mut out_w = vec![0.0f32; entries];
     for (k, e) in edges.chunks_exact(2).enumerate() {
         let w = weights.map_or(1.0, |w| w[k]);
-        for (from, to) in [(e[0], e[1]), (e[1], e[0])] {
+        for (from, to) in directions(e) {
             let slot = &mut fill[from as usize];
             indices[*slot as usize] = to;
             out_w[*slot as usize] = w;

@@ -1,0 +1,168 @@
+"""LocalContrastiveLoss against float64: every term, reductions, finite-difference gradients of
+every input (per-anchor and shared negatives), value/gradient consistency, NaN, Hypothesis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import reference as ref
+import ruvector_attention as ra
+from ruvector_attention import LocalContrastiveLoss, Reduction
+
+
+def make(rng, b, n, d, shared):
+    a = rng.standard_normal((b, d)).astype(np.float32)
+    p = (a + 0.3 * rng.standard_normal((b, d))).astype(np.float32)
+    shape = (n, d) if shared else (b, n, d)
+    neg = (a.mean(0) + rng.standard_normal(shape)).astype(np.float32)
+    return a, p, neg
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_every_term_matches_float64(rng, shared):
+    a, p, neg = make(rng, 11, 7, 9, shared)
+    terms = LocalContrastiveLoss(1.5, "none").batch(a, p, neg)
+    expected = ref.local_contrastive_terms(a, p, neg, 1.5)
+    assert terms.shape == (11, 7) and terms.dtype == np.float32
+    assert 0 < np.count_nonzero(expected) < expected.size  # both branches of the hinge occur
+    ref.assert_f32_close(terms, expected, scale=10, ulps=8)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_mean_is_over_all_terms_and_sum_is_the_total(rng, shared):
+    a, p, neg = make(rng, 6, 5, 4, shared)
+    terms = ref.local_contrastive_terms(a, p, neg, 1.0)
+    loss = LocalContrastiveLoss()
+    assert loss.batch(a, p, neg) == pytest.approx(terms.mean(), rel=1e-5)
+    assert loss.batch(a, p, neg, reduction="sum") == pytest.approx(terms.sum(), rel=1e-5)
+    assert loss.with_reduction(Reduction.SUM).batch(a, p, neg) == pytest.approx(terms.sum(), 1e-5)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_gradients_of_every_input_match_finite_differences(rng, shared, reduction):
+    b, n, d, margin = 4, 3, 5, 1.2
+    a, p, neg = make(rng, b, n, d, shared)
+    value, grads = LocalContrastiveLoss(margin, reduction).batch_with_gradients(a, p, neg)
+    agg = np.mean if reduction == "mean" else np.sum
+    terms = ref.local_contrastive_terms(a, p, neg, margin)
+    # Finite differences need every term away from its kink.
+    assert np.all(np.abs(ref.local_contrastive_terms(a, p, neg, margin)[terms > 0]) > 1e-3)
+    checks = [
+        (grads.anchors, lambda x: agg(ref.local_contrastive_terms(x, p, neg, margin)), a),
+        (grads.positives, lambda x: agg(ref.local_contrastive_terms(a, x, neg, margin)), p),
+        (grads.negatives, lambda x: agg(ref.local_contrastive_terms(a, p, x, margin)), neg),
+    ]
+    for got, f, x in checks:
+        expected = ref.numeric_grad(f, x)
+        assert got.shape == x.shape and got.dtype == np.float32
+        ref.assert_f32_close(got, expected, scale=np.abs(expected).max() + 1.0 / b, ulps=16)
+    if reduction == "none":
+        ref.assert_f32_close(value, terms, scale=10)
+
+
+def test_value_and_gradient_use_the_same_mean(rng):
+    # The crate divides its gradient by the number of active terms; here it is all terms, so
+    # value(x - h g) decreases by about h |g|^2 (a gradient consistent with its value).
+    a, p, neg = make(rng, 3, 8, 6, False)
+    loss = LocalContrastiveLoss(0.5)
+    value, grads = loss.batch_with_gradients(a, p, neg)
+    h = 1e-3
+    stepped = loss.batch((a - h * grads.anchors).astype(np.float64), p, neg)
+    predicted = value - h * float(np.sum(grads.anchors.astype(np.float64) ** 2))
+    assert stepped == pytest.approx(predicted, abs=1e-5)
+
+
+def test_one_sample_crate_form(rng):
+    a = rng.standard_normal(6).astype(np.float32)
+    p = (a + 0.2).astype(np.float32)
+    neg = rng.standard_normal((5, 6)).astype(np.float32)
+    terms = ref.local_contrastive_terms(a[None], p[None], neg, 1.0)[0]
+    for mode, expected in [("mean", terms.mean()), ("sum", terms.sum())]:
+        loss = LocalContrastiveLoss(1.0, mode)
+        assert loss.compute(a, p, neg) == pytest.approx(expected, rel=1e-5)
+        value, grad = loss.compute_with_gradients(a, p, neg)
+        assert value == pytest.approx(expected, rel=1e-5)
+        agg = np.mean if mode == "mean" else np.sum
+        fd = ref.numeric_grad(
+            lambda x, agg=agg: agg(ref.local_contrastive_terms(x[None], p[None], neg, 1.0)), a
+        )
+        ref.assert_f32_close(grad, fd, scale=1.0, ulps=16)
+    none = LocalContrastiveLoss(1.0, "none").compute(a, p, neg)
+    assert none.shape == (5,)  # every term, not only the first (the crate returns the first)
+    ref.assert_f32_close(none, terms, scale=10)
+
+
+def test_zero_distances_give_zero_direction_not_nan():
+    a = np.zeros((1, 3), np.float32)
+    p = np.zeros((1, 3), np.float32)  # |a - p| = 0
+    neg = np.zeros((1, 2, 3), np.float32)  # |a - n| = 0: every term equals the margin
+    value, grads = LocalContrastiveLoss(1.0).batch_with_gradients(a, p, neg)
+    assert value == 1.0
+    for g in grads:
+        np.testing.assert_array_equal(g, 0.0)
+
+
+def test_terms_at_exactly_zero_are_inactive():
+    a = np.zeros((1, 1), np.float32)
+    p = np.ones((1, 1), np.float32)  # d_pos = 1
+    neg = np.full((1, 1, 1), 2.0, np.float32)  # d_neg = 2: term = 1 - 2 + 1 = 0
+    value, grads = LocalContrastiveLoss(1.0).batch_with_gradients(a, p, neg)
+    assert value == 0.0
+    np.testing.assert_array_equal(grads.anchors, 0.0)
+
+
+def test_margin_validation():
+    assert LocalContrastiveLoss().margin == 1.0
+    assert LocalContrastiveLoss(0.0).margin == 0.0
+    for bad in [-0.1, float("nan"), float("inf")]:
+        with pytest.raises(ValueError, match="margin"):
+            LocalContrastiveLoss(bad)
+    with pytest.raises(ValueError, match="reduction must be"):
+        LocalContrastiveLoss(1.0, "median")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_nan_propagates_instead_of_being_clipped(rng, shared):
+    a, p, neg = make(rng, 3, 4, 5, shared)
+    a[1, 0] = np.nan
+    value, grads = LocalContrastiveLoss(1.0, "none").batch_with_gradients(a, p, neg)
+    assert np.isnan(value[1]).all()
+    assert not np.isnan(value[[0, 2]]).any()
+    assert np.isnan(grads.anchors[1]).all()
+    assert np.isnan(LocalContrastiveLoss().batch(a, p, neg))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_thread_count_does_not_change_results(rng, shared):
+    a, p, neg = make(rng, 300, 30, 40, shared)
+    loss = LocalContrastiveLoss(0.5)
+    before = ra.get_num_threads()
+    try:
+        ra.set_num_threads(1)
+        v1, g1 = loss.batch_with_gradients(a, p, neg)
+        ra.set_num_threads(2)
+        v2, g2 = loss.batch_with_gradients(a, p, neg)
+    finally:
+        ra.set_num_threads(before)
+    assert v1 == v2
+    for x, y in zip(g1, g2):
+        np.testing.assert_array_equal(x, y)
+
+
+@given(
+    b=st.integers(1, 8),
+    n=st.integers(1, 6),
+    d=st.integers(1, 33),
+    shared=st.booleans(),
+    margin=st.floats(0.0, 5.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_shape_matches_the_reference(b, n, d, shared, margin, seed):
+    a, p, neg = make(np.random.default_rng(seed), b, n, d, shared)
+    terms = LocalContrastiveLoss(margin, "none").batch(a, p, neg)
+    expected = ref.local_contrastive_terms(a, p, neg, margin)
+    ref.assert_f32_close(terms, expected, scale=margin + 4 * np.sqrt(d), ulps=16)
