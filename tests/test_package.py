@@ -10,6 +10,7 @@ import pytest
 
 import ruvector_attention as ra
 import ruvector_attention.training as training
+from ruvector_attention import _native
 
 API_NAMES = [
     "SGD",
@@ -114,3 +115,79 @@ def test_gil_is_released_during_long_steps():
     during = [x for x in ticks if start < x < end]
     # With the GIL held for the whole call, the ticker could not run between calls' start and end.
     assert len(during) >= 5
+
+
+def _loss_results(rng):
+    a = rng.standard_normal((40, 33)).astype(np.float32)
+    p = rng.standard_normal((40, 33)).astype(np.float32)
+    n = rng.standard_normal((40, 5, 33)).astype(np.float32)
+    edges = rng.integers(0, 40, size=(100, 2))
+    return {
+        "infonce per-anchor": ra.InfoNCELoss(0.1).batch_with_gradients(a, p, n, reduction="none"),
+        "local contrastive": ra.LocalContrastiveLoss().batch_with_gradients(a, p, n[:, 0]),
+        "laplacian": ra.SpectralRegularization(0.5).laplacian_with_gradients(a, edges),
+        "infonce shared": ra.InfoNCELoss(0.1).batch_with_gradients(a, p, n[0], reduction="none"),
+        "infonce in-batch": ra.InfoNCELoss(0.1).batch_with_gradients(a, p, reduction="none"),
+    }
+
+
+def _flat(result):
+    value, grads = result
+    parts = [np.atleast_1d(np.asarray(value, np.float64))]
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    parts += [np.asarray(g, np.float64).ravel() for g in grads if g is not None]
+    return np.concatenate(parts)
+
+
+def test_losses_on_every_simd_path(rng):
+    # Row-wise kernels avoid fused multiply-add: identical bits on every path. The GEMM-based
+    # forms use FMA where the CPU has it: equal to float32 round-off.
+    best = _native.best_simd_path()
+    paths = [p for p in ["baseline", "avx2", "avx512"] if _supports(p)]
+    results = {}
+    try:
+        for path in paths:
+            _native.force_simd_path(path)
+            results[path] = _loss_results(np.random.default_rng(7))
+    finally:
+        _native.force_simd_path(best.split("+")[0])
+    first = results[paths[0]]
+    for path in paths[1:]:
+        for name, result in results[path].items():
+            got, expected = _flat(result), _flat(first[name])
+            if name.startswith("infonce shared") or name.startswith("infonce in-batch"):
+                np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(got, expected, err_msg=f"{name} on {path}")
+
+
+def _supports(path):
+    try:
+        best = _native.best_simd_path()
+        _native.force_simd_path(path)
+        _native.force_simd_path(best.split("+")[0])
+        return True
+    except ValueError:
+        return False
+
+
+def test_outputs_from_the_buffer_cache_never_alias(rng):
+    a = rng.standard_normal((300, 256)).astype(np.float32)
+    p = rng.standard_normal((300, 256)).astype(np.float32)
+    n = rng.standard_normal((300, 8, 256)).astype(np.float32)  # 2.4 MB of negatives' gradient
+    loss = ra.InfoNCELoss(0.1)
+    _, first = loss.batch_with_gradients(a, p, n)
+    kept = first.negatives.copy()
+    _, second = loss.batch_with_gradients(a, p, n)
+    assert not np.shares_memory(first.negatives, second.negatives)
+    np.testing.assert_array_equal(first.negatives, second.negatives)
+    second.negatives[:] = 0.0  # writing one result leaves the other alone
+    np.testing.assert_array_equal(first.negatives, kept)
+    assert first.negatives.flags.writeable and first.negatives.flags.c_contiguous
+    del first, second
+    assert ra.cached_memory() >= n.nbytes  # freed outputs went back to the cache
+    _, third = loss.batch_with_gradients(a, p, n)  # reuses a cached buffer: same values
+    np.testing.assert_array_equal(third.negatives, kept)
+    released = ra.release_cached_memory()
+    assert released >= 0 and ra.cached_memory() == 0
+    np.testing.assert_array_equal(third.negatives, kept)  # live outputs are not cached memory

@@ -13,7 +13,13 @@ from .errors import RuvectorError, ShapeError
 from .info_nce import InfoNCELoss
 from .local_contrastive import LocalContrastiveLoss
 from .optim import SGD, Adam, AdamW, clip_grad_norm
-from .runtime import get_num_threads, set_num_threads, simd_path
+from .runtime import (
+    cached_memory,
+    get_num_threads,
+    release_cached_memory,
+    set_num_threads,
+    simd_path,
+)
 from .schedule import LearningRateScheduler
 from .spectral import Graph, SpectralRegularization
 
@@ -36,8 +42,10 @@ __all__ = [
     "ShapeError",
     "SpectralRegularization",
     "__version__",
+    "cached_memory",
     "clip_grad_norm",
     "get_num_threads",
+    "release_cached_memory",
     "set_num_threads",
     "simd_path",
 ]

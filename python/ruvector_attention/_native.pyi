@@ -13,6 +13,7 @@ __all__ = [
     "__version__",
     "adam_step",
     "best_simd_path",
+    "cached_memory",
     "clip_grad_norm",
     "csr_from_dense",
     "csr_from_edges",
@@ -22,6 +23,7 @@ __all__ = [
     "info_nce_pooled",
     "laplacian",
     "local_contrastive",
+    "release_cached_memory",
     "set_num_threads",
     "sgd_step",
     "simd_path",
@@ -107,3 +109,5 @@ def laplacian(
 def variance_penalty(
     embeddings: _F32, *, weight: float, with_grad: bool
 ) -> tuple[float, Optional[_F32]]: ...
+def release_cached_memory() -> int: ...
+def cached_memory() -> int: ...

@@ -5,7 +5,13 @@ from __future__ import annotations
 from . import _native
 from . import _validate as check
 
-__all__ = ["get_num_threads", "set_num_threads", "simd_path"]
+__all__ = [
+    "cached_memory",
+    "get_num_threads",
+    "release_cached_memory",
+    "set_num_threads",
+    "simd_path",
+]
 
 
 def set_num_threads(n: int) -> None:
@@ -39,7 +45,9 @@ def simd_path() -> str:
     """The instruction set the kernels run with: ``"avx512"``, ``"avx2+fma"`` or ``"baseline"``.
 
     Chosen on first use from what the CPU supports, so one wheel is fast on every x86-64
-    machine; every path gives bit-identical results.
+    machine. Optimizers, per-anchor and margin losses and the Laplacian give bit-identical results
+    on every path; the GEMM-based forms (shared-pool and in-batch InfoNCE) use fused multiply-add
+    where the CPU has it and agree across paths to float32 round-off.
 
     Example:
         >>> import ruvector_attention as ra
@@ -47,3 +55,31 @@ def simd_path() -> str:
         True
     """
     return str(_native.simd_path())
+
+
+def cached_memory() -> int:
+    """Bytes of large buffers the kernels keep for reuse.
+
+    Output arrays of the losses (and the kernels' scratch space) come from a cache of large
+    buffers, and go back to it when freed, so that repeated calls reuse memory that is already
+    mapped: touching fresh memory costs the OS a page fault and a page clear per 4 KiB, which
+    can cost more than the computation. The cache holds at most 512 MiB.
+
+    Example:
+        >>> import ruvector_attention as ra
+        >>> ra.cached_memory() >= 0
+        True
+    """
+    return int(_native.cached_memory())
+
+
+def release_cached_memory() -> int:
+    """Return the cached buffers (see :func:`cached_memory`) to the system; returns the bytes freed.
+
+    Example:
+        >>> import ruvector_attention as ra
+        >>> _ = ra.release_cached_memory()
+        >>> ra.cached_memory()
+        0
+    """
+    return int(_native.release_cached_memory())

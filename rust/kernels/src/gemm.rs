@@ -8,7 +8,7 @@
 //! Blocking follows Goto's scheme: a `KC x NC` panel of B is packed once per block (it stays in the
 //! L2/L3 cache), an `MC x KC` block of A is packed per row block (L2), and the micro-kernel keeps an
 //! `MR x NR` tile of C in registers while streaming `KC` steps. Micro-kernels are written with
-//! `std::arch` intrinsics for AVX-512 (8 x 32 tile) and AVX2+FMA (6 x 16), chosen at run time;
+//! `std::arch` intrinsics for AVX-512 (4 x 64 tile) and AVX2+FMA (6 x 16), chosen at run time;
 //! other CPUs get a portable 4 x 8 loop. Fused multiply-add rounds once, so results differ from
 //! the portable path in the last bits (the losses' tests allow float32 round-off, not bit
 //! identity, for GEMM-based forms). Callers parallelise over their own row blocks.
@@ -100,6 +100,103 @@ pub fn gemm(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, accumulate:
         }
         return;
     }
+    dispatch(c, ldc, a, BSource::View(b), accumulate);
+}
+
+/// B packed once into the micro-kernel's layout, for products that reuse the same B with many
+/// row blocks of A (the pool in InfoNCE is multiplied by every block of anchors).
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    path: SimdPath,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `b` (`k x n`) for the SIMD path active now.
+    pub fn new(b: MatRef<'_>) -> Self {
+        assert!(b.fits(), "gemm: view exceeds its data");
+        let path = active();
+        let nr = match path {
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx512 => Avx512::NR,
+            #[cfg(target_arch = "x86_64")]
+            SimdPath::Avx2 => Avx2::NR,
+            _ => Portable::NR,
+        };
+        let (k, n) = (b.rows, b.cols);
+        let mut data = crate::scratch::take(n.next_multiple_of(nr) * k);
+        let mut offset = 0;
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let len = nc.next_multiple_of(nr) * kc;
+                pack(&mut data[offset..offset + len], nr, b.t(), jc, nc, pc, kc);
+                offset += len;
+            }
+        }
+        Self { k, n, path, data }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+}
+
+impl Drop for PackedB {
+    fn drop(&mut self) {
+        crate::scratch::give(std::mem::take(&mut self.data));
+    }
+}
+
+/// `c = A B` (or `+=`) with B packed beforehand.
+///
+/// Panics if the shapes disagree or if the SIMD path changed since `b` was packed (a bug).
+pub fn gemm_packed(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: &PackedB, accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.n);
+    assert_eq!(b.k, k, "gemm: inner dimensions differ");
+    assert_eq!(b.path, active(), "gemm: B was packed for another SIMD path");
+    assert!(a.fits(), "gemm: view exceeds its data");
+    assert!(
+        m == 0 || n == 0 || (m - 1) * ldc + n <= c.len(),
+        "gemm: C too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    dispatch(c, ldc, a, BSource::Packed(b), accumulate);
+}
+
+/// Where the blocked loop gets B's panels from.
+#[derive(Clone, Copy)]
+enum BSource<'a> {
+    View(MatRef<'a>),
+    Packed(&'a PackedB),
+}
+
+impl BSource<'_> {
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            BSource::View(b) => (b.rows, b.cols),
+            BSource::Packed(b) => (b.k, b.n),
+        }
+    }
+}
+
+fn dispatch(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: BSource<'_>, accumulate: bool) {
     match active() {
         #[cfg(target_arch = "x86_64")]
         SimdPath::Avx512 => blocked::<Avx512>(c, ldc, a, b, accumulate),
@@ -123,25 +220,43 @@ fn blocked<K: MicroKernel>(
     c: &mut [f32],
     ldc: usize,
     a: MatRef<'_>,
-    b: MatRef<'_>,
+    b: BSource<'_>,
     accumulate: bool,
 ) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    let mut a_pack = vec![0.0f32; MC.min(m).next_multiple_of(K::MR) * KC.min(k)];
-    let mut b_pack = vec![0.0f32; NC.min(n).next_multiple_of(K::NR) * KC.min(k)];
-    let mut edge = vec![0.0f32; K::MR * K::NR];
+    let m = a.rows;
+    let (k, n) = b.dims();
+    let mut a_pack = crate::scratch::Scratch::new(MC.min(m).next_multiple_of(K::MR) * KC.min(k));
+    let b_len = match b {
+        BSource::View(_) => NC.min(n).next_multiple_of(K::NR) * KC.min(k),
+        BSource::Packed(_) => 0,
+    };
+    let mut b_pack = crate::scratch::Scratch::new(b_len);
+    let mut edge = [0.0f32; 512];
+    let edge = &mut edge[..K::MR * K::NR];
+    let mut packed_offset = 0;
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             let acc = accumulate || pc > 0;
-            pack_b::<K>(&mut b_pack, b, pc, kc, jc, nc);
+            let panel_len = nc.next_multiple_of(K::NR) * kc;
+            let b_panel: &[f32] = match b {
+                BSource::View(view) => {
+                    pack_b::<K>(&mut b_pack[..], view, pc, kc, jc, nc);
+                    &b_pack[..panel_len]
+                }
+                BSource::Packed(packed) => {
+                    let panel = &packed.data[packed_offset..packed_offset + panel_len];
+                    packed_offset += panel_len;
+                    panel
+                }
+            };
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                pack_a::<K>(&mut a_pack, a, ic, mc, pc, kc);
+                pack_a::<K>(&mut a_pack[..], a, ic, mc, pc, kc);
                 for jr in (0..nc).step_by(K::NR) {
                     let nr = K::NR.min(nc - jr);
-                    let bp = &b_pack[jr * kc..(jr + K::NR) * kc];
+                    let bp = &b_panel[jr * kc..(jr + K::NR) * kc];
                     for ir in (0..mc).step_by(K::MR) {
                         let mr = K::MR.min(mc - ir);
                         let ap = &a_pack[ir * kc..(ir + K::MR) * kc];
@@ -276,39 +391,53 @@ impl MicroKernel for Portable {
 #[cfg(target_arch = "x86_64")]
 struct Avx512;
 
+/// AVX-512 tile: `AVX512_MR` rows by `AVX512_NV` vectors of 16 columns.
+#[cfg(target_arch = "x86_64")]
+const AVX512_MR: usize = 4;
+#[cfg(target_arch = "x86_64")]
+const AVX512_NV: usize = 4;
+
 #[cfg(target_arch = "x86_64")]
 impl MicroKernel for Avx512 {
-    const MR: usize = 8;
-    const NR: usize = 32;
+    const MR: usize = AVX512_MR;
+    const NR: usize = 16 * AVX512_NV;
     unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool) {
         // SAFETY: forwarded contract; the dispatcher checked AVX-512F.
-        unsafe { avx512_tile(kc, a, b, c, ldc, acc) }
+        unsafe { avx512_tile::<AVX512_MR, AVX512_NV>(kc, a, b, c, ldc, acc) }
     }
 }
 
+/// `MR x NV` accumulators (16 of the 32 registers for 4 x 4): each step loads `NV` vectors of B
+/// and broadcasts `MR` values of A, so loads per FMA stay low and the FMA latency is hidden.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512_tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool) {
+unsafe fn avx512_tile<const MR: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    acc: bool,
+) {
     use std::arch::x86_64::*;
-    // Sixteen accumulators (8 rows x 2 vectors) hide the FMA latency on two FMA pipes.
-    let mut t = [[_mm512_setzero_ps(); 2]; 8];
+    let mut t = [[_mm512_setzero_ps(); NV]; MR];
     for p in 0..kc {
-        // SAFETY: p < kc; panels hold kc * 8 and kc * 32 floats.
-        let (b0, b1) = unsafe {
-            (
-                _mm512_loadu_ps(b.add(p * 32)),
-                _mm512_loadu_ps(b.add(p * 32 + 16)),
-            )
-        };
+        let mut bv = [_mm512_setzero_ps(); NV];
+        for (h, v) in bv.iter_mut().enumerate() {
+            // SAFETY: p < kc; the B panel holds kc * 16 * NV floats.
+            *v = unsafe { _mm512_loadu_ps(b.add((p * NV + h) * 16)) };
+        }
         for (r, row) in t.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(unsafe { *a.add(p * 8 + r) });
-            row[0] = _mm512_fmadd_ps(av, b0, row[0]);
-            row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+            // SAFETY: p < kc, r < MR; the A panel holds kc * MR floats.
+            let av = _mm512_set1_ps(unsafe { *a.add(p * MR + r) });
+            for (x, &bh) in row.iter_mut().zip(&bv) {
+                *x = _mm512_fmadd_ps(av, bh, *x);
+            }
         }
     }
     for (r, row) in t.iter().enumerate() {
         for (h, &v) in row.iter().enumerate() {
-            // SAFETY: the C tile is 8 x 32 with row stride ldc.
+            // SAFETY: the C tile is MR x 16 NV with row stride ldc.
             unsafe {
                 let dst = c.add(r * ldc + h * 16);
                 let v = if acc {

@@ -11,6 +11,7 @@ pub mod loss;
 pub mod norm;
 pub mod optim;
 pub mod parallel;
+pub mod scratch;
 pub mod simd;
 pub mod vecops;
 

@@ -30,6 +30,33 @@ fn dot_generic(x: &[f32], y: &[f32]) -> f32 {
 
 dispatch_simd!(pub fn dot(x: &[f32], y: &[f32]) -> f32 => dot_generic);
 
+/// `(x . y, y . y)` in one pass, each accumulated exactly like `dot`.
+#[inline(always)]
+fn dot_and_square_generic(x: &[f32], y: &[f32]) -> (f32, f32) {
+    let mut xy = [0.0f32; LANES];
+    let mut yy = [0.0f32; LANES];
+    let mut xs = x.chunks_exact(LANES);
+    let mut ys = y.chunks_exact(LANES);
+    for (xb, yb) in (&mut xs).zip(&mut ys) {
+        for (((p, q), &u), &v) in xy.iter_mut().zip(yy.iter_mut()).zip(xb).zip(yb) {
+            *p += u * v;
+            *q += v * v;
+        }
+    }
+    for (((p, q), &u), &v) in xy
+        .iter_mut()
+        .zip(yy.iter_mut())
+        .zip(xs.remainder())
+        .zip(ys.remainder())
+    {
+        *p += u * v;
+        *q += v * v;
+    }
+    (pairwise_sum(xy), pairwise_sum(yy))
+}
+
+dispatch_simd!(pub fn dot_and_square(x: &[f32], y: &[f32]) -> (f32, f32) => dot_and_square_generic);
+
 /// Squared Euclidean distance `|x - y|^2`, accumulated like `dot`.
 #[inline(always)]
 fn squared_distance_generic(x: &[f32], y: &[f32]) -> f32 {
@@ -75,6 +102,113 @@ fn combine_generic(out: &mut [f32], c1: f32, x: &[f32], c2: f32, y: &[f32]) {
 }
 
 dispatch_simd!(pub fn combine(out: &mut [f32], c1: f32, x: &[f32], c2: f32, y: &[f32]) => combine_generic);
+
+/// `out = c1 * x + c2 * y` and `acc += c3 * y`, in one pass over `y`.
+#[inline(always)]
+fn combine_and_accumulate_generic(
+    out: &mut [f32],
+    c1: f32,
+    x: &[f32],
+    c2: f32,
+    y: &[f32],
+    acc: &mut [f32],
+    c3: f32,
+) {
+    for (((o, a), &u), &v) in out.iter_mut().zip(acc.iter_mut()).zip(x).zip(y) {
+        *o = c1 * u + c2 * v;
+        *a += c3 * v;
+    }
+}
+
+dispatch_simd!(fn combine_and_accumulate_cached(out: &mut [f32], c1: f32, x: &[f32], c2: f32, y: &[f32], acc: &mut [f32], c3: f32) => combine_and_accumulate_generic);
+
+/// `out = c1 * x + c2 * y` and `acc += c3 * y`, where `out` is a row of a large output that will
+/// not be read again soon. On AVX-512 the 64-byte-aligned middle of `out` is written with
+/// non-temporal stores, which do not first read the destination into the cache: a third less
+/// memory traffic for the per-anchor InfoNCE gradient. The arithmetic is the same (multiply,
+/// then add; no fused multiply-add), so every path still gives the same bits.
+///
+/// Non-temporal stores are weakly ordered: the caller must call `store_fence()` before its
+/// results are published to another thread (once per task is enough).
+pub fn combine_and_accumulate(
+    out: &mut [f32],
+    c1: f32,
+    x: &[f32],
+    c2: f32,
+    y: &[f32],
+    acc: &mut [f32],
+    c3: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::active() == crate::simd::SimdPath::Avx512 {
+        // SAFETY: the AVX-512 path is only active on CPUs that have it.
+        unsafe { streaming_avx512(out, c1, x, c2, y, acc, c3) };
+        return;
+    }
+    combine_and_accumulate_cached(out, c1, x, c2, y, acc, c3);
+}
+
+/// Orders earlier non-temporal stores of this thread before any later store.
+pub fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `sfence` is part of SSE, which every x86-64 CPU has.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn streaming_avx512(
+    out: &mut [f32],
+    c1: f32,
+    x: &[f32],
+    c2: f32,
+    y: &[f32],
+    acc: &mut [f32],
+    c3: f32,
+) {
+    use std::arch::x86_64::*;
+    let len = out.len().min(x.len()).min(y.len()).min(acc.len());
+    // Elements before the first 64-byte boundary of `out`, whole vectors, then the rest.
+    let head = out.as_ptr().align_offset(64).min(len);
+    let body = (len - head) / 16 * 16;
+    let tail = head + body;
+    let (vc1, vc2, vc3) = (_mm512_set1_ps(c1), _mm512_set1_ps(c2), _mm512_set1_ps(c3));
+    let (out, acc) = (&mut out[..len], &mut acc[..len]);
+    combine_and_accumulate_generic(
+        &mut out[..head],
+        c1,
+        &x[..head],
+        c2,
+        &y[..head],
+        &mut acc[..head],
+        c3,
+    );
+    for j in (head..tail).step_by(16) {
+        // SAFETY: j + 16 <= len for every slice; out[j..] is 64-byte aligned.
+        unsafe {
+            let u = _mm512_loadu_ps(x.as_ptr().add(j));
+            let v = _mm512_loadu_ps(y.as_ptr().add(j));
+            let o = _mm512_add_ps(_mm512_mul_ps(vc1, u), _mm512_mul_ps(vc2, v));
+            _mm512_stream_ps(out.as_mut_ptr().add(j), o);
+            let a = _mm512_loadu_ps(acc.as_ptr().add(j));
+            _mm512_storeu_ps(
+                acc.as_mut_ptr().add(j),
+                _mm512_add_ps(a, _mm512_mul_ps(vc3, v)),
+            );
+        }
+    }
+    combine_and_accumulate_generic(
+        &mut out[tail..],
+        c1,
+        &x[tail..len],
+        c2,
+        &y[tail..len],
+        &mut acc[tail..],
+        c3,
+    );
+}
 
 /// `out = c * x`.
 #[inline(always)]

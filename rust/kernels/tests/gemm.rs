@@ -122,3 +122,36 @@ fn mismatched_shapes_are_a_bug() {
         false,
     );
 }
+
+#[test]
+fn prepacked_b_gives_the_same_bits_as_packing_on_the_fly() {
+    use ruvector_kernels::gemm::{gemm_packed, PackedB};
+    for path in paths() {
+        force(path).unwrap();
+        for &(m, k, n) in &[(1, 1, 1), (9, 300, 33), (20, 513, 2100)] {
+            let x = data(m * k, 7);
+            let y = data(n * k, 8);
+            let a = MatRef::row_major(&x, m, k);
+            for b in [MatRef::row_major(&y, k, n), MatRef::row_major(&y, n, k).t()] {
+                let packed = PackedB::new(b);
+                assert_eq!((packed.rows(), packed.cols()), (k, n));
+                let mut expected = vec![0.0f32; m * n];
+                gemm(&mut expected, n, a, b, false);
+                let mut got = vec![1.0f32; m * n];
+                gemm_packed(&mut got, n, a, &packed, false);
+                let bad = got.iter().zip(&expected).filter(|(g, e)| g != e).count();
+                assert_eq!(
+                    bad,
+                    0,
+                    "{path:?} {m}x{k}x{n} first {:?}",
+                    got.iter().zip(&expected).position(|(g, e)| g != e)
+                );
+                // Accumulation rounds in the same order as with B packed on the fly.
+                gemm_packed(&mut got, n, a, &packed, true);
+                gemm(&mut expected, n, a, b, true);
+                assert_eq!(got, expected);
+            }
+        }
+    }
+    force(detect()).unwrap();
+}

@@ -12,6 +12,7 @@ use numpy::{
 };
 use pyo3::prelude::*;
 use pyo3::types::PyList;
+use ruvector_kernels::scratch;
 
 use crate::errors::{type_error, value_error};
 
@@ -108,17 +109,21 @@ pub fn slice<'a>(arr: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<&'a [f32]> {
         .map_err(|_| value_error("array must be C-contiguous"))
 }
 
-/// An output array built in Rust while the GIL is released, then handed to NumPy without a copy.
+/// An output array filled by a kernel while the GIL is released, then handed to NumPy without a
+/// copy. Its memory comes from the kernels' buffer cache (`ruvector_kernels::scratch`) and goes
+/// back there when NumPy frees the array, so a training loop reuses pages already mapped instead
+/// of paying the kernel's page zeroing on every call. Its initial contents are unspecified: every
+/// kernel writes each element of its outputs.
 pub struct Buffer {
     shape: Vec<usize>,
     data: Vec<f32>,
 }
 
 impl Buffer {
-    pub fn zeros(shape: &[usize]) -> Self {
+    pub fn output(shape: &[usize]) -> Self {
         Self {
             shape: shape.to_vec(),
-            data: vec![0.0; shape.iter().product()],
+            data: scratch::take(shape.iter().product()),
         }
     }
 
@@ -126,8 +131,14 @@ impl Buffer {
         &mut self.data
     }
 
-    pub fn into_py(self, py: Python<'_>) -> Bound<'_, PyArrayDyn<f32>> {
-        to_numpy(py, self.data, &self.shape)
+    pub fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyArrayDyn<f32>>> {
+        let array = ArrayD::from_shape_vec(IxDyn(&self.shape), self.data)
+            .map_err(|err| value_error(format!("internal: output shape: {err}")))?;
+        let owner = Bound::new(py, RecycledBuffer { array })?;
+        let view = &owner.get().array;
+        // SAFETY: `owner` becomes the array's base object and keeps the data alive; the data is
+        // never reallocated (RecycledBuffer is frozen and only its Drop touches the array).
+        Ok(unsafe { PyArrayDyn::borrow_from_array(view, owner.clone().into_any()) })
     }
 
     /// A float64 result (per-row losses) as a NumPy array.
@@ -135,17 +146,22 @@ impl Buffer {
         py: Python<'py>,
         data: Vec<f64>,
         shape: &[usize],
-    ) -> Bound<'py, PyArrayDyn<f64>> {
-        to_numpy(py, data, shape)
+    ) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+        let array = ArrayD::from_shape_vec(IxDyn(shape), data)
+            .map_err(|err| value_error(format!("internal: output shape: {err}")))?;
+        Ok(PyArray::from_owned_array(py, array))
     }
 }
 
-fn to_numpy<'py, T: numpy::Element>(
-    py: Python<'py>,
-    data: Vec<T>,
-    shape: &[usize],
-) -> Bound<'py, PyArrayDyn<T>> {
-    // The shape's product is the data's length by construction.
-    let array = ArrayD::from_shape_vec(IxDyn(shape), data).expect("buffer length matches shape");
-    PyArray::from_owned_array(py, array)
+/// Owns an output array's memory; returns it to the buffer cache when NumPy frees the array.
+#[pyclass(frozen)]
+struct RecycledBuffer {
+    array: ArrayD<f32>,
+}
+
+impl Drop for RecycledBuffer {
+    fn drop(&mut self) {
+        let array = std::mem::replace(&mut self.array, ArrayD::zeros(IxDyn(&[0])));
+        scratch::give(array.into_raw_vec_and_offset().0);
+    }
 }

@@ -31,5 +31,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::simd_path, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::best_simd_path, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::force_simd_path, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::release_cached_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::cached_memory, m)?)?;
     Ok(())
 }

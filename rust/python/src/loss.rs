@@ -22,9 +22,24 @@ type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
 type Grads<'py> = Option<(Array<'py>, Array<'py>, Option<Array<'py>>)>;
 type Losses<'py> = Bound<'py, PyArrayDyn<f64>>;
 
-/// A zeroed buffer for an output shaped like `like`; handed to NumPy without a copy afterwards.
+/// An output buffer shaped like `like` (see `Buffer`).
 fn zeros_like(like: &PyReadonlyArrayDyn<'_, f32>) -> Buffer {
-    Buffer::zeros(like.shape())
+    Buffer::output(like.shape())
+}
+
+fn grads_to_py(
+    py: Python<'_>,
+    grads: Option<(Buffer, Buffer, Option<Buffer>)>,
+) -> PyResult<Grads<'_>> {
+    grads
+        .map(|(a, p, n)| {
+            Ok((
+                a.into_py(py)?,
+                p.into_py(py)?,
+                n.map(|n| n.into_py(py)).transpose()?,
+            ))
+        })
+        .transpose()
 }
 
 fn dims2(
@@ -89,8 +104,8 @@ pub fn info_nce_per_anchor<'py>(
         })?;
     }
     Ok((
-        Buffer::from_f64(py, losses, &[batch]),
-        grads.map(|(a, p, n)| (a.into_py(py), p.into_py(py), Some(n.into_py(py)))),
+        Buffer::from_f64(py, losses, &[batch])?,
+        grads_to_py(py, grads.map(|(a, p, n)| (a, p, Some(n))))?,
     ))
 }
 
@@ -145,8 +160,8 @@ pub fn info_nce_pooled<'py>(
         run_kernel(py, work, move || pooled(&inputs, temperature, out, g))?;
     }
     Ok((
-        Buffer::from_f64(py, losses, &[batch]),
-        grads.map(|(a, p, n)| (a.into_py(py), p.into_py(py), n.map(|n| n.into_py(py)))),
+        Buffer::from_f64(py, losses, &[batch])?,
+        grads_to_py(py, grads)?,
     ))
 }
 
@@ -206,7 +221,7 @@ pub fn local_contrastive<'py>(
         run_kernel(py, work, move || margin_kernel(&inputs, margin, out, g))?;
     }
     Ok((
-        Buffer::from_f64(py, terms, &[batch, count]),
-        grads.map(|(a, p, n)| (a.into_py(py), p.into_py(py), Some(n.into_py(py)))),
+        Buffer::from_f64(py, terms, &[batch, count])?,
+        grads_to_py(py, grads.map(|(a, p, n)| (a, p, Some(n))))?,
     ))
 }

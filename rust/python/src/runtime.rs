@@ -1,7 +1,7 @@
 //! Thread-pool size and SIMD path, exposed to Python.
 
 use pyo3::prelude::*;
-use ruvector_kernels::{parallel, simd};
+use ruvector_kernels::{parallel, scratch, simd};
 
 use crate::errors::to_pyerr;
 
@@ -34,4 +34,16 @@ pub fn best_simd_path() -> &'static str {
 pub fn force_simd_path(py: Python<'_>, name: &str) -> PyResult<()> {
     let path = simd::SimdPath::from_name(name).map_err(|e| to_pyerr(py, e))?;
     simd::force(path).map_err(|e| to_pyerr(py, e))
+}
+
+/// Frees the kernels' cache of large buffers; returns the bytes released.
+#[pyfunction]
+pub fn release_cached_memory() -> usize {
+    scratch::release()
+}
+
+/// Bytes held in the kernels' buffer cache.
+#[pyfunction]
+pub fn cached_memory() -> usize {
+    scratch::cached_bytes()
 }

@@ -97,7 +97,7 @@ pub fn laplacian<'py>(
     let ip = readonly_i64(indptr, "indptr")?;
     let ix = readonly_i64(indices, "indices")?;
     let w = readonly(weights, "weights")?;
-    let mut grad = with_grad.then(|| Buffer::zeros(&[n, dim]));
+    let mut grad = with_grad.then(|| Buffer::output(&[n, dim]));
     let value = {
         let graph = Csr {
             n,
@@ -112,7 +112,7 @@ pub fn laplacian<'py>(
             spectral::laplacian(x_s, dim, &graph, weight, g)
         })?
     };
-    Ok((value, grad.map(|g| g.into_py(py))))
+    Ok((value, grad.map(|g| g.into_py(py)).transpose()?))
 }
 
 /// The crate's variance-uniformity penalty of `embeddings (N, D)` and, if asked, its gradient.
@@ -134,7 +134,7 @@ pub fn variance_penalty<'py>(
             ))
         }
     };
-    let mut grad = with_grad.then(|| Buffer::zeros(&[n, dim]));
+    let mut grad = with_grad.then(|| Buffer::output(&[n, dim]));
     let value = {
         let x_s = slice(&xs)?;
         let g = grad.as_mut().map(Buffer::as_mut_slice);
@@ -142,5 +142,5 @@ pub fn variance_penalty<'py>(
             spectral::variance_penalty(x_s, n, dim, weight, g)
         })?
     };
-    Ok((value, grad.map(|g| g.into_py(py))))
+    Ok((value, grad.map(|g| g.into_py(py)).transpose()?))
 }

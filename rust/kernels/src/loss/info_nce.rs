@@ -10,7 +10,10 @@
 use super::{check_len, effective_temperature};
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::map_tasks;
-use crate::vecops::{axpy, clamped_norm, dot, write_cosine_grad, NORM_EPS};
+use crate::vecops::{
+    axpy, clamped_norm, combine_and_accumulate, dot, dot_and_square, store_fence,
+    write_cosine_grad, NORM_EPS,
+};
 
 /// Sizes of a per-anchor batch: `batch` anchors, `negatives` per anchor, vectors of `dim`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,27 +112,34 @@ fn row(a: &[f32], p: &[f32], negs: &[f32], n: usize, t: f32, grads: Option<RowGr
     let mut norms = Vec::with_capacity(n);
     sims.push(sp);
     for neg in negs.chunks_exact(dim).take(n) {
-        let nn = norm(neg);
+        // One pass over the negative for both its norm and its dot product with the anchor.
+        let (an, nn2) = dot_and_square(a, neg);
+        let nn = nn2.sqrt().max(NORM_EPS);
         norms.push(nn);
-        sims.push(dot(a, neg) / (na * nn));
+        sims.push(an / (na * nn));
     }
     // Max-shifted log-sum-exp in f64: t = 0.01 with unit vectors gives logits up to 100.
     let inv_t = 1.0 / f64::from(t);
     let max = sims
         .iter()
         .fold(f64::NEG_INFINITY, |m, &s| m.max(f64::from(s) * inv_t));
-    let sum: f64 = sims
+    let exps: Vec<f64> = sims
         .iter()
         .map(|&s| (f64::from(s) * inv_t - max).exp())
-        .sum();
+        .collect();
+    let sum: f64 = exps.iter().sum();
     let lse = max + sum.ln();
     let loss = lse - f64::from(sp) * inv_t;
     if let Some((ga, gp, gn, scale)) = grads {
-        // dL/ds_k = (softmax_k - [k == 0]) / t, times the reduction's scale.
+        // dL/ds_k = (softmax_k - [k == 0]) / t, times the reduction's scale. For the target,
+        // softmax_0 - 1 is minus the negatives' share (no cancellation).
         let coef = |k: usize| -> f32 {
-            let w = (f64::from(sims[k]) * inv_t - lse).exp();
-            let target = if k == 0 { 1.0 } else { 0.0 };
-            ((w - target) * inv_t) as f32 * scale
+            let w = if k == 0 {
+                -exps[1..].iter().sum::<f64>() / sum
+            } else {
+                exps[k] / sum
+            };
+            (w * inv_t) as f32 * scale
         };
         let c0 = coef(0);
         write_cosine_grad(gp, c0, p, np, a, na, sp);
@@ -145,13 +155,21 @@ fn row(a: &[f32], p: &[f32], negs: &[f32], n: usize, t: f32, grads: Option<RowGr
             let ck = coef(k + 1);
             let sk = sims[k + 1];
             let nk = norms[k];
-            write_cosine_grad(g, ck, neg, nk, a, na, sk);
-            axpy(ga, ck / (na * nk), neg);
+            // The negative's gradient (d s_k / d n_k) and its share of the anchor's
+            // (d s_k / d a, the part along n_k), in one pass over the negative.
+            let second = if nk > NORM_EPS {
+                -ck * sk / (nk * nk)
+            } else {
+                0.0
+            };
+            combine_and_accumulate(g, ck / (nk * na), a, second, neg, ga, ck / (na * nk));
             cs_sum += ck * sk;
         }
         if na > NORM_EPS {
             axpy(ga, -cs_sum / (na * na), a);
         }
+        // The negatives' gradients were written with non-temporal stores.
+        store_fence();
     }
     loss
 }

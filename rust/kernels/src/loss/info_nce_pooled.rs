@@ -21,16 +21,17 @@ use super::{check_len, effective_temperature};
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::fastexp::exp_f32;
-use crate::gemm::{gemm, MatRef};
+use crate::gemm::{gemm, gemm_packed, MatRef, PackedB};
 use crate::parallel::{for_each_task, map_tasks};
+use crate::scratch::Scratch;
 use crate::simd::{pairwise_sum, LANES};
 use crate::vecops::{axpy, backprop_normalisation, clamped_norm, dot, scale_into};
 
 /// Anchors per block: enough rows to amortise packing the pool in the GEMMs.
-const ROW_BLOCK: usize = 128;
+const ROW_BLOCK: usize = 256;
 /// Largest similarity panel (floats) kept per task: 8 MB, so a pool of up to 16384 rows costs
 /// three GEMMs, not four.
-const PANEL_FLOATS: usize = 1 << 21;
+const PANEL_FLOATS: usize = 1 << 22;
 /// Column block when the panel does not fit.
 const STREAM_COLUMNS: usize = 8192;
 /// Bytes of per-chunk pool-gradient accumulators allowed beyond the output itself.
@@ -101,21 +102,40 @@ pub fn info_nce_pooled(
         Some((x, nrm)) => (x, nrm),
         None => (&p_hat, &p_norm),
     };
+    let columns = if ROW_BLOCK * n <= PANEL_FLOATS {
+        n
+    } else {
+        STREAM_COLUMNS
+    };
     let shape = Shape {
         d,
         n,
         inv_t: 1.0 / t,
         in_batch: inputs.pool.is_none(),
-        columns: if ROW_BLOCK * n <= PANEL_FLOATS {
-            n
-        } else {
-            STREAM_COLUMNS
-        },
+        columns,
+    };
+    // Every block of anchors multiplies the same pool: pack it once per column block, as B of
+    // `A P^T` (similarities) and, for gradients, as B of `C P` (the anchors' gradient).
+    let blocks: Vec<(usize, usize)> = (0..n)
+        .step_by(columns)
+        .map(|j0| (j0, columns.min(n - j0)))
+        .collect();
+    let pool_block = |&(j0, cols): &(usize, usize)| {
+        MatRef::row_major(&pool_hat[j0 * d..(j0 + cols) * d], cols, d)
+    };
+    let sim_packed = map_tasks(blocks.clone(), n * d, |blk| {
+        PackedB::new(pool_block(&blk).t())
+    });
+    let grad_packed = if grads.is_some() {
+        map_tasks(blocks, n * d, |blk| PackedB::new(pool_block(&blk)))
+    } else {
+        Vec::new()
     };
     let ctx = Context {
         a_hat: &a_hat,
         p_hat: &p_hat,
-        pool_hat,
+        sim_packed,
+        grad_packed,
         shape,
     };
 
@@ -123,7 +143,7 @@ pub fn info_nce_pooled(
         // Value only: row blocks are independent.
         let tasks: Vec<_> = losses.chunks_mut(ROW_BLOCK).enumerate().collect();
         for_each_task(tasks, b * n * d, |(blk, out)| {
-            let mut panel = Vec::new();
+            let mut panel = Scratch::new(ROW_BLOCK * columns);
             ctx.block_losses(blk * ROW_BLOCK, out, &mut panel);
         });
         return Ok(());
@@ -142,7 +162,7 @@ pub fn info_nce_pooled(
         None => (grad_p, None),
     };
     pool_grad_hat.fill(0.0);
-    let mut extra: Vec<Vec<f32>> = (1..chunks).map(|_| vec![0.0f32; n * d]).collect();
+    let mut extra: Vec<Scratch> = (1..chunks).map(|_| Scratch::zeroed(n * d)).collect();
     {
         let mut accumulators: Vec<&mut [f32]> = Vec::with_capacity(chunks);
         accumulators.push(&mut *pool_grad_hat);
@@ -161,8 +181,8 @@ pub fn info_nce_pooled(
             .enumerate()
             .collect();
         for_each_task(tasks, usize::MAX, |(c, (((acc, ga), out), gp))| {
-            let mut panel = Vec::new();
-            let mut ga_blk = vec![0.0f32; ROW_BLOCK * d];
+            let mut panel = Scratch::new(ROW_BLOCK * columns);
+            let mut ga_blk = Scratch::new(ROW_BLOCK * d);
             let first_row = c * chunk_rows;
             let mut gp = gp;
             for (k, (ga_rows, out_rows)) in ga
@@ -217,7 +237,9 @@ struct Shape {
 struct Context<'a> {
     a_hat: &'a [f32],
     p_hat: &'a [f32],
-    pool_hat: &'a [f32],
+    /// Per column block: the pool packed as `P^T` (for similarities) and as `P` (gradients).
+    sim_packed: Vec<PackedB>,
+    grad_packed: Vec<PackedB>,
     shape: Shape,
 }
 
@@ -227,8 +249,9 @@ impl Context<'_> {
         let d = self.shape.d;
         panel.resize(rows * cols, 0.0);
         let a = MatRef::row_major(&self.a_hat[i0 * d..(i0 + rows) * d], rows, d);
-        let pool = MatRef::row_major(&self.pool_hat[j0 * d..(j0 + cols) * d], cols, d);
-        gemm(panel, cols, a, pool.t(), false);
+        let pool = &self.sim_packed[j0 / self.shape.columns];
+        debug_assert_eq!(pool.cols(), cols);
+        gemm_packed(panel, cols, a, pool, false);
     }
 
     /// The positive's logit for anchor `i` (shared pool only; in-batch it is a panel entry).
@@ -349,8 +372,7 @@ impl Context<'_> {
                 }
             }
             let c = MatRef::row_major(panel, rows, cols);
-            let pool = MatRef::row_major(&self.pool_hat[j0 * d..(j0 + cols) * d], cols, d);
-            gemm(ga, d, c, pool, true);
+            gemm_packed(ga, d, c, &self.grad_packed[j0 / columns], true);
             gemm(&mut pool_acc[j0 * d..(j0 + cols) * d], d, c.t(), a, true);
         }
     }
@@ -365,8 +387,8 @@ struct RowStats {
 }
 
 /// Normalised copies of the rows (`x / max(|x|, eps)`) and the clamped norms.
-pub(crate) fn normalise_rows(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut out = vec![0.0f32; x.len()];
+pub(crate) fn normalise_rows(x: &[f32], d: usize) -> (Scratch, Vec<f32>) {
+    let mut out = Scratch::new(x.len());
     let rows = x.len() / d;
     const ROWS_PER_TASK: usize = 256;
     let tasks: Vec<_> = x
