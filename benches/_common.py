@@ -23,12 +23,29 @@ def median_seconds(fn: Callable[[], Any], *, repeats: int, inner: int = 1) -> fl
 
 
 def interleaved(
-    fns: dict[str, Callable[[], Any]], *, repeats: int, inner: int = 1
+    fns: dict[str, Callable[[], Any]],
+    *,
+    repeats: int,
+    inner: int = 1,
+    min_round: float = 0.0,
 ) -> dict[str, float]:
     """Median seconds per call of each function, timed in alternating rounds so that drift in
-    the machine's speed (shared, noisy hosts) hits every contender alike."""
-    for fn in fns.values():
+    the machine's speed (shared, noisy hosts) hits every contender alike.
+
+    Each round calls a function ``inner`` times, or more until the round lasts ``min_round``
+    seconds: a training loop calls a fast kernel back to back, so its first call after the pause
+    below (cold caches, sleeping threads) should not count as a whole round.
+    """
+    calls: dict[str, int] = {}
+    for name, fn in fns.items():
         fn()  # warm-up
+        once = []
+        for _ in range(3 if min_round else 0):
+            start = time.perf_counter()
+            fn()
+            once.append(time.perf_counter() - start)
+        steady = max(statistics.median(once), 1e-9) if once else 0.0
+        calls[name] = max(inner, int(min_round / steady) + 1) if min_round else inner
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -37,9 +54,9 @@ def interleaved(
             # pause lets them go to sleep so each contender starts on a quiet machine.
             time.sleep(0.05)
             start = time.perf_counter()
-            for _ in range(inner):
+            for _ in range(calls[name]):
                 fn()
-            samples[name].append((time.perf_counter() - start) / inner)
+            samples[name].append((time.perf_counter() - start) / calls[name])
     return {name: statistics.median(ts) for name, ts in samples.items()}
 
 
