@@ -248,3 +248,11 @@ def test_a_prepared_graph_gives_the_same_results_and_checks_its_size(rng):
     with pytest.raises(ValueError, match="node index"):
         ra.Graph(edges, 5)
     assert repr(ra.Graph(np.array([[0, 0], [0, 1]]), 2)) == "Graph(num_nodes=2, num_edges=2)"
+
+
+def test_compute_batch_propagates_nan(rng):
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    x[2, 1] = np.nan
+    value, grad = SpectralRegularization(1.0).compute_batch_with_gradients(x)
+    assert np.isnan(value)
+    assert np.isnan(grad[:, 1]).all()

@@ -1,0 +1,118 @@
+//! Shared-pool and in-batch InfoNCE at the kernel level: the pooled kernel against the per-anchor
+//! kernel run on the explicitly gathered negatives, and the buffer cache it draws from.
+
+mod common;
+
+use common::data;
+use ruvector_kernels::loss::info_nce_pooled::{info_nce_pooled, PooledGrads, PooledInputs};
+use ruvector_kernels::loss::{info_nce_per_anchor, InfoNceGrads, PerAnchorDims};
+use ruvector_kernels::scratch;
+
+fn close(a: &[f32], b: &[f32], scale: f32) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= 1e-5 * scale, "element {i}: {x} vs {y}");
+    }
+}
+
+#[test]
+fn shared_pool_equals_per_anchor_with_the_pool_repeated() {
+    let (b, n, d, t) = (37, 11, 19, 0.1);
+    let (a, p, pool) = (data(b * d, 1), data(b * d, 2), data(n * d, 3));
+    let repeated: Vec<f32> = (0..b).flat_map(|_| pool.iter().copied()).collect();
+    let mut l1 = vec![0.0; b];
+    let (mut ga1, mut gp1, mut gn1) = (vec![0.0; b * d], vec![0.0; b * d], vec![0.0; n * d]);
+    let inputs = PooledInputs {
+        anchors: &a,
+        positives: &p,
+        pool: Some(&pool),
+        batch: b,
+        pool_size: n,
+        dim: d,
+    };
+    let grads = PooledGrads {
+        anchors: &mut ga1,
+        positives: &mut gp1,
+        pool: Some(&mut gn1),
+        scale: 1.0,
+    };
+    info_nce_pooled(&inputs, t, &mut l1, Some(grads)).unwrap();
+    let mut l2 = vec![0.0; b];
+    let (mut ga2, mut gp2, mut gn2) = (vec![0.0; b * d], vec![0.0; b * d], vec![0.0; b * n * d]);
+    let dims = PerAnchorDims {
+        batch: b,
+        negatives: n,
+        dim: d,
+    };
+    let grads = InfoNceGrads {
+        anchors: &mut ga2,
+        positives: &mut gp2,
+        negatives: &mut gn2,
+        scale: 1.0,
+    };
+    info_nce_per_anchor(&a, &p, &repeated, dims, t, &mut l2, Some(grads)).unwrap();
+    for (x, y) in l1.iter().zip(&l2) {
+        assert!((x - y).abs() <= 1e-5 * 20.0, "{x} vs {y}");
+    }
+    close(&ga1, &ga2, 100.0);
+    close(&gp1, &gp2, 100.0);
+    // The pool's gradient is the sum over anchors of the per-anchor negatives' gradients.
+    let mut summed = vec![0.0f32; n * d];
+    for row in gn2.chunks_exact(n * d) {
+        for (s, v) in summed.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    close(&gn1, &summed, 1000.0);
+}
+
+#[test]
+fn rejects_bad_sizes_and_temperatures() {
+    let x = data(12, 1);
+    let mut l = vec![0.0; 3];
+    let ok = PooledInputs {
+        anchors: &x,
+        positives: &x,
+        pool: None,
+        batch: 3,
+        pool_size: 0,
+        dim: 4,
+    };
+    assert!(info_nce_pooled(&ok, 0.1, &mut l, None).is_ok());
+    assert!(info_nce_pooled(&ok, 0.0, &mut l, None).is_err());
+    assert!(info_nce_pooled(&ok, f64::NAN, &mut l, None).is_err());
+    let short = PooledInputs { batch: 4, ..ok };
+    assert!(info_nce_pooled(&short, 0.1, &mut l, None).is_err());
+    let empty = PooledInputs {
+        pool: Some(&[]),
+        ..ok
+    };
+    assert!(info_nce_pooled(&empty, 0.1, &mut l, None).is_err());
+}
+
+#[test]
+fn the_buffer_cache_hands_out_distinct_buffers_and_reuses_freed_ones() {
+    let len = scratch::MIN_FLOATS * 2;
+    let mut first = scratch::take(len);
+    let mut second = scratch::take(len);
+    assert_eq!((first.len(), second.len()), (len, len));
+    assert_ne!(first.as_ptr(), second.as_ptr());
+    first[0] = 1.0;
+    second[0] = 2.0;
+    assert_eq!(first[0], 1.0);
+    let address = first.as_ptr();
+    scratch::give(first);
+    let again = scratch::take(len - 5);
+    assert_eq!(
+        again.as_ptr(),
+        address,
+        "a freed buffer of the right size is reused"
+    );
+    assert_eq!(again.len(), len - 5);
+    assert!(scratch::take_zeroed(len).iter().all(|&v| v == 0.0));
+    // Small buffers are not cached; oversize requests are fresh.
+    scratch::give(vec![0.0; 10]);
+    assert!(scratch::take(len * 4).len() == len * 4);
+    scratch::release();
+    assert_eq!(scratch::cached_bytes(), 0);
+}
