@@ -150,3 +150,63 @@ def numeric_grad(f, x, h=1e-6):
         flat[i] = old
         gflat[i] = (up - down) / (2 * h)
     return g
+
+
+# -- mining ---------------------------------------------------------------------------------------
+
+
+def cosine_matrix(anchors, candidates):
+    """Cosine similarities (B, N) in float64 with the 1e-8 norm clamp."""
+    return _unit(anchors) @ _unit(candidates).T
+
+
+def ranked(scores, k, eligible=None):
+    """Indices of the k largest scores per row (ties: lower index first), -1 padded, skipping
+    ineligible or NaN entries."""
+    scores = np.asarray(scores, dtype=np.float64)
+    out = np.full((scores.shape[0], k), -1, dtype=np.int64)
+    for i, row in enumerate(scores):
+        ok = ~np.isnan(row)
+        if eligible is not None:
+            ok &= eligible[i]
+        idx = np.flatnonzero(ok)
+        order = idx[np.lexsort((idx, -row[idx]))][:k]
+        out[i, : len(order)] = order
+    return out
+
+
+def semi_hard(anchors, positives, candidates, k, margin, eligible=None):
+    """FaceNet semi-hard picks in float64: the window sorted nearest first, then the hardest
+    (cosine) not already chosen."""
+    a = np.asarray(anchors, np.float64)
+    p = np.asarray(positives, np.float64)
+    c = np.asarray(candidates, np.float64)
+    d_ap = np.linalg.norm(a - p, axis=1)
+    d_an = np.linalg.norm(a[:, None, :] - c[None, :, :], axis=2)
+    window = (d_an > d_ap[:, None]) & (d_an < d_ap[:, None] + margin)
+    if eligible is not None:
+        window &= eligible
+    first = ranked(np.where(window, -d_an, np.nan), k)
+    hardest = ranked(cosine_matrix(a, c), c.shape[0], eligible)
+    out = np.full((a.shape[0], k), -1, dtype=np.int64)
+    for i in range(a.shape[0]):
+        chosen = [j for j in first[i] if j >= 0]
+        for j in hardest[i]:
+            if len(chosen) >= k or j < 0:
+                break
+            if j not in chosen:
+                chosen.append(j)
+        out[i, : len(chosen)] = chosen
+    return out, window, d_an, d_ap
+
+
+def wu_weights(anchor, candidates, cutoff=0.5, nonzero_loss_cutoff=1.4):
+    """Wu et al.'s sampling weights 1/q(d) for one anchor (unnormalised), float64."""
+    a = _unit(anchor)
+    c = _unit(candidates)
+    dim = c.shape[1]
+    d = np.sqrt(np.maximum(2.0 - 2.0 * (c @ a), 0.0))
+    dc = np.maximum(d, cutoff)
+    log_w = (2.0 - dim) * np.log(dc) - ((dim - 3) / 2) * np.log(1.0 - 0.25 * dc**2)
+    w = np.exp(log_w - log_w[d < nonzero_loss_cutoff].max())
+    return np.where(d < nonzero_loss_cutoff, w, 0.0)

@@ -28,6 +28,9 @@ API_NAMES = [
     "Reduction",
     "Gradients",
     "Graph",
+    "HardNegativeMiner",
+    "InBatchMiner",
+    "MiningStrategy",
 ]
 
 

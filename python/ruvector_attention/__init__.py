@@ -12,6 +12,7 @@ from ._loss_common import Gradients, Reduction
 from .errors import RuvectorError, ShapeError
 from .info_nce import InfoNCELoss
 from .local_contrastive import LocalContrastiveLoss
+from .mining import HardNegativeMiner, InBatchMiner, MiningStrategy
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .runtime import (
     cached_memory,
@@ -34,9 +35,12 @@ __all__ = [
     "AdamW",
     "Gradients",
     "Graph",
+    "HardNegativeMiner",
+    "InBatchMiner",
     "InfoNCELoss",
     "LearningRateScheduler",
     "LocalContrastiveLoss",
+    "MiningStrategy",
     "Reduction",
     "RuvectorError",
     "ShapeError",

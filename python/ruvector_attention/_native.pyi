@@ -23,6 +23,7 @@ __all__ = [
     "info_nce_pooled",
     "laplacian",
     "local_contrastive",
+    "mine",
     "release_cached_memory",
     "set_num_threads",
     "sgd_step",
@@ -111,3 +112,19 @@ def variance_penalty(
 ) -> tuple[float, Optional[_F32]]: ...
 def release_cached_memory() -> int: ...
 def cached_memory() -> int: ...
+def mine(
+    anchors: _F32,
+    positives: Optional[_F32],
+    candidates: _F32,
+    k: int,
+    *,
+    strategy: str,
+    margin: float,
+    temperature: float,
+    cutoff: float,
+    nonzero_loss_cutoff: float,
+    anchor_labels: Optional[_I64] = None,
+    candidate_labels: Optional[_I64] = None,
+    key: int,
+    call: int,
+) -> _I64: ...

@@ -5,9 +5,10 @@
 //! releases the GIL and calls into this crate.
 
 pub mod error;
-pub mod fastexp;
+pub mod fastmath;
 pub mod gemm;
 pub mod loss;
+pub mod mining;
 pub mod norm;
 pub mod optim;
 pub mod parallel;

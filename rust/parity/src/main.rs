@@ -5,6 +5,7 @@
 //! own types on it. Nothing here re-implements a formula: the point is the crate's own numbers.
 
 mod loss;
+mod mining;
 mod optim;
 
 use std::io::{self, Read, Write};
@@ -21,6 +22,8 @@ enum Case {
     InfoNce(loss::InfoNceCase),
     LocalContrastive(loss::LocalContrastiveCase),
     Spectral(loss::SpectralCase),
+    Miner(mining::MinerCase),
+    InBatch(mining::InBatchCase),
 }
 
 #[derive(Deserialize)]
@@ -48,6 +51,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Case::InfoNce(c) => loss::run_info_nce(c),
             Case::LocalContrastive(c) => loss::run_local_contrastive(c),
             Case::Spectral(c) => loss::run_spectral(c),
+            Case::Miner(c) => mining::run_miner(c),
+            Case::InBatch(c) => mining::run_in_batch(c),
         })
         .collect();
     let out = serde_json::to_string(&Output { results })?;

@@ -76,6 +76,17 @@ pub fn readonly<'py>(
     })
 }
 
+/// Borrow an int64 array (indices, labels) for reading.
+pub fn readonly_i64<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<numpy::PyReadonlyArrayDyn<'py, i64>> {
+    let arr = obj
+        .cast::<PyArrayDyn<i64>>()
+        .map_err(|_| type_error(format!("{name} must be an int64 numpy.ndarray")))?;
+    Ok(arr.readonly())
+}
+
 /// Every item of a Python list, borrowed for writing, as `name[i]`.
 pub fn readwrite_list<'py>(
     list: &Bound<'py, PyList>,

@@ -6,6 +6,7 @@
 mod arrays;
 mod errors;
 mod loss;
+mod mining;
 mod optim;
 mod runtime;
 mod spectral;
@@ -22,6 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(loss::info_nce_per_anchor, m)?)?;
     m.add_function(wrap_pyfunction!(loss::info_nce_pooled, m)?)?;
     m.add_function(wrap_pyfunction!(loss::local_contrastive, m)?)?;
+    m.add_function(wrap_pyfunction!(mining::mine, m)?)?;
     m.add_function(wrap_pyfunction!(spectral::csr_from_edges, m)?)?;
     m.add_function(wrap_pyfunction!(spectral::csr_from_dense, m)?)?;
     m.add_function(wrap_pyfunction!(spectral::laplacian, m)?)?;

@@ -1,10 +1,10 @@
 //! Bindings of the spectral regularisers and of the graph converters they use.
 
-use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use ruvector_kernels::loss::spectral::{self, Csr, CsrOwned};
 
-use crate::arrays::{readonly, slice, Buffer};
+use crate::arrays::{readonly, readonly_i64, slice, Buffer};
 use crate::errors::{run_kernel, shape_error, type_error};
 
 type Graph<'py> = (
@@ -12,16 +12,6 @@ type Graph<'py> = (
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<f32>>,
 );
-
-fn readonly_i64<'py>(
-    obj: &Bound<'py, PyAny>,
-    name: &str,
-) -> PyResult<PyReadonlyArrayDyn<'py, i64>> {
-    let arr = obj
-        .cast::<PyArrayDyn<i64>>()
-        .map_err(|_| type_error(format!("{name} must be an int64 numpy.ndarray")))?;
-    Ok(arr.readonly())
-}
 
 fn slice_i64<'a>(arr: &'a PyReadonlyArrayDyn<'_, i64>, name: &str) -> PyResult<&'a [i64]> {
     arr.as_slice()

@@ -20,7 +20,7 @@
 use super::{check_len, effective_temperature};
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
-use crate::fastexp::exp_f32;
+use crate::fastmath::exp_f32;
 use crate::gemm::{gemm, gemm_packed, MatRef, PackedB};
 use crate::parallel::{for_each_task, map_tasks};
 use crate::scratch::Scratch;

@@ -1,0 +1,358 @@
+"""Hard-negative mining: hardest, semi-hard, distance-weighted and random, batched and label-aware.
+
+The selection runs in Rust: a blocked similarity GEMM with the selection fused in as each tile
+finishes, so the B x N score matrix is never built. The samplers draw k distinct candidates by
+Gumbel-top-k from counter-based random streams keyed by (seed, call, row, candidate): an int seed
+reproduces the whole sequence of results, independent of the thread count, and every call draws
+anew.
+"""
+
+from __future__ import annotations
+
+import enum
+import numbers
+from typing import Any, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _native
+from . import _validate as check
+from ._arrays import FloatArray, as_float32
+from .errors import ShapeError
+
+__all__ = ["HardNegativeMiner", "InBatchMiner", "MiningStrategy"]
+
+IndexArray = npt.NDArray[np.int64]
+
+
+class MiningStrategy(enum.Enum):
+    """How negatives are chosen. ``HARD_NEGATIVE`` is the crate's name for ``HARDEST``.
+
+    >>> MiningStrategy.HARD_NEGATIVE is MiningStrategy.HARDEST
+    True
+    """
+
+    RANDOM = "random"
+    HARDEST = "hardest"
+    HARD_NEGATIVE = "hardest"
+    SEMI_HARD = "semi_hard"
+    DISTANCE_WEIGHTED = "distance_weighted"
+
+    @classmethod
+    def parse(cls, value: object) -> MiningStrategy:
+        if isinstance(value, MiningStrategy):
+            return value
+        if isinstance(value, str):
+            name = value.lower().replace("-", "_")
+            for member in cls:
+                if name in (member.value, member.name.lower()):
+                    return member
+            if name == "hard_negative":
+                return cls.HARDEST
+        raise ValueError(
+            "strategy must be a MiningStrategy or one of 'random', 'hardest', 'semi_hard', "
+            f"'distance_weighted', got {value!r}"
+        )
+
+
+StrategyLike = Union[MiningStrategy, str]
+
+_WEIGHTINGS = ("softmax", "wu")
+
+
+def _key_from_seed(seed: Optional[int]) -> int:
+    """A 64-bit stream key: from the seed, or from fresh OS entropy when ``seed`` is None."""
+    words = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint32)
+    return int(words[0]) | (int(words[1]) << 32)
+
+
+def _check_seed(seed: object) -> Optional[int]:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {int(seed)}")
+    return int(seed)
+
+
+def _labels(value: object, name: str, length: int) -> IndexArray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (length,):
+        raise ShapeError(f"{name} must have shape ({length},), got {arr.shape}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} has values beyond int64")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+class HardNegativeMiner:
+    """Chooses k negatives per anchor among N candidates.
+
+    Strategies (``MiningStrategy``):
+
+    - ``HARDEST``: the k candidates of highest cosine similarity, highest first (ties: lower
+      index first).
+    - ``SEMI_HARD`` (FaceNet, Euclidean): candidates with ``d(a,p) < d(a,n) < d(a,p) + margin``,
+      nearest first; the rest filled with the hardest candidates not already chosen. Needs
+      positives.
+    - ``DISTANCE_WEIGHTED``: k distinct candidates drawn without replacement with probability
+      proportional to ``exp(cos(a, n) / temperature)`` (``weighting="softmax"``, the seed's
+      form), or to Wu et al.'s ``1 / q(d)`` on unit vectors (``weighting="wu"``: ``d`` clamped
+      below at ``cutoff``, weight 0 from ``nonzero_loss_cutoff`` on; pytorch-metric-learning's
+      DistanceWeightedMiner).
+    - ``RANDOM``: k distinct candidates drawn uniformly.
+
+    Candidates whose label equals the anchor's are never returned; rows with fewer than k
+    eligible candidates are padded with -1. NaN similarities are never selected.
+
+    Args:
+        strategy: a ``MiningStrategy`` or its name.
+        margin: semi-hard margin (>= 0).
+        temperature: softmax temperature for distance-weighted sampling (> 0).
+        seed: None for fresh entropy, or an int for a reproducible sequence of results.
+        weighting: ``"softmax"`` or ``"wu"`` (distance-weighted only).
+        cutoff, nonzero_loss_cutoff: Wu's distance bounds (0 < cutoff < nonzero_loss_cutoff < 2).
+
+    >>> import numpy as np
+    >>> miner = HardNegativeMiner.hardest()
+    >>> anchors = np.array([[1.0, 0.0]], np.float32)
+    >>> candidates = np.array([[0.0, 1.0], [1.0, 0.1], [-1.0, 0.0]], np.float32)
+    >>> miner.mine_batch(anchors, None, candidates, 2)
+    array([[1, 0]])
+    """
+
+    def __init__(
+        self,
+        strategy: StrategyLike = MiningStrategy.HARDEST,
+        margin: float = 0.1,
+        temperature: float = 1.0,
+        seed: Optional[int] = None,
+        *,
+        weighting: str = "softmax",
+        cutoff: float = 0.5,
+        nonzero_loss_cutoff: float = 1.4,
+    ) -> None:
+        self._strategy = MiningStrategy.parse(strategy)
+        self._margin = check.non_negative("margin", margin)
+        self._temperature = check.positive("temperature", temperature)
+        if weighting not in _WEIGHTINGS:
+            raise ValueError(f"weighting must be 'softmax' or 'wu', got {weighting!r}")
+        self._weighting = weighting
+        self._cutoff = check.positive("cutoff", cutoff)
+        self._nonzero_loss_cutoff = check.positive("nonzero_loss_cutoff", nonzero_loss_cutoff)
+        if not self._cutoff < self._nonzero_loss_cutoff < 2.0:
+            raise ValueError(
+                "need 0 < cutoff < nonzero_loss_cutoff < 2 (distances between unit vectors), got "
+                f"cutoff={self._cutoff}, nonzero_loss_cutoff={self._nonzero_loss_cutoff}"
+            )
+        self._key = _key_from_seed(_check_seed(seed))
+        self._calls = 0
+
+    # -- the seed's constructors ----------------------------------------------------------------
+
+    @classmethod
+    def hardest(cls, *, seed: Optional[int] = None) -> HardNegativeMiner:
+        return cls(MiningStrategy.HARDEST, seed=seed)
+
+    @classmethod
+    def semi_hard(cls, margin: float = 0.1, *, seed: Optional[int] = None) -> HardNegativeMiner:
+        return cls(MiningStrategy.SEMI_HARD, margin=margin, seed=seed)
+
+    @classmethod
+    def distance_weighted(
+        cls,
+        temperature: float = 1.0,
+        *,
+        weighting: str = "softmax",
+        seed: Optional[int] = None,
+    ) -> HardNegativeMiner:
+        return cls(
+            MiningStrategy.DISTANCE_WEIGHTED,
+            temperature=temperature,
+            seed=seed,
+            weighting=weighting,
+        )
+
+    @classmethod
+    def random(cls, *, seed: Optional[int] = None) -> HardNegativeMiner:
+        return cls(MiningStrategy.RANDOM, seed=seed)
+
+    # -- properties -----------------------------------------------------------------------------
+
+    @property
+    def strategy(self) -> MiningStrategy:
+        return self._strategy
+
+    @property
+    def margin(self) -> float:
+        return self._margin
+
+    @property
+    def temperature(self) -> float:
+        return self._temperature
+
+    @property
+    def weighting(self) -> str:
+        return self._weighting
+
+    def __repr__(self) -> str:
+        return (
+            f"HardNegativeMiner(strategy={self._strategy.name}, margin={self._margin!r}, "
+            f"temperature={self._temperature!r}, weighting={self._weighting!r})"
+        )
+
+    # -- mining ---------------------------------------------------------------------------------
+
+    def mine(
+        self, anchor: object, positive: object, candidates: object, num_negatives: int
+    ) -> IndexArray:
+        """The crate's form: indices (at most ``num_negatives``) of negatives for one anchor."""
+        a = as_float32(anchor, "anchor")
+        p = as_float32(positive, "positive")
+        if a.ndim != 1 or a.size == 0:
+            raise ShapeError(f"anchor must be a non-empty 1-D vector (D,), got shape {a.shape}")
+        if p.shape != a.shape:
+            raise ShapeError(f"positive must have the shape of anchor {a.shape}, got {p.shape}")
+        row: IndexArray = self.mine_batch(a[None, :], p[None, :], candidates, num_negatives)[0]
+        picked: IndexArray = row[row >= 0]
+        return picked
+
+    def mine_batch(
+        self,
+        anchors: object,
+        positives: object,
+        candidates: object,
+        k: int,
+        *,
+        anchor_labels: object = None,
+        candidate_labels: object = None,
+    ) -> IndexArray:
+        """Indices (B, k) into ``candidates`` (N, D) for each of ``anchors`` (B, D), -1 padded.
+
+        ``positives`` (B, D) may be None except for ``SEMI_HARD``. With labels (``anchor_labels``
+        (B,) and ``candidate_labels`` (N,), integers), candidates sharing the anchor's label are
+        never returned.
+        """
+        k = check.non_negative_int("k", k)
+        a = as_float32(anchors, "anchors")
+        if a.ndim != 2 or a.shape[1] == 0:
+            raise ShapeError(f"anchors must be 2-D (B, D) with D >= 1, got shape {a.shape}")
+        b, d = a.shape
+        c = as_float32(candidates, "candidates")
+        if c.ndim != 2 or c.shape[1] != d:
+            raise ShapeError(f"candidates must be (N, {d}), got shape {c.shape}")
+        p: Optional[FloatArray] = None
+        if positives is not None:
+            p = as_float32(positives, "positives")
+            if p.shape != a.shape:
+                raise ShapeError(
+                    f"positives must have the shape of anchors {a.shape}, got {p.shape}"
+                )
+        elif self._strategy is MiningStrategy.SEMI_HARD:
+            raise ValueError("SEMI_HARD mining needs positives (B, D): d(a, p) sets the window")
+        if (anchor_labels is None) != (candidate_labels is None):
+            raise ValueError("pass both anchor_labels and candidate_labels, or neither")
+        la = lc = None
+        if anchor_labels is not None:
+            la = _labels(anchor_labels, "anchor_labels", b)
+            lc = _labels(candidate_labels, "candidate_labels", c.shape[0])
+        result = _native.mine(
+            a,
+            p,
+            c,
+            k,
+            strategy=self._kernel_strategy(),
+            margin=self._margin,
+            temperature=self._temperature,
+            cutoff=self._cutoff,
+            nonzero_loss_cutoff=self._nonzero_loss_cutoff,
+            anchor_labels=la,
+            candidate_labels=lc,
+            key=self._key,
+            call=self._calls,
+        )
+        self._calls += 1
+        return result
+
+    def _kernel_strategy(self) -> str:
+        if self._strategy is MiningStrategy.DISTANCE_WEIGHTED:
+            return self._weighting
+        return str(self._strategy.value)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Settings and the random generator's position (its key and the number of calls)."""
+        return {
+            "strategy": self._strategy.value,
+            "margin": self._margin,
+            "temperature": self._temperature,
+            "weighting": self._weighting,
+            "cutoff": self._cutoff,
+            "nonzero_loss_cutoff": self._nonzero_loss_cutoff,
+            "key": self._key,
+            "calls": self._calls,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()``: later calls draw exactly what the saved miner would have."""
+        try:
+            restored = HardNegativeMiner(
+                state["strategy"],
+                state["margin"],
+                state["temperature"],
+                weighting=state["weighting"],
+                cutoff=state["cutoff"],
+                nonzero_loss_cutoff=state["nonzero_loss_cutoff"],
+            )
+            key, calls = int(state["key"]), int(state["calls"])
+        except KeyError as exc:
+            raise ValueError(f"state_dict is missing {exc.args[0]!r}") from exc
+        if not 0 <= key < 2**64 or calls < 0:
+            raise ValueError("state_dict has an invalid generator state")
+        restored._key, restored._calls = key, calls
+        self.__dict__.update(restored.__dict__)
+
+
+class InBatchMiner:
+    """Negatives from the same batch: every index except the anchor's (and, by default, the
+    positive's).
+
+    >>> InBatchMiner().get_negatives(0, 1, 4)
+    array([2, 3])
+    """
+
+    def __init__(self, exclude_positive: bool = True) -> None:
+        if not isinstance(exclude_positive, bool):
+            raise TypeError(
+                f"exclude_positive must be a bool, got {type(exclude_positive).__name__}"
+            )
+        self._exclude_positive = exclude_positive
+
+    @property
+    def exclude_positive(self) -> bool:
+        return self._exclude_positive
+
+    def include_positive(self) -> InBatchMiner:
+        """A miner that keeps the positive among the negatives (the crate's builder)."""
+        return InBatchMiner(exclude_positive=False)
+
+    def get_negatives(self, anchor_idx: int, positive_idx: int, batch_size: int) -> IndexArray:
+        """Indices 0..batch_size-1 without the anchor (and the positive, if excluded)."""
+        n = check.non_negative_int("batch_size", batch_size)
+        a = check.non_negative_int("anchor_idx", anchor_idx)
+        p = check.non_negative_int("positive_idx", positive_idx)
+        for name, idx in (("anchor_idx", a), ("positive_idx", p)):
+            if idx >= n:
+                raise ValueError(f"{name} must be < batch_size ({n}), got {idx}")
+        keep = np.ones(n, dtype=bool)
+        keep[a] = False
+        if self._exclude_positive:
+            keep[p] = False
+        return np.flatnonzero(keep).astype(np.int64)
+
+    def __repr__(self) -> str:
+        return f"InBatchMiner(exclude_positive={self._exclude_positive})"
