@@ -75,7 +75,7 @@ impl<'a> MatRef<'a> {
 /// Rows of A / columns of B per packed block, and depth per pass.
 const MC: usize = 128;
 const KC: usize = 256;
-const NC: usize = 2048;
+const NC: usize = 4096;
 
 /// `c[m x n, row stride ldc] = A B` (or `+=` when `accumulate`). A is `m x k`, B is `k x n`.
 ///
@@ -337,13 +337,33 @@ fn pack(
             dst.fill(0.0);
         }
         if x.col_stride == 1 {
-            // Rows are contiguous: read each row once, scatter it with stride `width`.
-            for r in 0..rows {
-                let start = (o0 + first + r) * x.row_stride + d0;
-                let src = &x.data[start..start + depth];
-                for (step, &v) in dst.chunks_exact_mut(width).zip(src) {
-                    step[r] = v;
+            // Rows are contiguous: a transpose. Go through the depth in chunks of 8, so that
+            // the chunk of every row is read once and each packed step is written whole.
+            let row_start = |r: usize| (o0 + first + r) * x.row_stride + d0;
+            let mut p0 = 0;
+            while p0 < depth {
+                let chunk = 8.min(depth - p0);
+                let mut block = [[0.0f32; 8]; 64];
+                for (r, line) in block.iter_mut().enumerate().take(rows.min(64)) {
+                    let start = row_start(r) + p0;
+                    line[..chunk].copy_from_slice(&x.data[start..start + chunk]);
                 }
+                if rows <= 64 {
+                    for q in 0..chunk {
+                        let step = &mut dst[(p0 + q) * width..(p0 + q) * width + rows];
+                        for (v, line) in step.iter_mut().zip(&block) {
+                            *v = line[q];
+                        }
+                    }
+                } else {
+                    for r in 0..rows {
+                        let start = row_start(r) + p0;
+                        for q in 0..chunk {
+                            dst[(p0 + q) * width + r] = x.data[start + q];
+                        }
+                    }
+                }
+                p0 += chunk;
             }
         } else if x.row_stride == 1 {
             // Columns are contiguous: each depth step's values are adjacent in the source.

@@ -29,13 +29,15 @@ pub use topk::TopK;
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::fastmath::ln_f32;
-use crate::gemm::{gemm, MatRef};
+use crate::gemm::{gemm_packed, MatRef, PackedB};
 use crate::parallel::map_tasks;
 use crate::scratch::Scratch;
 use crate::vecops::{clamped_norm, dot, squared_distance};
 
-/// Candidates per tile: a `rows x 2048` panel of dot products stays in L2 for the selection.
-const TILE_COLUMNS: usize = 2048;
+/// Candidates per tile (packed once per task), and anchors per panel: a 128 x 1024 panel of dot
+/// products (512 KiB) stays in L2 between the GEMM writing it and the selection reading it.
+const TILE_COLUMNS: usize = 1024;
+const SELECT_ROWS: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
@@ -299,41 +301,47 @@ fn tiled_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> Vec<RowL
     let partial: Vec<Vec<RowLists>> =
         map_tasks(tasks.clone(), b * n * d, |(i0, rows, g0, width)| {
             let mut lists = new_lists(rows);
-            let mut panel = Scratch::new(rows * TILE_COLUMNS.min(width));
+            let sub_rows = SELECT_ROWS.min(rows);
+            let mut panel = Scratch::new(sub_rows * TILE_COLUMNS.min(width));
             let mut keys = vec![0.0f32; TILE_COLUMNS.min(width)];
-            let a = MatRef::row_major(&inputs.anchors[i0 * d..(i0 + rows) * d], rows, d);
             for j0 in (g0..g0 + width).step_by(TILE_COLUMNS) {
                 let cols = TILE_COLUMNS.min(g0 + width - j0);
+                // The candidate tile is packed once for all of this task's anchors; each block
+                // of SELECT_ROWS anchors then gets a panel small enough to stay in L2 while
+                // its rows are selected from.
                 let c = MatRef::row_major(&inputs.candidates[j0 * d..(j0 + cols) * d], cols, d);
-                gemm(&mut panel[..rows * cols], cols, a, c.t(), false);
-                for (r, (dots, (first, fill))) in panel[..rows * cols]
-                    .chunks_exact(cols)
-                    .zip(lists.iter_mut())
-                    .enumerate()
-                {
-                    let row = i0 + r;
-                    let keys = &mut keys[..cols];
-                    score_row(inputs, &prepared, strategy, row, j0, dots, keys);
-                    for (j, &key) in keys.iter().enumerate() {
-                        if key > f32::NEG_INFINITY
-                            && key >= first.threshold()
-                            && eligible(inputs.labels, row, j0 + j)
-                        {
-                            first.push(key, (j0 + j) as u32);
+                let packed = PackedB::new(c.t());
+                for s0 in (0..rows).step_by(SELECT_ROWS) {
+                    let srows = SELECT_ROWS.min(rows - s0);
+                    let first_row = i0 + s0;
+                    let a = MatRef::row_major(
+                        &inputs.anchors[first_row * d..(first_row + srows) * d],
+                        srows,
+                        d,
+                    );
+                    let panel = &mut panel[..srows * cols];
+                    gemm_packed(panel, cols, a, &packed, false);
+                    for (r, (dots, (first, fill))) in panel
+                        .chunks_exact(cols)
+                        .zip(lists[s0..s0 + srows].iter_mut())
+                        .enumerate()
+                    {
+                        let row = first_row + r;
+                        let keys = &mut keys[..cols];
+                        let inv_c = &prepared.inv_candidate_norm[j0..j0 + cols];
+                        let inv_a = prepared.inv_anchor_norm[row];
+                        let ok = |j: usize| eligible(inputs.labels, row, j);
+                        if strategy == Strategy::Hardest {
+                            // The common case, fused: no key buffer, and blocks that cannot
+                            // beat the threshold cost one vectorised pass.
+                            offer_cosines(first, dots, inv_c, inv_a, j0, ok);
+                        } else {
+                            score_row(inputs, &prepared, strategy, row, j0, dots, keys);
+                            offer(first, keys, j0, ok);
                         }
-                    }
-                    if let Some(fill) = fill.as_mut() {
-                        // The hardest list (cosine), for filling semi-hard rows.
-                        cosine_keys(
-                            keys,
-                            dots,
-                            &prepared.inv_candidate_norm[j0..j0 + cols],
-                            prepared.inv_anchor_norm[row],
-                        );
-                        for (j, &cos) in keys.iter().enumerate() {
-                            if cos >= fill.threshold() && eligible(inputs.labels, row, j0 + j) {
-                                fill.push(cos, (j0 + j) as u32);
-                            }
+                        if let Some(fill) = fill.as_mut() {
+                            // The hardest list (cosine), for filling semi-hard rows.
+                            offer_cosines(fill, dots, inv_c, inv_a, j0, ok);
                         }
                     }
                 }
@@ -354,6 +362,119 @@ fn tiled_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> Vec<RowL
     rows
 }
 
+/// Keys per block in `offer`: one vectorised maximum decides whether a block can hold anything
+/// that beats the row's current k-th best.
+const OFFER_BLOCK: usize = 64;
+
+/// Offers `keys[j]` (candidate `j0 + j`) to `top`, skipping ineligible candidates, -inf and NaN.
+/// Once `top` is full almost every block's maximum is below its threshold, so the common case
+/// costs one vectorised pass over the keys.
+fn offer(top: &mut TopK, keys: &[f32], j0: usize, eligible: impl Fn(usize) -> bool) {
+    for (b, block) in keys.chunks(OFFER_BLOCK).enumerate() {
+        let threshold = top.threshold();
+        if block_max(block) < threshold {
+            continue;
+        }
+        offer_block(top, block, threshold, j0 + b * OFFER_BLOCK, &eligible);
+    }
+}
+
+/// `offer` for cosine keys `dots[j] * inv_a * inv_c[j]`, computed only in blocks whose largest
+/// key can enter.
+fn offer_cosines(
+    top: &mut TopK,
+    dots: &[f32],
+    inv_c: &[f32],
+    inv_a: f32,
+    j0: usize,
+    eligible: impl Fn(usize) -> bool,
+) {
+    let mut keys = [0.0f32; OFFER_BLOCK];
+    for (b, (block, inv)) in dots
+        .chunks(OFFER_BLOCK)
+        .zip(inv_c.chunks(OFFER_BLOCK))
+        .enumerate()
+    {
+        let threshold = top.threshold();
+        if block_max_cosine(block, inv, inv_a) < threshold {
+            continue;
+        }
+        let keys = &mut keys[..block.len()];
+        cosine_keys(keys, block, inv, inv_a);
+        offer_block(top, keys, threshold, j0 + b * OFFER_BLOCK, &eligible);
+    }
+}
+
+/// Offers the keys of one block that reach `threshold` (found with one vectorised comparison
+/// into a bit mask; usually only a few bits are set).
+fn offer_block(
+    top: &mut TopK,
+    keys: &[f32],
+    threshold: f32,
+    first_index: usize,
+    eligible: &impl Fn(usize) -> bool,
+) {
+    let mut mask = at_least(keys, threshold);
+    while mask != 0 {
+        let j = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        let key = keys[j];
+        let index = first_index + j;
+        if key > f32::NEG_INFINITY && key >= top.threshold() && eligible(index) {
+            top.push(key, index as u32);
+        }
+    }
+}
+
+/// Bit j set where `keys[j] >= threshold` (at most 64 keys; NaN never sets a bit).
+#[inline(always)]
+fn at_least_generic(keys: &[f32], threshold: f32) -> u64 {
+    let mut mask = 0u64;
+    for (j, &k) in keys.iter().enumerate().take(64) {
+        mask |= u64::from(k >= threshold) << j;
+    }
+    mask
+}
+
+dispatch_simd!(fn at_least(keys: &[f32], threshold: f32) -> u64 => at_least_generic);
+
+/// Largest of `dots[j] * inv_a * inv_c[j]` (rounded exactly as in `offer_cosines`).
+#[inline(always)]
+fn block_max_cosine_generic(dots: &[f32], inv_c: &[f32], inv_a: f32) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let mut ds = dots.chunks_exact(16);
+    let mut is = inv_c.chunks_exact(16);
+    for (d, i) in (&mut ds).zip(&mut is) {
+        for ((a, &dp), &ic) in acc.iter_mut().zip(d).zip(i) {
+            *a = a.max(dp * inv_a * ic);
+        }
+    }
+    for ((a, &dp), &ic) in acc.iter_mut().zip(ds.remainder()).zip(is.remainder()) {
+        *a = a.max(dp * inv_a * ic);
+    }
+    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+dispatch_simd!(fn block_max_cosine(dots: &[f32], inv_c: &[f32], inv_a: f32) -> f32 => block_max_cosine_generic);
+
+/// Largest key of a block (NaN keys are ignored; -inf when there is none).
+#[inline(always)]
+fn block_max_generic(keys: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let mut chunks = keys.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = a.max(v);
+    }
+    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+dispatch_simd!(fn block_max(keys: &[f32]) -> f32 => block_max_generic);
+
 /// Selection keys of one tile row (higher is better; NaN or -inf: never selected).
 fn score_row(
     inputs: &MineInputs<'_>,
@@ -368,7 +489,7 @@ fn score_row(
     let inv_a = prepared.inv_anchor_norm[row];
     let stream = Stream::new(inputs.key, inputs.call, row as u64);
     match strategy {
-        Strategy::Hardest => cosine_keys(keys, dots, inv_c, inv_a),
+        Strategy::Hardest => cosine_keys(keys, dots, inv_c, inv_a), // (fused in the caller)
         Strategy::SemiHard { .. } => {
             let (lo, hi) = prepared.bounds[row];
             let sq = &prepared.candidate_sq[j0..j0 + dots.len()];
