@@ -26,6 +26,8 @@ mod topk;
 pub use rng::Stream;
 pub use topk::TopK;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::fastmath::ln_f32;
@@ -293,6 +295,10 @@ fn tiled_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> Vec<RowL
         }
     }
     let semi = matches!(strategy, Strategy::SemiHard { .. });
+    // Per anchor, the best k-th score any task has reached so far (for each list): a block whose
+    // best key is below it cannot reach the final top k, whichever task sees it.
+    let new_bounds = || (0..b).map(|_| SharedBound::new()).collect::<Vec<_>>();
+    let bounds = (new_bounds(), new_bounds());
     let new_lists = |rows: usize| -> Vec<RowLists> {
         (0..rows)
             .map(|_| (TopK::new(k), semi.then(|| TopK::new(k))))
@@ -334,14 +340,14 @@ fn tiled_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> Vec<RowL
                         if strategy == Strategy::Hardest {
                             // The common case, fused: no key buffer, and blocks that cannot
                             // beat the threshold cost one vectorised pass.
-                            offer_cosines(first, dots, inv_c, inv_a, j0, ok);
+                            offer_cosines(first, &bounds.0[row], dots, inv_c, inv_a, j0, ok);
                         } else {
                             score_row(inputs, &prepared, strategy, row, j0, dots, keys);
-                            offer(first, keys, j0, ok);
+                            offer(first, &bounds.0[row], keys, j0, ok);
                         }
                         if let Some(fill) = fill.as_mut() {
                             // The hardest list (cosine), for filling semi-hard rows.
-                            offer_cosines(fill, dots, inv_c, inv_a, j0, ok);
+                            offer_cosines(fill, &bounds.1[row], dots, inv_c, inv_a, j0, ok);
                         }
                     }
                 }
@@ -362,6 +368,46 @@ fn tiled_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> Vec<RowL
     rows
 }
 
+/// A lower bound on a row's final k-th best key, shared by the tasks working on that row. It
+/// only ever prunes keys strictly below the final k-th best, so the result does not depend on
+/// which task raised it first (only the amount of work does).
+struct SharedBound(AtomicU32);
+
+impl SharedBound {
+    fn new() -> Self {
+        Self(AtomicU32::new(order_bits(f32::NEG_INFINITY)))
+    }
+
+    fn get(&self) -> f32 {
+        from_order_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Raises the bound to `value` (a full list's k-th best key) if that is higher.
+    fn raise(&self, value: f32) {
+        if value > f32::NEG_INFINITY && value < f32::INFINITY {
+            self.0.fetch_max(order_bits(value), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Maps a non-NaN f32 to a u32 with the same order (so `fetch_max` compares floats).
+fn order_bits(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+fn from_order_bits(u: u32) -> f32 {
+    if u & 0x8000_0000 != 0 {
+        f32::from_bits(u & 0x7fff_ffff)
+    } else {
+        f32::from_bits(!u)
+    }
+}
+
 /// Keys per block in `offer`: one vectorised maximum decides whether a block can hold anything
 /// that beats the row's current k-th best.
 const OFFER_BLOCK: usize = 64;
@@ -369,13 +415,20 @@ const OFFER_BLOCK: usize = 64;
 /// Offers `keys[j]` (candidate `j0 + j`) to `top`, skipping ineligible candidates, -inf and NaN.
 /// Once `top` is full almost every block's maximum is below its threshold, so the common case
 /// costs one vectorised pass over the keys.
-fn offer(top: &mut TopK, keys: &[f32], j0: usize, eligible: impl Fn(usize) -> bool) {
+fn offer(
+    top: &mut TopK,
+    bound: &SharedBound,
+    keys: &[f32],
+    j0: usize,
+    eligible: impl Fn(usize) -> bool,
+) {
     for (b, block) in keys.chunks(OFFER_BLOCK).enumerate() {
         let threshold = top.threshold();
-        if block_max(block) < threshold {
+        if block_max(block) < threshold.max(bound.get()) {
             continue;
         }
         offer_block(top, block, threshold, j0 + b * OFFER_BLOCK, &eligible);
+        bound.raise(top.threshold());
     }
 }
 
@@ -383,6 +436,7 @@ fn offer(top: &mut TopK, keys: &[f32], j0: usize, eligible: impl Fn(usize) -> bo
 /// key can enter.
 fn offer_cosines(
     top: &mut TopK,
+    bound: &SharedBound,
     dots: &[f32],
     inv_c: &[f32],
     inv_a: f32,
@@ -396,12 +450,13 @@ fn offer_cosines(
         .enumerate()
     {
         let threshold = top.threshold();
-        if block_max_cosine(block, inv, inv_a) < threshold {
+        if block_max_cosine(block, inv, inv_a) < threshold.max(bound.get()) {
             continue;
         }
         let keys = &mut keys[..block.len()];
         cosine_keys(keys, block, inv, inv_a);
         offer_block(top, keys, threshold, j0 + b * OFFER_BLOCK, &eligible);
+        bound.raise(top.threshold());
     }
 }
 
