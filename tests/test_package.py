@@ -31,6 +31,10 @@ API_NAMES = [
     "HardNegativeMiner",
     "InBatchMiner",
     "MiningStrategy",
+    "CurriculumScheduler",
+    "CurriculumStage",
+    "DecayType",
+    "TemperatureAnnealing",
 ]
 
 

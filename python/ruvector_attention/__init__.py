@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._loss_common import Gradients, Reduction
+from .curriculum import CurriculumScheduler, CurriculumStage, DecayType, TemperatureAnnealing
 from .errors import RuvectorError, ShapeError
 from .info_nce import InfoNCELoss
 from .local_contrastive import LocalContrastiveLoss
@@ -33,6 +34,9 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "CurriculumScheduler",
+    "CurriculumStage",
+    "DecayType",
     "Gradients",
     "Graph",
     "HardNegativeMiner",
@@ -45,6 +49,7 @@ __all__ = [
     "RuvectorError",
     "ShapeError",
     "SpectralRegularization",
+    "TemperatureAnnealing",
     "__version__",
     "cached_memory",
     "clip_grad_norm",

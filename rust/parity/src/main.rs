@@ -4,6 +4,7 @@
 //! result per case in the same order. Each case names a `kind`; the modules below run the crate's
 //! own types on it. Nothing here re-implements a formula: the point is the crate's own numbers.
 
+mod curriculum;
 mod loss;
 mod mining;
 mod optim;
@@ -24,6 +25,8 @@ enum Case {
     Spectral(loss::SpectralCase),
     Miner(mining::MinerCase),
     InBatch(mining::InBatchCase),
+    Curriculum(curriculum::CurriculumCase),
+    Annealing(curriculum::AnnealingCase),
 }
 
 #[derive(Deserialize)]
@@ -53,6 +56,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Case::Spectral(c) => loss::run_spectral(c),
             Case::Miner(c) => mining::run_miner(c),
             Case::InBatch(c) => mining::run_in_batch(c),
+            Case::Curriculum(c) => curriculum::run_curriculum(c),
+            Case::Annealing(c) => curriculum::run_annealing(c),
         })
         .collect();
     let out = serde_json::to_string(&Output { results })?;
