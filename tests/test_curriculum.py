@@ -54,7 +54,7 @@ def _assert_same(ours, crate):
 def test_schedules_match_the_crate():
     rng = np.random.default_rng(1)
     cases, ours_all = [], []
-    for trial in range(40):
+    for _ in range(40):
         stages = _stages(rng, int(rng.integers(0, 6)))
         advances = [int(v) for v in rng.integers(0, 50, size=int(rng.integers(1, 12)))]
         scheduler = CurriculumScheduler(stages)

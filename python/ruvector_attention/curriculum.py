@@ -226,7 +226,7 @@ class CurriculumScheduler:
             current, in_stage, total = (int(state[k]) for k in ("current", "in_stage", "total"))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"invalid CurriculumScheduler state_dict: {exc}") from exc
-        if stages and not 0 <= current < len(stages) or min(in_stage, total) < 0:
+        if (stages and not 0 <= current < len(stages)) or min(in_stage, total) < 0:
             raise ValueError("invalid CurriculumScheduler state_dict: position out of range")
         self._stages, self._current, self._in_stage, self._total = stages, current, in_stage, total
 
