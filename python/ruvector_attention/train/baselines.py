@@ -1,0 +1,27 @@
+"""PCA and LDA baselines of the same dimension, fitted on the training part by scikit-learn and
+scored on the held-out part with the same metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .data import Dataset
+from .metrics import retrieval_metrics
+
+__all__ = ["baselines"]
+
+
+def baselines(data: Dataset, dim: int) -> dict[str, dict[str, Any]]:
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    features = data.x_train.shape[1]
+    pca_dims = min(dim, features, len(data.y_train))
+    pca = PCA(n_components=pca_dims, random_state=0).fit(data.x_train)
+    # LDA has at most (classes - 1) directions.
+    lda_dims = min(dim, features, data.num_classes - 1)
+    lda = LinearDiscriminantAnalysis(n_components=lda_dims).fit(data.x_train, data.y_train)
+    return {
+        "pca": {"dims": pca_dims, **retrieval_metrics(pca.transform(data.x_test), data.y_test)},
+        "lda": {"dims": lda_dims, **retrieval_metrics(lda.transform(data.x_test), data.y_test)},
+    }

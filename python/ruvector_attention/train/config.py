@@ -1,0 +1,51 @@
+"""Settings of a training run (the command-line flags), kept in checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dim: int = 8
+    steps: int = 1500
+    seed: int = 0
+    batch_size: int = 128
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    hidden: int = 0  # 0: a linear head; otherwise an MLP with one hidden ReLU layer
+    laplacian_weight: float = 0.0
+    laplacian_neighbors: int = 10
+    eval_every: int = 50
+    checkpoint_every: int = 250
+    test_fraction: float = 0.25
+    features: Optional[str] = None
+    labels: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def check(self) -> None:
+        """Raise ValueError naming the first invalid setting."""
+        positive_ints = ("dim", "steps", "batch_size", "eval_every", "checkpoint_every")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value}")
+        for name in ("warmup_steps", "hidden", "laplacian_neighbors", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+        if not self.max_grad_norm > 0:
+            raise ValueError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
+        if self.weight_decay < 0 or self.laplacian_weight < 0:
+            raise ValueError("--weight-decay and --laplacian-weight must be >= 0")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
+        if (self.features is None) != (self.labels is None):
+            raise ValueError("pass --features and --labels together (or neither, for digits)")

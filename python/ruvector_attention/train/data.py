@@ -1,0 +1,120 @@
+"""Loading, checking and splitting the labelled vectors. Every problem is reported as a
+``DataError`` with a message that says what is wrong, before any training starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DataError", "Dataset", "load_dataset"]
+
+
+class DataError(ValueError):
+    """The input data cannot be trained on (the message says why)."""
+
+
+@dataclass
+class Dataset:
+    x_train: npt.NDArray[np.float32]
+    y_train: npt.NDArray[np.int64]
+    x_test: npt.NDArray[np.float32]
+    y_test: npt.NDArray[np.int64]
+    mean: npt.NDArray[np.float32]
+    scale: npt.NDArray[np.float32]
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return int(np.unique(np.concatenate([self.y_train, self.y_test])).size)
+
+
+def _load_array(path: str, what: str) -> npt.NDArray[Any]:
+    if not os.path.exists(path):
+        raise DataError(f"{what} file not found: {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"cannot read {what} from {path} as a .npy array: {exc}") from exc
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{what} file {path} holds several arrays; save one array with np.save")
+    return arr
+
+
+def _check(x: npt.NDArray[Any], y: npt.NDArray[Any]) -> tuple[np.ndarray, np.ndarray]:
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"features must be numeric, got dtype {x.dtype}")
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(f"features must be a non-empty 2-D array (samples, dims), got {x.shape}")
+    if y.ndim != 1:
+        raise DataError(f"labels must be a 1-D array, got shape {y.shape}")
+    if y.dtype.kind not in "biu":
+        raise DataError(
+            f"labels must be integers (class ids), got dtype {y.dtype}"
+            + (" (non-numeric labels)" if y.dtype.kind in "OUS" else "")
+        )
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"features has {x.shape[0]} rows but labels has {y.shape[0]} entries")
+    x = x.astype(np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise DataError(
+            f"features contain NaN or Inf ({int(bad.sum())} values, first in row {row})"
+        )
+    classes, counts = np.unique(y, return_counts=True)
+    if classes.size < 2:
+        raise DataError("labels must contain at least 2 classes")
+    lonely = classes[counts < 2]
+    if lonely.size:
+        raise DataError(
+            f"every class needs at least 2 samples (an anchor and a positive); class "
+            f"{lonely[0]} has 1" + (f" (and {lonely.size - 1} more)" if lonely.size > 1 else "")
+        )
+    return x, y.astype(np.int64)
+
+
+def load_dataset(
+    features: Optional[str], labels: Optional[str], *, seed: int, test_fraction: float
+) -> Dataset:
+    """Digits (from scikit-learn) or the user's ``.npy`` files; a stratified held-out split,
+    standardised with the training part's statistics."""
+    from sklearn.model_selection import train_test_split
+
+    if features is None:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        x_raw, y_raw = digits.data, digits.target
+        source = "scikit-learn digits (1797 images of 8x8 pixels, 10 classes)"
+    else:
+        assert labels is not None
+        x_raw = _load_array(features, "features")
+        y_raw = _load_array(labels, "labels")
+        source = f"{features} + {labels}"
+    x, y = _check(np.asarray(x_raw), np.asarray(y_raw))
+    classes = np.unique(y).size
+    n_test = max(round(test_fraction * len(y)), classes)
+    if len(y) - n_test < classes:
+        raise DataError(f"too few samples ({len(y)}) for a stratified split with {classes} classes")
+    try:
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            x, y, test_size=n_test, stratify=y, random_state=seed
+        )
+    except ValueError as exc:
+        raise DataError(f"cannot split the data into train and test parts: {exc}") from exc
+    mean = x_tr.mean(axis=0)
+    scale = x_tr.std(axis=0)
+    scale[scale == 0] = 1.0
+    return Dataset(
+        x_train=((x_tr - mean) / scale).astype(np.float32),
+        y_train=y_tr,
+        x_test=((x_te - mean) / scale).astype(np.float32),
+        y_test=y_te,
+        mean=mean.astype(np.float32),
+        scale=scale.astype(np.float32),
+        source=source,
+    )

@@ -1,0 +1,235 @@
+"""One training run: state, steps, evaluation, checkpoints.
+
+Everything random comes from generators whose state is saved (NumPy's for batches, the miners'
+seeded streams), and every kernel gives the same bits for any thread count, so a run resumed from
+a checkpoint ends with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+from ..curriculum import CurriculumScheduler, CurriculumStage
+from ..info_nce import InfoNCELoss
+from ..mining import HardNegativeMiner, MiningStrategy
+from ..optim import AdamW, clip_grad_norm
+from ..schedule import LearningRateScheduler
+from ..spectral import Graph, SpectralRegularization
+from .config import TrainConfig
+from .data import Dataset
+from .metrics import retrieval_metrics
+from .model import EmbeddingHead
+
+__all__ = ["Trainer", "strategy_for"]
+
+CHECKPOINT = "checkpoint.pkl"
+
+
+def strategy_for(difficulty: float) -> MiningStrategy:
+    """Harder stages mine harder negatives: random, then distance-weighted, semi-hard, hardest."""
+    if difficulty < 0.25:
+        return MiningStrategy.RANDOM
+    if difficulty < 0.5:
+        return MiningStrategy.DISTANCE_WEIGHTED
+    if difficulty < 0.75:
+        return MiningStrategy.SEMI_HARD
+    return MiningStrategy.HARDEST
+
+
+def _knn_graph(x: npt.NDArray[np.float32], k: int) -> Graph:
+    """The symmetrised k-nearest-neighbour graph of the inputs (cosine), as an edge list."""
+    picks = HardNegativeMiner.hardest().mine_batch(x, None, x, k + 1)
+    rows = np.repeat(np.arange(len(x)), k + 1)
+    cols = picks.ravel()
+    keep = (cols >= 0) & (cols != rows)
+    edges = np.stack([rows[keep], cols[keep]], axis=1)
+    edges = np.unique(np.sort(edges, axis=1), axis=0)
+    return Graph(edges, len(x))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data: Dataset) -> None:
+        config.check()
+        self.config = config
+        self.data = data
+        seeds = np.random.SeedSequence(config.seed).spawn(3)
+        self.rng = np.random.default_rng(seeds[0])
+        self.model = EmbeddingHead(
+            data.x_train.shape[1], config.dim, config.hidden, np.random.default_rng(seeds[1])
+        )
+        self.optimizer = AdamW(lr=config.lr, weight_decay=config.weight_decay)
+        decay = max(config.steps - config.warmup_steps, 1)
+        self.scheduler = LearningRateScheduler(
+            config.lr, warmup_steps=config.warmup_steps, decay_steps=decay, min_lr=config.lr * 0.01
+        )
+        self.curriculum = CurriculumScheduler.default_curriculum(config.steps * config.batch_size)
+        miner_seed = int(seeds[2].generate_state(1)[0])
+        self.miners = {
+            MiningStrategy.RANDOM: HardNegativeMiner.random(seed=miner_seed),
+            MiningStrategy.DISTANCE_WEIGHTED: HardNegativeMiner.distance_weighted(
+                seed=miner_seed + 1
+            ),
+            MiningStrategy.SEMI_HARD: HardNegativeMiner.semi_hard(0.2, seed=miner_seed + 2),
+            MiningStrategy.HARDEST: HardNegativeMiner.hardest(seed=miner_seed + 3),
+        }
+        self.graph = (
+            _knn_graph(data.x_train, config.laplacian_neighbors)
+            if config.laplacian_weight > 0
+            else None
+        )
+        self.regularizer = SpectralRegularization(config.laplacian_weight)
+        self.step_count = 0
+        self.history: dict[str, list[Any]] = {
+            "step": [],
+            "loss": [],
+            "eval_step": [],
+            "recall_at_1": [],
+            "map_at_r": [],
+        }
+        # For each training sample, the indices of the other samples of its class.
+        y = data.y_train
+        self._same_class = {int(c): np.flatnonzero(y == c) for c in np.unique(y)}
+        self._max_negatives = int(len(y) - max(len(v) for v in self._same_class.values()))
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def _positives(self, anchors: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        y = self.data.y_train
+        out = np.empty_like(anchors)
+        for i, a in enumerate(anchors):
+            pool = self._same_class[int(y[a])]
+            j = pool[self.rng.integers(len(pool) - 1)]
+            out[i] = j if j != a else pool[-1]
+        return out
+
+    def stage(self) -> CurriculumStage:
+        stage = self.curriculum.current_stage()
+        assert stage is not None
+        return stage
+
+    def step(self) -> dict[str, float]:
+        cfg, x, y = self.config, self.data.x_train, self.data.y_train
+        stage = self.stage()
+        batch = min(cfg.batch_size, len(y))
+        anchors = self.rng.choice(len(y), size=batch, replace=False).astype(np.int64)
+        positives = self._positives(anchors)
+        z = self.model.forward(x)
+        k = max(1, min(stage.negative_count, self._max_negatives))
+        miner = self.miners[strategy_for(stage.difficulty)]
+        picks = miner.mine_batch(
+            z[anchors], z[positives], z, k, anchor_labels=y[anchors], candidate_labels=y
+        )
+        loss_fn = InfoNCELoss(stage.temperature)
+        loss, grads = loss_fn.batch_with_gradients(z[anchors], z[positives], z[picks])
+        grad_z = np.zeros_like(z)
+        np.add.at(grad_z, anchors, grads.anchors)
+        np.add.at(grad_z, positives, grads.positives)
+        assert grads.negatives is not None
+        np.add.at(grad_z, picks.ravel(), grads.negatives.reshape(-1, z.shape[1]))
+        if self.graph is not None:
+            reg, reg_grad = self.regularizer.laplacian_with_gradients(z, self.graph)
+            loss += reg
+            grad_z += reg_grad
+        param_grads = self.model.backward(x, grad_z)
+        grad_norm = clip_grad_norm(param_grads, cfg.max_grad_norm)
+        self.optimizer.lr = self.scheduler.step()
+        self.optimizer.step(self.model.params, param_grads)
+        self.curriculum.step(batch)
+        self.step_count += 1
+        self.history["step"].append(self.step_count)
+        self.history["loss"].append(float(loss))
+        return {
+            "loss": float(loss),
+            "lr": self.optimizer.lr,
+            "temperature": stage.temperature,
+            "grad_norm": grad_norm,
+        }
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def evaluate(self) -> dict[str, float]:
+        emb = self.model.forward(self.data.x_test)
+        return retrieval_metrics(emb, self.data.y_test)
+
+    def record_evaluation(self) -> dict[str, float]:
+        result = self.evaluate()
+        self.history["eval_step"].append(self.step_count)
+        self.history["recall_at_1"].append(result["recall_at_1"])
+        self.history["map_at_r"].append(result["map_at_r"])
+        return result
+
+    def run(
+        self,
+        out_dir: str,
+        *,
+        on_step: Optional[Callable[[Trainer, dict[str, float]], None]] = None,
+    ) -> None:
+        """Steps up to ``config.steps``; checkpoints every ``checkpoint_every`` steps and when
+        interrupted (KeyboardInterrupt is re-raised after the checkpoint is written)."""
+        try:
+            while self.step_count < self.config.steps:
+                info = self.step()
+                if self.step_count % self.config.eval_every == 0:
+                    self.record_evaluation()
+                if self.step_count % self.config.checkpoint_every == 0:
+                    self.save(out_dir)
+                if on_step is not None:
+                    on_step(self, info)
+        except KeyboardInterrupt:
+            self.save(out_dir)
+            raise
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "step": self.step_count,
+            "params": [p.copy() for p in self.model.params],
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "curriculum": self.curriculum.state_dict(),
+            "miners": {s.value: m.state_dict() for s, m in self.miners.items()},
+            "rng": self.rng.bit_generator.state,
+            "history": self.history,
+        }
+
+    def save(self, out_dir: str) -> str:
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, CHECKPOINT)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump(self.state(), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)  # never leave a half-written checkpoint
+        return path
+
+    def load(self, out_dir: str) -> None:
+        path = os.path.join(out_dir, CHECKPOINT)
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+        saved = dict(state["config"])
+        current = self.config.to_dict()
+        # Every setting (the number of steps included) must match the saved run.
+        mismatched = [k for k in current if saved.get(k) != current[k]]
+        if mismatched:
+            raise ValueError(
+                "the checkpoint in "
+                f"{out_dir} was made with different settings ({', '.join(mismatched)}); "
+                "resume with the same flags or choose another --out"
+            )
+        for param, saved_param in zip(self.model.params, state["params"]):
+            param[...] = saved_param
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.curriculum.load_state_dict(state["curriculum"])
+        for strategy, miner in self.miners.items():
+            miner.load_state_dict(state["miners"][strategy.value])
+        self.rng.bit_generator.state = state["rng"]
+        self.step_count = int(state["step"])
+        self.history = state["history"]
