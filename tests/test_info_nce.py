@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference as ref
-import ruvector_attention as ra
 from ruvector_attention import Gradients, InfoNCELoss, Reduction
+from threads import with_thread_counts
 
 FORMS = ["per_anchor", "shared", "in_batch"]
 
@@ -188,14 +188,7 @@ def test_results_do_not_depend_on_the_thread_count(rng, form):
     # Big enough to run in parallel and, for the pooled forms, in several chunks.
     a, p, neg = make(rng, 700, 40, 64, form)
     loss = InfoNCELoss(0.05)
-    before = ra.get_num_threads()
-    try:
-        ra.set_num_threads(1)
-        v1, g1 = loss.batch_with_gradients(a, p, neg)
-        ra.set_num_threads(2)
-        v2, g2 = loss.batch_with_gradients(a, p, neg)
-    finally:
-        ra.set_num_threads(before)
+    (v1, g1), (v2, g2) = with_thread_counts(lambda: loss.batch_with_gradients(a, p, neg))
     assert v1 == v2
     for x, y in zip(g1, g2):
         if x is not None:

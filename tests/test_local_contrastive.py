@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference as ref
-import ruvector_attention as ra
 from ruvector_attention import LocalContrastiveLoss, Reduction
+from threads import with_thread_counts
 
 
 def make(rng, b, n, d, shared):
@@ -140,14 +140,7 @@ def test_nan_propagates_instead_of_being_clipped(rng, shared):
 def test_thread_count_does_not_change_results(rng, shared):
     a, p, neg = make(rng, 300, 30, 40, shared)
     loss = LocalContrastiveLoss(0.5)
-    before = ra.get_num_threads()
-    try:
-        ra.set_num_threads(1)
-        v1, g1 = loss.batch_with_gradients(a, p, neg)
-        ra.set_num_threads(2)
-        v2, g2 = loss.batch_with_gradients(a, p, neg)
-    finally:
-        ra.set_num_threads(before)
+    (v1, g1), (v2, g2) = with_thread_counts(lambda: loss.batch_with_gradients(a, p, neg))
     assert v1 == v2
     for x, y in zip(g1, g2):
         np.testing.assert_array_equal(x, y)

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import reference as ref
-import ruvector_attention as ra
 from ruvector_attention import HardNegativeMiner, InBatchMiner, MiningStrategy, ShapeError
+from threads import with_thread_counts
 
 ALL = [
     lambda seed=0: HardNegativeMiner.hardest(seed=seed),
@@ -199,15 +199,12 @@ def test_wu_distance_weighting_draws_with_the_specified_probabilities(rng):
 @pytest.mark.parametrize("make", ALL, ids=IDS)
 def test_seed_reproduces_the_sequence_with_any_thread_count(rng, make):
     a, p, c = data(rng, 300, 3000, 16)
-    before = ra.get_num_threads()
-    runs = []
-    try:
-        for threads in (1, 2):
-            ra.set_num_threads(threads)
-            miner = make(seed=42)
-            runs.append([miner.mine_batch(a, p, c, 7) for _ in range(3)])
-    finally:
-        ra.set_num_threads(before)
+
+    def three_calls():
+        miner = make(seed=42)
+        return [miner.mine_batch(a, p, c, 7) for _ in range(3)]
+
+    runs = with_thread_counts(three_calls)
     for x, y in zip(*runs):
         np.testing.assert_array_equal(x, y)
     if make in ALL[2:]:  # samplers: successive calls draw anew

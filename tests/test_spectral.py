@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import reference as ref
 import ruvector_attention as ra
 from ruvector_attention import ShapeError, SpectralRegularization
+from threads import with_thread_counts
 
 
 def random_graph(rng, n, e, weighted=True):
@@ -150,14 +151,7 @@ def test_threads_do_not_change_results(rng):
     x = rng.standard_normal((n, d)).astype(np.float32)
     edges = rng.integers(0, n, size=(40000, 2))
     reg = SpectralRegularization(0.5)
-    before = ra.get_num_threads()
-    try:
-        ra.set_num_threads(1)
-        v1, g1 = reg.laplacian_with_gradients(x, edges)
-        ra.set_num_threads(2)
-        v2, g2 = reg.laplacian_with_gradients(x, edges)
-    finally:
-        ra.set_num_threads(before)
+    (v1, g1), (v2, g2) = with_thread_counts(lambda: reg.laplacian_with_gradients(x, edges))
     assert v1 == v2
     np.testing.assert_array_equal(g1, g2)
     # Duplicate edges add up, like a multigraph's weights; compare with scipy's sum.

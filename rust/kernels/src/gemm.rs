@@ -82,25 +82,8 @@ const NC: usize = 4096;
 /// Panics if the views' shapes disagree or do not fit their data: callers check their inputs, so
 /// a panic here is a bug, and the Python layer turns it into an exception.
 pub fn gemm(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "gemm: inner dimensions differ");
-    assert!(a.fits() && b.fits(), "gemm: view exceeds its data");
-    assert!(
-        m == 0 || n == 0 || (m - 1) * ldc + n <= c.len(),
-        "gemm: C too small"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for row in c.chunks_mut(ldc).take(m) {
-                row[..n].fill(0.0);
-            }
-        }
-        return;
-    }
-    dispatch(c, ldc, a, BSource::View(b), accumulate);
+    assert!(b.fits(), "gemm: view exceeds its data");
+    run(c, ldc, a, BSource::View(b), accumulate, active());
 }
 
 /// B packed once into the micro-kernel's layout, for products that reuse the same B with many
@@ -154,13 +137,17 @@ impl Drop for PackedB {
     }
 }
 
-/// `c = A B` (or `+=`) with B packed beforehand.
-///
-/// Panics if the shapes disagree or if the SIMD path changed since `b` was packed (a bug).
+/// `c = A B` (or `+=`) with B packed beforehand. Runs the micro-kernel B was packed for (even
+/// if another path was forced since: the packing fixes the tile width).
 pub fn gemm_packed(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: &PackedB, accumulate: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.n);
-    assert_eq!(b.k, k, "gemm: inner dimensions differ");
-    assert_eq!(b.path, active(), "gemm: B was packed for another SIMD path");
+    run(c, ldc, a, BSource::Packed(b), accumulate, b.path);
+}
+
+/// Checks shapes (a mismatch is a caller's bug: panic), handles empty products, dispatches.
+fn run(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: BSource<'_>, accumulate: bool, path: SimdPath) {
+    let (k, n) = b.dims();
+    let m = a.rows;
+    assert_eq!(a.cols, k, "gemm: inner dimensions differ");
     assert!(a.fits(), "gemm: view exceeds its data");
     assert!(
         m == 0 || n == 0 || (m - 1) * ldc + n <= c.len(),
@@ -177,7 +164,13 @@ pub fn gemm_packed(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: &PackedB, accumu
         }
         return;
     }
-    dispatch(c, ldc, a, BSource::Packed(b), accumulate);
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx512 => blocked::<Avx512>(c, ldc, a, b, accumulate),
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx2 => blocked::<Avx2>(c, ldc, a, b, accumulate),
+        _ => blocked::<Portable>(c, ldc, a, b, accumulate),
+    }
 }
 
 /// Where the blocked loop gets B's panels from.
@@ -193,16 +186,6 @@ impl BSource<'_> {
             BSource::View(b) => (b.rows, b.cols),
             BSource::Packed(b) => (b.k, b.n),
         }
-    }
-}
-
-fn dispatch(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: BSource<'_>, accumulate: bool) {
-    match active() {
-        #[cfg(target_arch = "x86_64")]
-        SimdPath::Avx512 => blocked::<Avx512>(c, ldc, a, b, accumulate),
-        #[cfg(target_arch = "x86_64")]
-        SimdPath::Avx2 => blocked::<Avx2>(c, ldc, a, b, accumulate),
-        _ => blocked::<Portable>(c, ldc, a, b, accumulate),
     }
 }
 
@@ -265,7 +248,8 @@ fn blocked<K: MicroKernel>(
                             // SAFETY: the packed panels have kc * MR / kc * NR floats; the tile's
                             // last element (c0 + (MR-1) * ldc + NR - 1) is inside C (checked
                             // by the assert at entry); `blocked::<K>` only runs on CPUs with K's
-                            // features (dispatch in `gemm`).
+                            // features (`run` picks the active path or the one B was packed
+                            // for, both found on this CPU by `detect()`).
                             unsafe {
                                 K::run(kc, ap.as_ptr(), bp.as_ptr(), c[c0..].as_mut_ptr(), ldc, acc)
                             };

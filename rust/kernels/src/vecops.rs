@@ -10,22 +10,27 @@ use crate::simd::{pairwise_sum, LANES};
 /// derivative is zero there.
 pub const NORM_EPS: f32 = 1e-8;
 
-/// Dot product with sixteen independent accumulators: vectorisable without reordering any one
-/// accumulator's additions.
+/// `sum_i term(x_i, y_i)` with sixteen independent accumulators: vectorisable without
+/// reordering any one accumulator's additions, so every path gives the same bits.
 #[inline(always)]
-fn dot_generic(x: &[f32], y: &[f32]) -> f32 {
+fn lane_sum(x: &[f32], y: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut xs = x.chunks_exact(LANES);
     let mut ys = y.chunks_exact(LANES);
     for (xb, yb) in (&mut xs).zip(&mut ys) {
         for ((a, &u), &v) in acc.iter_mut().zip(xb).zip(yb) {
-            *a += u * v;
+            *a += term(u, v);
         }
     }
     for ((a, &u), &v) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
-        *a += u * v;
+        *a += term(u, v);
     }
     pairwise_sum(acc)
+}
+
+#[inline(always)]
+fn dot_generic(x: &[f32], y: &[f32]) -> f32 {
+    lane_sum(x, y, |u, v| u * v)
 }
 
 dispatch_simd!(pub fn dot(x: &[f32], y: &[f32]) -> f32 => dot_generic);
@@ -60,20 +65,7 @@ dispatch_simd!(pub fn dot_and_square(x: &[f32], y: &[f32]) -> (f32, f32) => dot_
 /// Squared Euclidean distance `|x - y|^2`, accumulated like `dot`.
 #[inline(always)]
 fn squared_distance_generic(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let mut xs = x.chunks_exact(LANES);
-    let mut ys = y.chunks_exact(LANES);
-    for (xb, yb) in (&mut xs).zip(&mut ys) {
-        for ((a, &u), &v) in acc.iter_mut().zip(xb).zip(yb) {
-            let d = u - v;
-            *a += d * d;
-        }
-    }
-    for ((a, &u), &v) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
-        let d = u - v;
-        *a += d * d;
-    }
-    pairwise_sum(acc)
+    lane_sum(x, y, |u, v| (u - v) * (u - v))
 }
 
 dispatch_simd!(pub fn squared_distance(x: &[f32], y: &[f32]) -> f32 => squared_distance_generic);

@@ -22,6 +22,9 @@ fn reference(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f64> {
     out
 }
 
+/// Tests that force a SIMD path (global state) take turns.
+static PATH_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn paths() -> Vec<SimdPath> {
     [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
         .into_iter()
@@ -31,6 +34,7 @@ fn paths() -> Vec<SimdPath> {
 
 #[test]
 fn matches_float64_for_every_layout_size_and_path() {
+    let _turn = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let sizes = [
         (1, 1, 1),
         (7, 5, 3),
@@ -126,6 +130,7 @@ fn mismatched_shapes_are_a_bug() {
 #[test]
 fn prepacked_b_gives_the_same_bits_as_packing_on_the_fly() {
     use ruvector_kernels::gemm::{gemm_packed, PackedB};
+    let _turn = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     for path in paths() {
         force(path).unwrap();
         for &(m, k, n) in &[(1, 1, 1), (9, 300, 33), (20, 513, 2100)] {
@@ -154,4 +159,20 @@ fn prepacked_b_gives_the_same_bits_as_packing_on_the_fly() {
         }
     }
     force(detect()).unwrap();
+}
+
+#[test]
+fn a_packed_b_keeps_its_kernel_when_the_path_changes() {
+    use ruvector_kernels::gemm::{gemm_packed, PackedB};
+    let _turn = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (x, y) = (data(5 * 70, 1), data(70 * 9, 2));
+    let (a, b) = (MatRef::row_major(&x, 5, 70), MatRef::row_major(&y, 70, 9));
+    let packed = PackedB::new(b);
+    let mut expected = vec![0.0f32; 45];
+    gemm_packed(&mut expected, 9, a, &packed, false);
+    force(SimdPath::Baseline).unwrap();
+    let mut got = vec![0.0f32; 45];
+    gemm_packed(&mut got, 9, a, &packed, false);
+    force(detect()).unwrap();
+    assert_eq!(got, expected);
 }

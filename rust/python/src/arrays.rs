@@ -76,6 +76,21 @@ pub fn readonly<'py>(
     })
 }
 
+/// `(rows, cols)` of a 2-D array, or a `ShapeError` naming it.
+pub fn matrix_dims(
+    py: Python<'_>,
+    arr: &PyReadonlyArrayDyn<'_, f32>,
+    name: &str,
+) -> PyResult<(usize, usize)> {
+    match arr.shape() {
+        &[rows, cols] => Ok((rows, cols)),
+        other => Err(crate::errors::shape_error(
+            py,
+            format!("{name} must be 2-D, got shape {other:?}"),
+        )),
+    }
+}
+
 /// Borrow an int64 array (indices, labels) for reading.
 pub fn readonly_i64<'py>(
     obj: &Bound<'py, PyAny>,

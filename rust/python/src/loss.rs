@@ -15,7 +15,7 @@ use ruvector_kernels::loss::local_contrastive::{
 };
 use ruvector_kernels::loss::{info_nce_per_anchor as per_anchor, InfoNceGrads, PerAnchorDims};
 
-use crate::arrays::{readonly, slice, Buffer};
+use crate::arrays::{matrix_dims, readonly, slice, Buffer};
 use crate::errors::{run_kernel, shape_error};
 
 type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
@@ -42,20 +42,6 @@ fn grads_to_py(
         .transpose()
 }
 
-fn dims2(
-    py: Python<'_>,
-    arr: &PyReadonlyArrayDyn<'_, f32>,
-    name: &str,
-) -> PyResult<(usize, usize)> {
-    match arr.shape() {
-        &[rows, cols] => Ok((rows, cols)),
-        other => Err(shape_error(
-            py,
-            format!("{name} must be 2-D, got shape {other:?}"),
-        )),
-    }
-}
-
 /// InfoNCE with negatives per anchor (`negatives` is B x N x D).
 #[pyfunction]
 #[pyo3(signature = (anchors, positives, negatives, *, temperature, grad_scale=None))]
@@ -70,7 +56,7 @@ pub fn info_nce_per_anchor<'py>(
     let a = readonly(anchors, "anchors")?;
     let p = readonly(positives, "positives")?;
     let ng = readonly(negatives, "negatives")?;
-    let (batch, dim) = dims2(py, &a, "anchors")?;
+    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
     let count = match ng.shape() {
         &[_, count, _] => count,
         other => {
@@ -123,9 +109,9 @@ pub fn info_nce_pooled<'py>(
     let a = readonly(anchors, "anchors")?;
     let p = readonly(positives, "positives")?;
     let pool = negatives.map(|n| readonly(n, "negatives")).transpose()?;
-    let (batch, dim) = dims2(py, &a, "anchors")?;
+    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
     let pool_size = match &pool {
-        Some(pool) => dims2(py, pool, "negatives")?.0,
+        Some(pool) => matrix_dims(py, pool, "negatives")?.0,
         None => batch,
     };
     let mut losses = vec![0.0f64; batch];
@@ -180,7 +166,7 @@ pub fn local_contrastive<'py>(
     let a = readonly(anchors, "anchors")?;
     let p = readonly(positives, "positives")?;
     let ng = readonly(negatives, "negatives")?;
-    let (batch, dim) = dims2(py, &a, "anchors")?;
+    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
     let (count, shared) = match ng.shape() {
         &[_, count, _] => (count, false),
         &[count, _] => (count, true),

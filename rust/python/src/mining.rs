@@ -2,26 +2,12 @@
 //! dtypes and labels with user-facing messages and owns the random generator's state.
 
 use numpy::ndarray::{Array2, ArrayD};
-use numpy::{PyArray, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArray, PyArrayDyn};
 use pyo3::prelude::*;
 use ruvector_kernels::mining::{self, MineInputs, Strategy};
 
-use crate::arrays::{readonly, readonly_i64, slice};
-use crate::errors::{run_kernel, shape_error, type_error, value_error};
-
-fn rows_cols(
-    py: Python<'_>,
-    arr: &PyReadonlyArrayDyn<'_, f32>,
-    name: &str,
-) -> PyResult<(usize, usize)> {
-    match arr.shape() {
-        &[rows, cols] => Ok((rows, cols)),
-        other => Err(shape_error(
-            py,
-            format!("{name} must be 2-D, got shape {other:?}"),
-        )),
-    }
-}
+use crate::arrays::{matrix_dims, readonly, readonly_i64, slice};
+use crate::errors::{run_kernel, type_error, value_error};
 
 /// `B x k` candidate indices (int64, -1 padded) for the given strategy.
 #[pyfunction]
@@ -60,8 +46,8 @@ pub fn mine<'py>(
     let a = readonly(anchors, "anchors")?;
     let p = positives.map(|p| readonly(p, "positives")).transpose()?;
     let c = readonly(candidates, "candidates")?;
-    let (batch, dim) = rows_cols(py, &a, "anchors")?;
-    let (pool, _) = rows_cols(py, &c, "candidates")?;
+    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
+    let (pool, _) = matrix_dims(py, &c, "candidates")?;
     let la = anchor_labels
         .map(|l| readonly_i64(l, "anchor_labels"))
         .transpose()?;
