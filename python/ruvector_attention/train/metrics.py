@@ -23,7 +23,9 @@ def _similarities(emb: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
 
 
 def recall_at_1(emb: npt.NDArray[np.floating], labels: npt.NDArray[np.integer]) -> float:
-    """>>> recall_at_1(np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]]), np.array([0, 0, 1, 1]))
+    """The fraction of samples whose nearest other sample (cosine) shares their label.
+
+    >>> recall_at_1(np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]]), np.array([0, 0, 1, 1]))
     1.0
     """
     nearest = np.argmax(_similarities(emb), axis=1)
@@ -31,7 +33,9 @@ def recall_at_1(emb: npt.NDArray[np.floating], labels: npt.NDArray[np.integer]) 
 
 
 def map_at_r(emb: npt.NDArray[np.floating], labels: npt.NDArray[np.integer]) -> float:
-    """>>> map_at_r(np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]]), np.array([0, 0, 1, 1]))
+    """Mean average precision at R (R: the other samples of the query's class).
+
+    >>> map_at_r(np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]]), np.array([0, 0, 1, 1]))
     1.0
     """
     sims = _similarities(emb)
