@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -90,6 +92,39 @@ def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, monke
     ma = json.loads((straight / "metrics.json").read_text())
     mb = json.loads((out / "metrics.json").read_text())
     assert ma["history"] == mb["history"] and ma["recall_at_1"] == mb["recall_at_1"]
+
+
+def test_ctrl_c_checkpoints_between_steps_and_resume_is_bit_exact(tmp_path):
+    # A real SIGINT to the command: it lands in the middle of some step; the step finishes,
+    # the checkpoint is written, the exit code is 130; --resume then ends where an
+    # uninterrupted run ends, bit for bit.
+    flags = ["--steps", "1500", "--checkpoint-every", "5000", "--no-progress", "--seed", "3"]
+    command = [sys.executable, "-m", "ruvector_attention", "train", *flags]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [*command, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the "model:" line comes just before the first step
+        if line.startswith(b"model:"):
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()
+    stopped = int(err.decode().split("interrupted at step ")[1].split(":")[0])
+    assert 0 < stopped < 1500, stopped  # really in the middle of the run
+    assert (out / "checkpoint.pkl").exists()
+    resumed = subprocess.run(
+        [*command, "--out", str(out), "--resume"], env=env, capture_output=True, check=True
+    )
+    assert b"resuming from step" in resumed.stdout
+    straight = tmp_path / "straight"
+    subprocess.run([*command, "--out", str(straight)], env=env, capture_output=True, check=True)
+    a, b = weights(straight), weights(out)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_resume_checks_its_inputs(tmp_path, capsys):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -171,7 +173,19 @@ class Trainer:
         on_step: Optional[Callable[[Trainer, dict[str, float]], None]] = None,
     ) -> None:
         """Steps up to ``config.steps``; checkpoints every ``checkpoint_every`` steps and when
-        interrupted (KeyboardInterrupt is re-raised after the checkpoint is written)."""
+        interrupted (KeyboardInterrupt is re-raised after the checkpoint is written).
+
+        Ctrl-C is held back until the step under way has finished, so the checkpoint is always
+        taken between two steps and a resumed run continues exactly where this one stopped.
+        """
+        interrupted = False
+
+        def defer(signum: int, frame: object) -> None:
+            nonlocal interrupted
+            interrupted = True
+
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, defer) if in_main_thread else None
         try:
             while self.step_count < self.config.steps:
                 info = self.step()
@@ -181,9 +195,14 @@ class Trainer:
                     self.save(out_dir)
                 if on_step is not None:
                     on_step(self, info)
+                if interrupted:
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             self.save(out_dir)
             raise
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
