@@ -161,50 +161,33 @@ fn edge_cases_stay_finite() {
 
 #[test]
 fn errors() {
-    let mut losses = vec![0.0; 1];
     let dims = PerAnchorDims {
         batch: 1,
         negatives: 1,
         dim: 2,
     };
-    assert!(info_nce_per_anchor(
-        &[1.0; 2],
-        &[1.0; 2],
-        &[1.0; 3],
-        dims,
-        0.1,
-        &mut losses,
-        None
-    )
-    .is_err());
-    assert!(info_nce_per_anchor(
-        &[1.0; 2],
-        &[1.0; 2],
-        &[1.0; 2],
-        dims,
-        0.0,
-        &mut losses,
-        None
-    )
-    .is_err());
-    assert!(info_nce_per_anchor(
-        &[1.0; 2],
-        &[1.0; 2],
-        &[1.0; 2],
-        dims,
-        f64::NAN,
-        &mut losses,
-        None
-    )
-    .is_err());
-    assert!(info_nce_per_anchor(
-        &[1.0; 2],
-        &[1.0; 2],
-        &[1.0; 2],
-        dims,
-        0.1,
-        &mut losses,
-        None
-    )
-    .is_ok());
+    // (negatives' length, temperature, accepted): a wrong length, t = 0, t = NaN, then valid.
+    for (negatives, temperature, ok) in [
+        (3, 0.1, false),
+        (2, 0.0, false),
+        (2, f64::NAN, false),
+        (2, 0.1, true),
+    ] {
+        let mut losses = vec![0.0; 1];
+        let negs = vec![1.0; negatives];
+        let result = info_nce_per_anchor(
+            &[1.0; 2],
+            &[1.0; 2],
+            &negs,
+            dims,
+            temperature,
+            &mut losses,
+            None,
+        );
+        assert_eq!(
+            result.is_ok(),
+            ok,
+            "negatives {negatives}, temperature {temperature}"
+        );
+    }
 }
