@@ -124,7 +124,7 @@ def train(args: argparse.Namespace) -> int:
     if before is None:
         before = _initial_metrics(config, data)
     started = time.perf_counter()
-    bar = _progress(trainer, config, disabled=args.no_progress)
+    bar = _Progress(trainer, config, disabled=args.no_progress)
     try:
         trainer.run(args.out, on_step=bar.update)
     except KeyboardInterrupt:
@@ -191,7 +191,3 @@ class _Progress:
 
     def close(self) -> None:
         self._bar.close()
-
-
-def _progress(trainer: Any, config: Any, disabled: bool) -> _Progress:
-    return _Progress(trainer, config, disabled)

@@ -544,7 +544,6 @@ fn score_row(
     let inv_a = prepared.inv_anchor_norm[row];
     let stream = Stream::new(inputs.key, inputs.call, row as u64);
     match strategy {
-        Strategy::Hardest => cosine_keys(keys, dots, inv_c, inv_a), // (fused in the caller)
         Strategy::SemiHard { .. } => {
             let (lo, hi) = prepared.bounds[row];
             let sq = &prepared.candidate_sq[j0..j0 + dots.len()];
@@ -564,7 +563,8 @@ fn score_row(
             };
             wu_keys(keys, dots, inv_c, inv_a, &wu, &stream, j0 as u64)
         }
-        Strategy::Random => unreachable!("random rows need no similarities"),
+        // Hardest is fused into the caller (`offer_cosines`); random needs no similarities.
+        Strategy::Hardest | Strategy::Random => unreachable!("handled before scoring"),
     }
 }
 
