@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     train.add_argument("--dim", type=int, default=8, help="embedding dimension (default 8)")
-    train.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
+    train.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--features", help=".npy file of features (samples, dims); default: digits")
     train.add_argument("--labels", help=".npy file of integer labels (samples,)")
@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default="ruvector-run", help="output directory (default ruvector-run)"
     )
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pkl")
-    train.add_argument("--batch-size", type=int, default=128, help="anchors per step (default 128)")
+    train.add_argument("--batch-size", type=int, default=256, help="anchors per step (default 256)")
     train.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
     train.add_argument(
         "--hidden", type=int, default=0, help="MLP hidden units; 0 = linear (default)"

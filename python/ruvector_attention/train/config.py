@@ -9,9 +9,9 @@ from typing import Any, Optional
 @dataclass(frozen=True)
 class TrainConfig:
     dim: int = 8
-    steps: int = 1500
+    steps: int = 2000
     seed: int = 0
-    batch_size: int = 128
+    batch_size: int = 256
     lr: float = 0.01
     weight_decay: float = 1e-4
     warmup_steps: int = 100
