@@ -322,38 +322,24 @@ fn pack(
         }
         if x.col_stride == 1 {
             // Rows are contiguous: a transpose. Go through the depth in chunks of 8, so that
-            // the chunk of every row is read once and each packed step is written whole.
-            let row_start = |r: usize| (o0 + first + r) * x.row_stride + d0;
+            // each row is read in runs and the packed steps being written stay in L1.
             let mut p0 = 0;
             while p0 < depth {
                 let chunk = 8.min(depth - p0);
-                let mut block = [[0.0f32; 8]; 64];
-                for (r, line) in block.iter_mut().enumerate().take(rows.min(64)) {
-                    let start = row_start(r) + p0;
-                    line[..chunk].copy_from_slice(&x.data[start..start + chunk]);
-                }
-                if rows <= 64 {
-                    for q in 0..chunk {
-                        let step = &mut dst[(p0 + q) * width..(p0 + q) * width + rows];
-                        for (v, line) in step.iter_mut().zip(&block) {
-                            *v = line[q];
-                        }
-                    }
-                } else {
-                    for r in 0..rows {
-                        let start = row_start(r) + p0;
-                        for q in 0..chunk {
-                            dst[(p0 + q) * width + r] = x.data[start + q];
-                        }
+                for r in 0..rows {
+                    let start = (o0 + first + r) * x.row_stride + d0 + p0;
+                    for (q, &v) in x.data[start..start + chunk].iter().enumerate() {
+                        dst[(p0 + q) * width + r] = v;
                     }
                 }
                 p0 += chunk;
             }
         } else if x.row_stride == 1 {
             // Columns are contiguous: each depth step's values are adjacent in the source.
+            // The copies are only `width` floats long: an element loop, not a memcpy call each.
             for (p, step) in dst.chunks_exact_mut(width).enumerate() {
                 let start = (d0 + p) * x.col_stride + o0 + first;
-                step[..rows].copy_from_slice(&x.data[start..start + rows]);
+                copy_short(&mut step[..rows], &x.data[start..start + rows]);
             }
         } else {
             for (p, step) in dst.chunks_exact_mut(width).enumerate() {
@@ -362,6 +348,25 @@ fn pack(
                 }
             }
         }
+    }
+}
+
+/// `dst = src` for the few floats of one packed step. A memcpy call per step costs more than
+/// the copy; the tile widths get fixed-size copies that compile to a few vector moves.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    fn fixed<const W: usize>(dst: &mut [f32], src: &[f32]) {
+        let to: &mut [f32; W] = dst.try_into().expect("length checked by the caller");
+        let from: &[f32; W] = src.try_into().expect("length checked by the caller");
+        *to = *from;
+    }
+    match dst.len() {
+        4 => fixed::<4>(dst, src),
+        6 => fixed::<6>(dst, src),
+        8 => fixed::<8>(dst, src),
+        16 => fixed::<16>(dst, src),
+        64 => fixed::<64>(dst, src),
+        _ => dst.copy_from_slice(src),
     }
 }
 
