@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["cpu_name", "interleaved", "median_seconds"]
+__all__ = ["cpu_name", "interleaved", "measure_in_fresh_process", "median_seconds"]
+
+#: Defines `status(key)` for the measuring scripts: a line of /proc/self/status in bytes.
+#: VmHWM is this address space's peak; ru_maxrss would also count the parent before exec.
+_STATUS = """
+def status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+"""
+
+
+def measure_in_fresh_process(script: str, *args: object) -> dict[str, Any]:
+    """Runs `script` (which may call `status("VmRSS:")` / `status("VmHWM:")` and prints one
+    JSON object) in a new interpreter, so that its peak memory is its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", _STATUS + script, *(str(a) for a in args)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def median_seconds(fn: Callable[[], Any], *, repeats: int, inner: int = 1) -> float:

@@ -9,15 +9,12 @@ of at least 5 timed repeats after a warm-up, contenders timed in alternating rou
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import cpu_name, interleaved
+from _common import cpu_name, interleaved, measure_in_fresh_process
 
 import ruvector_attention as ra
 
@@ -134,12 +131,6 @@ a = rng.standard_normal((b, d), dtype=np.float32)
 p = rng.standard_normal((b, d), dtype=np.float32)
 loss = ra.InfoNCELoss(0.05)
 loss.batch_with_gradients(a[:8], p[:8])  # load everything once
-def status(key):
-    # VmHWM is this address space's peak; ru_maxrss would also count the parent before exec.
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
 before = status("VmRSS:")
 value, grads = loss.batch_with_gradients(a, p)
 peak = status("VmHWM:")
@@ -149,14 +140,7 @@ print(json.dumps({"before": before, "peak": peak, "outputs": outputs}))
 
 
 def in_batch_peak_memory(b: int, d: int) -> dict[str, int]:
-    done = subprocess.run(
-        [sys.executable, "-c", _PEAK_SCRIPT, str(b), str(d)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, int] = json.loads(done.stdout)
-    return result
+    return measure_in_fresh_process(_PEAK_SCRIPT, b, d)
 
 
 # -- the report ----------------------------------------------------------------------------------

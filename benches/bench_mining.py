@@ -9,15 +9,12 @@ rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import cpu_name, interleaved
+from _common import cpu_name, interleaved, measure_in_fresh_process
 
 import ruvector_attention as ra
 
@@ -54,11 +51,6 @@ anchors = rng.standard_normal((b, d), dtype=np.float32)
 candidates = rng.standard_normal((n, d), dtype=np.float32)
 miner = ra.HardNegativeMiner.hardest()
 miner.mine_batch(anchors[:4], None, candidates[:4096], 10)
-def status(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
 before = status("VmRSS:")
 start = time.perf_counter()
 picks = miner.mine_batch(anchors, None, candidates, 10)
@@ -68,14 +60,7 @@ print(json.dumps({"before": before, "peak": status("VmHWM:"), "seconds": seconds
 
 
 def peak_memory(b: int, n: int, d: int) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-c", _MEMORY_SCRIPT, str(b), str(n), str(d)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, float] = json.loads(done.stdout)
-    return result
+    return measure_in_fresh_process(_MEMORY_SCRIPT, b, n, d)
 
 
 def labelled_batch(rng: np.random.Generator, size: int, classes: int, d: int):
