@@ -104,6 +104,8 @@ def train(args: argparse.Namespace) -> int:
             config.features, config.labels, seed=config.seed, test_fraction=config.test_fraction
         )
         trainer = Trainer(config, data)
+        # The untrained model's metrics: measured before a checkpoint replaces its weights.
+        before = trainer.evaluate()
         if args.resume:
             if not os.path.exists(os.path.join(args.out, "checkpoint.pkl")):
                 return _fail(f"--resume: no checkpoint.pkl in {args.out}")
@@ -120,9 +122,6 @@ def train(args: argparse.Namespace) -> int:
     print(f"model: {model} to {config.dim} dims; {config.steps} steps of {config.batch_size}")
     if args.resume:
         print(f"resuming from step {trainer.step_count} ({args.out}/checkpoint.pkl)")
-    before = trainer.evaluate() if trainer.step_count == 0 else None
-    if before is None:
-        before = _initial_metrics(config, data)
     started = time.perf_counter()
     bar = _Progress(trainer, config, disabled=args.no_progress)
     try:
@@ -157,13 +156,6 @@ def train(args: argparse.Namespace) -> int:
     weights = write_weights(args.out, trainer, data)
     print(f"\nwrote {metrics}, {png}, {weights} ({elapsed:.1f} s of training)")
     return 0
-
-
-def _initial_metrics(config: Any, data: Any) -> dict[str, float]:
-    """Metrics of the untrained model, for a resumed run (a fresh trainer has the same init)."""
-    from .train import Trainer
-
-    return Trainer(config, data).evaluate()
 
 
 class _Progress:
