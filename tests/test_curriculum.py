@@ -106,8 +106,33 @@ def test_annealing_matches_the_crate_for_every_decay(decay):
         if step_size is not None:
             case["step_size"] = step_size
         cases.append(case)
-    for temps, crate in zip(ours, run_crate(cases)):
+    for temps, crate, case in zip(ours, run_crate(cases), cases):
+        if decay is DecayType.STEP and case["initial"] < case["final"]:
+            # docs/parity.md: the crate holds a rising step schedule at `final` from step 0.
+            assert crate["temperatures"][0] == case["final"]
+            assert temps[0] == case["initial"] and temps[-1] == case["final"]
+            continue
         np.testing.assert_allclose(temps, crate["temperatures"], rtol=2e-6, atol=1e-7)
+
+
+def test_divergence_rising_step_decay_ramps_here_and_jumps_to_final_in_crate():
+    a = TemperatureAnnealing(0.5, 1.5, 20, DecayType.STEP, 5)
+    temps = [a.step() for _ in range(25)]
+    # Up by equal amounts every 5 steps, like the falling schedule, then `final`.
+    assert temps[:5] == [0.5] * 5
+    assert temps[5] == pytest.approx(0.75) and temps[15] == pytest.approx(1.25)
+    assert temps[19] == pytest.approx(1.25) and temps[20:] == [1.5] * 5
+    assert all(x <= y for x, y in zip(temps, temps[1:]))
+
+
+@pytest.mark.parametrize("decay", list(DecayType))
+def test_annealing_between_extreme_temperatures_stays_finite_and_monotone(decay):
+    # 1e10 / 1e-300 overflows float64: the exponential decay works in logs.
+    a = TemperatureAnnealing(1e-300, 1e10, 4, decay)
+    temps = [a.step() for _ in range(6)]
+    assert all(np.isfinite(temps)) and temps[0] == pytest.approx(1e-300, rel=1e-9)
+    assert temps[-1] == 1e10
+    assert all(x <= y for x, y in zip(temps, temps[1:]))
 
 
 def test_stage_clamps_and_seed_names():

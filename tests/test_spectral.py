@@ -241,7 +241,9 @@ def test_a_prepared_graph_gives_the_same_results_and_checks_its_size(rng):
         ra.Graph(edges, 0)
     with pytest.raises(ValueError, match="node index"):
         ra.Graph(edges, 5)
-    assert repr(ra.Graph(np.array([[0, 0], [0, 1]]), 2)) == "Graph(num_nodes=2, num_edges=2)"
+    assert repr(ra.Graph.from_edges(np.array([[0, 0], [0, 1]]), 2)) == (
+        "Graph(num_nodes=2, num_edges=2)"
+    )
 
 
 def test_compute_batch_propagates_nan(rng):

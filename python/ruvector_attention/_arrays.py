@@ -1,7 +1,7 @@
 """The one dtype and layout policy for array arguments.
 
-Read-only inputs: real floats only. float32 C-contiguous arrays pass through untouched (zero
-copy); float64, other real float dtypes and strided arrays are converted once (values beyond
+Read-only inputs: real floats only. float32 C-contiguous aligned arrays pass through untouched
+(zero copy); float64, other real float dtypes, strided and unaligned arrays are converted once (values beyond
 float32's range become +-inf). int, bool,
 complex, object and string data raise ``TypeError``, because silently turning labels or indices
 into embeddings hides bugs.
@@ -35,7 +35,12 @@ def as_float32(value: object, name: str) -> FloatArray:
     Raises:
         TypeError: ``value`` is not real floating-point data.
     """
-    if type(value) is np.ndarray and value.dtype == _FLOAT32 and value.flags.c_contiguous:
+    if (
+        type(value) is np.ndarray
+        and value.dtype == _FLOAT32
+        and value.flags.c_contiguous
+        and value.flags.aligned
+    ):
         return value
     try:
         arr = np.asarray(value)
@@ -43,9 +48,13 @@ def as_float32(value: object, name: str) -> FloatArray:
         raise TypeError(f"{name} must be an array of real floats: {exc}") from exc
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must contain real floating-point numbers, got dtype {arr.dtype}")
-    # Values beyond float32's range become +-inf, as NumPy's own cast makes them.
+    # Values beyond float32's range become +-inf, as NumPy's own cast makes them. asarray keeps
+    # 0-d arrays 0-d (ascontiguousarray would make them (1,)).
     with np.errstate(over="ignore"):
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        result = np.asarray(arr, dtype=np.float32, order="C")
+    if not result.flags.aligned:  # a float32 view at an odd byte offset: the kernels need aligned
+        result = result.copy()
+    return result
 
 
 def as_array_list(value: object, name: str) -> list[Any]:

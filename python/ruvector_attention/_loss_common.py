@@ -112,6 +112,11 @@ def triplet_inputs(
     if negatives is None:
         if not allow_in_batch:
             raise ShapeError("negatives is required here: pass (B, N, D) or (N, D)")
+        if a.shape[0] < 2:
+            raise ShapeError(
+                "in-batch negatives need a batch of at least 2 (each anchor's negatives are the "
+                f"other rows' positives); got B = {a.shape[0]}"
+            )
         return a, p, None
     n = as_float32(negatives, "negatives")
     b, d = a.shape

@@ -1,58 +1,152 @@
-"""Checks of scalar hyper-parameters, shared by every public class.
+"""Checks of scalar arguments and saved state, shared by every public class.
 
-Each returns the value as a Python number or raises ``ValueError`` / ``TypeError`` naming the
-argument, so that a bad value is refused at construction, not halfway through training.
+Each check returns the value as a plain Python number (NumPy scalars are accepted like Python
+ones) or raises ``ValueError`` / ``TypeError`` naming the argument, so that a bad value is refused
+at construction, not halfway through training. The kernels compute in float32, so a
+hyper-parameter that float32 cannot hold (beyond about 3.4e38, or a divisor below its normal range)
+is refused here too: it would otherwise become inf, NaN or a silently wrong result later.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Collection, Mapping
+from typing import Any
 
-__all__ = ["beta", "non_negative", "non_negative_int", "positive", "positive_int"]
+import numpy as np
+
+__all__ = [
+    "FLOAT32_MAX",
+    "FLOAT32_TINY",
+    "INT64_MAX",
+    "beta",
+    "boolean",
+    "float32_divisor",
+    "float32_non_negative",
+    "integer",
+    "non_negative",
+    "non_negative_int",
+    "positive",
+    "positive_int",
+    "real",
+    "state_keys",
+]
+
+#: The largest finite float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: The smallest normal float32: a divisor below it makes ``1 / x`` overflow float32.
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+#: Counts, steps and sizes are kept below this (the kernels' 64-bit signed range).
+INT64_MAX = 2**63 - 1
 
 
-def _real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+def _is_bool(value: object) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def real(name: str, value: object) -> float:
+    """A finite real number (Python or NumPy scalar; not a bool)."""
+    if _is_bool(value) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond float64
+        raise ValueError(f"{name} must be finite, got an integer of {int(value).bit_length()} bits")
     if not math.isfinite(result):
         raise ValueError(f"{name} must be finite, got {result}")
     return result
 
 
 def non_negative(name: str, value: object) -> float:
-    result = _real(name, value)
+    result = real(name, value)
     if result < 0.0:
         raise ValueError(f"{name} must be >= 0, got {result}")
     return result
 
 
 def positive(name: str, value: object) -> float:
-    result = _real(name, value)
+    result = real(name, value)
     if result <= 0.0:
         raise ValueError(f"{name} must be > 0, got {result}")
     return result
 
 
+def _within_float32(name: str, result: float) -> float:
+    if abs(result) > FLOAT32_MAX:
+        raise ValueError(
+            f"{name} = {result!r} is beyond float32's range (at most {FLOAT32_MAX:.4g}), "
+            "which the kernels compute in"
+        )
+    return result
+
+
+def float32_non_negative(name: str, value: object) -> float:
+    """A finite value >= 0 that float32 holds."""
+    return _within_float32(name, non_negative(name, value))
+
+
+def float32_divisor(name: str, value: object) -> float:
+    """A value > 0 that float32 holds and can divide by (temperatures)."""
+    result = _within_float32(name, positive(name, value))
+    if result < FLOAT32_TINY:
+        raise ValueError(
+            f"{name} = {result!r} is below float32's normal range (at least {FLOAT32_TINY:.4g}): "
+            "1 / {name} would overflow the kernels' float32 arithmetic"
+        )
+    return result
+
+
 def beta(name: str, value: object) -> float:
-    result = _real(name, value)
+    result = real(name, value)
     if not 0.0 <= result < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {result}")
     return result
 
 
-def non_negative_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+def integer(name: str, value: object, *, minimum: int = 0, maximum: int = INT64_MAX) -> int:
+    """An integer (Python or NumPy; not a bool) in ``[minimum, maximum]``."""
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     result = int(value)
-    if result < 0:
-        raise ValueError(f"{name} must be >= 0, got {result}")
+    if result < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {result}")
+    if result > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {result}")
     return result
+
+
+def non_negative_int(name: str, value: object) -> int:
+    return integer(name, value, minimum=0)
 
 
 def positive_int(name: str, value: object) -> int:
-    result = non_negative_int(name, value)
-    if result == 0:
-        raise ValueError(f"{name} must be >= 1, got 0")
-    return result
+    return integer(name, value, minimum=1)
+
+
+def boolean(name: str, value: object) -> bool:
+    """``True`` or ``False`` (Python or NumPy); strings such as ``"no"`` are refused."""
+    if not _is_bool(value):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def state_keys(state: object, expected: Collection[str], owner: str) -> Mapping[str, Any]:
+    """``state`` as a mapping with exactly the keys ``expected`` (a saved state of ``owner``).
+
+    Raises:
+        TypeError: ``state`` is not a dict.
+        ValueError: a key is missing or unknown.
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"{owner} state_dict must be a dict, got {type(state).__name__}")
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(str(k) for k in set(state) - set(expected))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(map(repr, missing))}")
+        if extra:
+            parts.append(f"unknown {', '.join(map(repr, extra))}")
+        raise ValueError(f"invalid {owner} state_dict: {'; '.join(parts)}")
+    return state

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import _validate as check
+from .info_nce import MIN_TEMPERATURE
 
 __all__ = ["CurriculumScheduler", "CurriculumStage", "DecayType", "TemperatureAnnealing"]
 
@@ -35,14 +36,14 @@ class CurriculumStage:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a str, got {type(self.name).__name__}")
-        difficulty = min(max(_finite("difficulty", self.difficulty), 0.0), 1.0)
+        difficulty = min(max(check.real("difficulty", self.difficulty), 0.0), 1.0)
         object.__setattr__(self, "difficulty", difficulty)
         object.__setattr__(self, "duration", check.non_negative_int("duration", self.duration))
-        temperature = max(_finite("temperature", self.temperature), 0.01)
+        temperature = max(check.real("temperature", self.temperature), MIN_TEMPERATURE)
+        check.float32_divisor("temperature", temperature)
         object.__setattr__(self, "temperature", temperature)
-        count = self.negative_count
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise TypeError(f"negative_count must be an int, got {type(count).__name__}")
+        # The crate clamps counts below 1 up to 1.
+        count = check.integer("negative_count", self.negative_count, minimum=-check.INT64_MAX)
         object.__setattr__(self, "negative_count", max(count, 1))
 
     @property
@@ -59,14 +60,6 @@ class CurriculumStage:
             "negative_count": self.negative_count,
         }
 
-
-def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{name} must be finite, got {result}")
-    return result
 
 
 class CurriculumScheduler:
@@ -221,11 +214,14 @@ class CurriculumScheduler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            stages = [CurriculumStage(**s) for s in state["stages"]]
-            current, in_stage, total = (int(state[k]) for k in ("current", "in_stage", "total"))
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"invalid CurriculumScheduler state_dict: {exc}") from exc
+        state = check.state_keys(state, ("stages", "current", "in_stage", "total"), "CurriculumScheduler")
+        stages = []
+        for i, s in enumerate(state["stages"]):
+            fields = ("name", "difficulty", "duration", "temperature", "negative_count")
+            stages.append(CurriculumStage(**check.state_keys(s, fields, f"stages[{i}]")))
+        current, in_stage, total = (
+            check.non_negative_int(k, state[k]) for k in ("current", "in_stage", "total")
+        )
         if (stages and not 0 <= current < len(stages)) or min(in_stage, total) < 0:
             raise ValueError("invalid CurriculumScheduler state_dict: position out of range")
         self._stages, self._current, self._in_stage, self._total = stages, current, in_stage, total
@@ -288,14 +284,19 @@ class TemperatureAnnealing:
         if self._decay is DecayType.LINEAR:
             return start - span * (s / total)
         if self._decay is DecayType.EXPONENTIAL:
-            return start * math.exp(math.log(end / start) / total * s)
+            # In logs: end / start itself can overflow (1e10 / 1e-300), the path between cannot.
+            log_start = math.log(start)
+            return math.exp(log_start + (math.log(end) - log_start) * (s / total))
         if self._decay is DecayType.COSINE:
             return end + 0.5 * span * (1.0 + math.cos(math.pi * s / total))
         size = max(self._step_size, 1)
         chunks = total // size
         if chunks == 0:  # the crate divides by zero here and its max() then yields `final`
             return end
-        return max(start - span * (s // size) / chunks, end)
+        value = start - span * (s // size) / chunks
+        # Never past `final`, in the direction of travel (the crate's max() holds a rising
+        # schedule at `final` from step 0: docs/parity.md).
+        return max(value, end) if start >= end else min(value, end)
 
     def reset(self) -> None:
         self._current = 0
@@ -311,16 +312,15 @@ class TemperatureAnnealing:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            restored = TemperatureAnnealing(
-                state["initial"],
-                state["final"],
-                state["steps"],
-                DecayType(state["decay"]),
-                state["step_size"],
-            )
-            current = check.non_negative_int("current", state["current"])
-        except KeyError as exc:
-            raise ValueError(f"state_dict is missing {exc.args[0]!r}") from exc
+        keys = ("initial", "final", "steps", "decay", "step_size", "current")
+        state = check.state_keys(state, keys, "TemperatureAnnealing")
+        restored = TemperatureAnnealing(
+            state["initial"],
+            state["final"],
+            state["steps"],
+            DecayType(state["decay"]),
+            state["step_size"],
+        )
+        current = check.non_negative_int("current", state["current"])
         restored._current = current
         self.__dict__.update(restored.__dict__)

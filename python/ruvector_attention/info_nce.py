@@ -49,7 +49,7 @@ class InfoNCELoss:
     """
 
     def __init__(self, temperature: float = 0.07) -> None:
-        self._temperature = max(check.positive("temperature", temperature), MIN_TEMPERATURE)
+        self._temperature = max(check.float32_divisor("temperature", temperature), MIN_TEMPERATURE)
 
     @property
     def temperature(self) -> float:

@@ -41,7 +41,7 @@ class LocalContrastiveLoss:
     """
 
     def __init__(self, margin: float = 1.0, reduction: ReductionLike = "mean") -> None:
-        self._margin = check.non_negative("margin", margin)
+        self._margin = check.float32_non_negative("margin", margin)
         self._reduction = Reduction.parse(reduction)
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import numbers
+import threading
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -59,6 +60,18 @@ class MiningStrategy(enum.Enum):
 StrategyLike = Union[MiningStrategy, str]
 
 _WEIGHTINGS = ("softmax", "wu")
+_STATE_KEYS = (
+    "strategy",
+    "margin",
+    "temperature",
+    "weighting",
+    "cutoff",
+    "nonzero_loss_cutoff",
+    "key",
+    "calls",
+)
+#: Most entries of a (B, k) result: its byte size must stay within a signed 64-bit count.
+_MAX_RESULT_ENTRIES = check.INT64_MAX // 8
 
 
 def _key_from_seed(seed: Optional[int]) -> int:
@@ -136,8 +149,8 @@ class HardNegativeMiner:
         nonzero_loss_cutoff: float = 1.4,
     ) -> None:
         self._strategy = MiningStrategy.parse(strategy)
-        self._margin = check.non_negative("margin", margin)
-        self._temperature = check.positive("temperature", temperature)
+        self._margin = check.float32_non_negative("margin", margin)
+        self._temperature = check.float32_divisor("temperature", temperature)
         if weighting not in _WEIGHTINGS:
             raise ValueError(f"weighting must be 'softmax' or 'wu', got {weighting!r}")
         self._weighting = weighting
@@ -150,6 +163,9 @@ class HardNegativeMiner:
             )
         self._key = _key_from_seed(_check_seed(seed))
         self._calls = 0
+        # Two threads sharing a miner must never draw the same call number (NumPy's Generator
+        # holds a lock for the same reason).
+        self._calls_lock = threading.Lock()
 
     # -- the seed's constructors ----------------------------------------------------------------
 
@@ -241,6 +257,10 @@ class HardNegativeMiner:
         if a.ndim != 2 or a.shape[1] == 0:
             raise ShapeError(f"anchors must be 2-D (B, D) with D >= 1, got shape {a.shape}")
         b, d = a.shape
+        if b * k > _MAX_RESULT_ENTRIES:
+            raise ValueError(
+                f"k = {k} is too large: the ({b}, {k}) int64 result would need {8 * b * k} bytes"
+            )
         c = as_float32(candidates, "candidates")
         if c.ndim != 2 or c.shape[1] != d:
             raise ShapeError(f"candidates must be (N, {d}), got shape {c.shape}")
@@ -272,10 +292,16 @@ class HardNegativeMiner:
             anchor_labels=la,
             candidate_labels=lc,
             key=self._key,
-            call=self._calls,
+            call=self._next_call(),
         )
-        self._calls += 1
         return result
+
+    def _next_call(self) -> int:
+        """This call's number (the random streams' key), reserved atomically."""
+        with self._calls_lock:
+            call = self._calls
+            self._calls += 1
+        return call
 
     def _kernel_strategy(self) -> str:
         if self._strategy is MiningStrategy.DISTANCE_WEIGHTED:
@@ -285,7 +311,11 @@ class HardNegativeMiner:
     # -- state ----------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Settings and the random generator's position (its key and the number of calls)."""
+        """Settings and the random generator's position (its key and the number of calls).
+
+        Every call that reaches the kernel advances the position, also one that then fails (for
+        example with ``MemoryError``).
+        """
         return {
             "strategy": self._strategy.value,
             "margin": self._margin,
@@ -299,22 +329,30 @@ class HardNegativeMiner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``state_dict()``: later calls draw exactly what the saved miner would have."""
-        try:
-            restored = HardNegativeMiner(
-                state["strategy"],
-                state["margin"],
-                state["temperature"],
-                weighting=state["weighting"],
-                cutoff=state["cutoff"],
-                nonzero_loss_cutoff=state["nonzero_loss_cutoff"],
-            )
-            key, calls = int(state["key"]), int(state["calls"])
-        except KeyError as exc:
-            raise ValueError(f"state_dict is missing {exc.args[0]!r}") from exc
-        if not 0 <= key < 2**64 or calls < 0:
-            raise ValueError("state_dict has an invalid generator state")
-        restored._key, restored._calls = key, calls
-        self.__dict__.update(restored.__dict__)
+        state = check.state_keys(state, _STATE_KEYS, "HardNegativeMiner")
+        restored = HardNegativeMiner(
+            state["strategy"],
+            state["margin"],
+            state["temperature"],
+            weighting=state["weighting"],
+            cutoff=state["cutoff"],
+            nonzero_loss_cutoff=state["nonzero_loss_cutoff"],
+        )
+        key = check.integer("key", state["key"], maximum=2**64 - 1)
+        calls = check.non_negative_int("calls", state["calls"])
+        with self._calls_lock:
+            self._strategy, self._margin = restored._strategy, restored._margin
+            self._temperature, self._weighting = restored._temperature, restored._weighting
+            self._cutoff = restored._cutoff
+            self._nonzero_loss_cutoff = restored._nonzero_loss_cutoff
+            self._key, self._calls = key, calls
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.state_dict()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._calls_lock = threading.Lock()
+        self.load_state_dict(state)
 
 
 class InBatchMiner:
@@ -326,11 +364,7 @@ class InBatchMiner:
     """
 
     def __init__(self, exclude_positive: bool = True) -> None:
-        if not isinstance(exclude_positive, bool):
-            raise TypeError(
-                f"exclude_positive must be a bool, got {type(exclude_positive).__name__}"
-            )
-        self._exclude_positive = exclude_positive
+        self._exclude_positive = check.boolean("exclude_positive", exclude_positive)
 
     @property
     def exclude_positive(self) -> bool:

@@ -44,15 +44,21 @@ def _grads_for(params: list[Any], grads: object) -> list[FloatArray]:
     return converted
 
 
+#: The keys of every optimizer's state_dict.
+_STATE_DICT_KEYS = ("optimizer", "hyper", "steps", "shapes", "state")
+
+
 class _Optimizer(ABC):
     """Shared mechanics: argument handling, state ownership, learning rate, serialisation."""
 
+    #: The keys of ``state_dict()["hyper"]`` (the constructor's arguments).
+    _HYPER_KEYS: ClassVar[tuple[str, ...]] = ()
     #: Names of the per-array state lists this optimizer keeps (PyTorch's names).
     _STATE_KEYS: ClassVar[tuple[str, ...]]
 
     def __init__(self, dim: Optional[int], lr: float) -> None:
         self._dim = None if dim is None else check.non_negative_int("dim", dim)
-        self._lr = check.non_negative("lr", lr)
+        self._lr = check.float32_non_negative("lr", lr)
         self._steps = 0
         # None until the first step fixes the parameter shapes and sizes the state arrays.
         self._shapes: Optional[list[tuple[int, ...]]] = None
@@ -67,7 +73,7 @@ class _Optimizer(ABC):
 
     @lr.setter
     def lr(self, value: float) -> None:
-        self._lr = check.non_negative("lr", value)
+        self._lr = check.float32_non_negative("lr", value)
 
     def learning_rate(self) -> float:
         """The learning rate (the crate's name for :attr:`lr`)."""
@@ -175,17 +181,25 @@ class _Optimizer(ABC):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; arrays are copied, so the dict can be reused."""
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        kind = state_dict.get("optimizer")
-        if kind != type(self).__name__:
-            raise ValueError(f"state_dict is for {kind!r}, not {type(self).__name__!r}")
-        steps = check.non_negative_int("steps", state_dict.get("steps"))
-        raw_shapes = state_dict.get("shapes")
-        shapes = None if raw_shapes is None else [tuple(int(n) for n in s) for s in raw_shapes]
-        raw_state = state_dict.get("state")
+        owner = type(self).__name__
+        state_dict = dict(check.state_keys(state_dict, _STATE_DICT_KEYS, owner))
+        kind = state_dict["optimizer"]
+        if kind != owner:
+            raise ValueError(f"state_dict is for {kind!r}, not {owner!r}")
+        steps = check.non_negative_int("steps", state_dict["steps"])
+        raw_shapes = state_dict["shapes"]
+        shapes = None
+        if raw_shapes is not None:
+            if not isinstance(raw_shapes, (list, tuple)):
+                raise TypeError(f"shapes must be a list of shapes, got {type(raw_shapes).__name__}")
+            shapes = [
+                tuple(check.non_negative_int("shape entry", n) for n in s) for s in raw_shapes
+            ]
+        raw_state = state_dict["state"]
         state: Optional[dict[str, list[FloatArray]]] = None
         if raw_state is not None:
+            if not isinstance(raw_state, dict):
+                raise TypeError(f"state must be a dict or None, got {type(raw_state).__name__}")
             state = {}
             for key, arrays in raw_state.items():
                 if key not in self._STATE_KEYS:
@@ -199,7 +213,8 @@ class _Optimizer(ABC):
             for key, arrays in state.items():
                 if shapes is None or [a.shape for a in arrays] != shapes:
                     raise ShapeError(f"state[{key!r}] does not match the saved parameter shapes")
-        self._set_hyper(dict(state_dict["hyper"]))
+        hyper = state_dict["hyper"]
+        self._set_hyper(dict(check.state_keys(hyper, self._HYPER_KEYS, f"{owner} hyper")))
         self._shapes = shapes
         self._state = state
         self._steps = steps
@@ -241,6 +256,7 @@ class SGD(_Optimizer):
     """
 
     _STATE_KEYS = ("momentum_buffer",)
+    _HYPER_KEYS = ("dim", "lr", "momentum", "weight_decay", "nesterov")
 
     def __init__(
         self,
@@ -251,13 +267,13 @@ class SGD(_Optimizer):
         nesterov: bool = False,
     ) -> None:
         super().__init__(dim, lr)
-        self._momentum = check.non_negative("momentum", momentum)
-        self._weight_decay = check.non_negative("weight_decay", weight_decay)
+        self._momentum = check.float32_non_negative("momentum", momentum)
+        self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
         self._nesterov = self._check_nesterov(nesterov, self._momentum)
 
     @staticmethod
     def _check_nesterov(nesterov: bool, momentum: float) -> bool:
-        if nesterov and momentum <= 0.0:
+        if check.boolean("nesterov", nesterov) and momentum <= 0.0:
             raise ValueError("nesterov=True requires momentum > 0")
         return bool(nesterov)
 
@@ -275,14 +291,14 @@ class SGD(_Optimizer):
 
     def with_momentum(self, momentum: float) -> SGD:
         """Set the momentum factor; returns the optimizer (crate-style builder)."""
-        value = check.non_negative("momentum", momentum)
+        value = check.float32_non_negative("momentum", momentum)
         self._check_nesterov(self._nesterov, value)
         self._momentum = value
         return self
 
     def with_weight_decay(self, weight_decay: float) -> SGD:
         """Set the L2 weight decay; returns the optimizer."""
-        self._weight_decay = check.non_negative("weight_decay", weight_decay)
+        self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
         return self
 
     def with_nesterov(self, nesterov: bool) -> SGD:
@@ -353,6 +369,7 @@ class Adam(_Optimizer):
     """
 
     _STATE_KEYS = ("exp_avg", "exp_avg_sq")
+    _HYPER_KEYS = ("dim", "lr", "betas", "eps", "weight_decay")
     _DECOUPLED: ClassVar[bool] = False
 
     def __init__(
@@ -365,8 +382,8 @@ class Adam(_Optimizer):
     ) -> None:
         super().__init__(dim, lr)
         self._betas = self._check_betas(betas)
-        self._eps = check.positive("eps", eps)
-        self._weight_decay = check.non_negative("weight_decay", weight_decay)
+        self._eps = check.float32_divisor("eps", eps)
+        self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
 
     @staticmethod
     def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
@@ -393,12 +410,12 @@ class Adam(_Optimizer):
 
     def with_epsilon(self, eps: float) -> Adam:
         """Set ``eps``; returns the optimizer."""
-        self._eps = check.positive("eps", eps)
+        self._eps = check.float32_divisor("eps", eps)
         return self
 
     def with_weight_decay(self, weight_decay: float) -> Adam:
         """Set the weight decay; returns the optimizer."""
-        self._weight_decay = check.non_negative("weight_decay", weight_decay)
+        self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
         return self
 
     def _apply(
@@ -517,6 +534,6 @@ def clip_grad_norm(grads: ArrayList, max_norm: float, *, error_if_nonfinite: boo
     """
     grads_list = as_array_list(grads, "grads")
     check_inplace_list(grads_list, "grads")
-    limit = check.non_negative("max_norm", max_norm)
-    norm = _native.clip_grad_norm(grads_list, limit, error_if_nonfinite=bool(error_if_nonfinite))
+    limit = check.float32_non_negative("max_norm", max_norm)
+    norm = _native.clip_grad_norm(grads_list, limit, error_if_nonfinite=check.boolean("error_if_nonfinite", error_if_nonfinite))
     return float(norm)

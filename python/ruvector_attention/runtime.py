@@ -5,6 +5,9 @@ from __future__ import annotations
 from . import _native
 from . import _validate as check
 
+#: The most threads set_num_threads accepts (the kernels' limit).
+MAX_THREADS = 4096
+
 __all__ = [
     "cached_memory",
     "get_num_threads",
@@ -27,7 +30,7 @@ def set_num_threads(n: int) -> None:
         1
         >>> ra.set_num_threads(before)
     """
-    _native.set_num_threads(check.positive_int("n", n))
+    _native.set_num_threads(check.integer("n", n, minimum=1, maximum=MAX_THREADS))
 
 
 def get_num_threads() -> int:

@@ -10,6 +10,9 @@ from . import _validate as check
 __all__ = ["LearningRateScheduler"]
 
 
+_STATE_KEYS = ("initial_lr", "warmup_steps", "decay_steps", "min_lr", "current_step")
+
+
 class LearningRateScheduler:
     """Linear warmup then cosine decay, as in the crate's ``LearningRateScheduler``.
 
@@ -41,10 +44,10 @@ class LearningRateScheduler:
         decay_steps: int = 100_000,
         min_lr: float = 1e-7,
     ) -> None:
-        self._initial_lr = check.non_negative("initial_lr", initial_lr)
+        self._initial_lr = check.float32_non_negative("initial_lr", initial_lr)
         self._warmup_steps = check.non_negative_int("warmup_steps", warmup_steps)
         self._decay_steps = check.positive_int("decay_steps", decay_steps)
-        self._min_lr = check.non_negative("min_lr", min_lr)
+        self._min_lr = check.float32_non_negative("min_lr", min_lr)
         self._current_step = 0
 
     # crate-style builders
@@ -60,7 +63,7 @@ class LearningRateScheduler:
 
     def with_min_lr(self, min_lr: float) -> LearningRateScheduler:
         """Set the floor; returns the scheduler."""
-        self._min_lr = check.non_negative("min_lr", min_lr)
+        self._min_lr = check.float32_non_negative("min_lr", min_lr)
         return self
 
     @property
@@ -120,6 +123,8 @@ class LearningRateScheduler:
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (every key required, no others)."""
+        state_dict = dict(check.state_keys(state_dict, _STATE_KEYS, "LearningRateScheduler"))
         fresh = LearningRateScheduler(
             state_dict["initial_lr"],
             warmup_steps=state_dict["warmup_steps"],

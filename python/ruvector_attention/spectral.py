@@ -26,11 +26,28 @@ def _is_scipy_sparse(graph: object) -> bool:
 
 
 def _graph_weights(values: npt.NDArray[Any], name: str) -> FloatArray:
-    """Graph weights may be bool, int or float (an adjacency matrix is often 0/1 integers)."""
+    """Graph weights as float32. They may be bool, int or float (an adjacency matrix is often 0/1
+    integers); every form of graph follows the same rule: each weight must be finite in float32
+    (a NaN or an overflowing weight would make every value NaN or inf)."""
     if values.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
     with np.errstate(over="ignore"):
-        return np.ascontiguousarray(values, dtype=np.float32)
+        weights = np.ascontiguousarray(values, dtype=np.float32)
+    return _finite_weights(weights, name, values)
+
+
+def _finite_weights(
+    weights: FloatArray, name: str, original: npt.NDArray[Any] | None = None
+) -> FloatArray:
+    bad = ~np.isfinite(weights)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        position = where[0] if len(where) == 1 else where
+        raise ValueError(
+            f"{name} weights must be finite numbers within float32's range; "
+            f"entry {position} is {(weights if original is None else original)[where]!r}"
+        )
+    return weights
 
 
 class Graph:
@@ -58,6 +75,35 @@ class Graph:
         self._csr = _csr_of(graph, self._n, weights)
         for arr in self._csr:
             arr.flags.writeable = False
+
+    @classmethod
+    def from_edges(cls, edges: object, num_nodes: int, *, weights: object = None) -> Graph:
+        """A graph from an integer (E, 2) edge list (each undirected edge once).
+
+        >>> Graph.from_edges([[0, 1], [1, 0]], num_nodes=2).num_edges  # listed twice: 2 edges
+        2
+        """
+        n = check.positive_int("num_nodes", num_nodes)
+        return cls._of_csr(_edges_csr(edges, n, weights), n)
+
+    @classmethod
+    def from_adjacency(cls, matrix: object) -> Graph:
+        """A graph from a dense symmetric (N, N) weight matrix (bool, int or float).
+
+        >>> Graph.from_adjacency([[0, 1], [1, 0]]).num_edges
+        1
+        """
+        csr = _adjacency_csr(matrix)
+        return cls._of_csr(csr, int(csr[0].shape[0]) - 1)
+
+    @classmethod
+    def _of_csr(cls, csr: _CsrArrays, n: int) -> Graph:
+        graph = cls.__new__(cls)
+        graph._n = n
+        graph._csr = csr
+        for arr in csr:
+            arr.flags.writeable = False
+        return graph
 
     @property
     def num_nodes(self) -> int:
@@ -92,30 +138,31 @@ def _csr_of(graph: object, n: int, weights: object) -> _CsrArrays:
         matrix: Any = graph
         if matrix.shape != (n, n):
             raise ShapeError(f"graph must be ({n}, {n}) for X with {n} rows, got {matrix.shape}")
-        csr = matrix.tocsr()
+        # A copy: summing duplicates and sorting indices must never rewrite the caller's matrix.
+        csr = matrix.tocsr(copy=True)
         csr.sum_duplicates()
+        weights = _graph_weights(csr.data, "graph")  # finite first: NaN != NaN is not asymmetry
         if (csr != csr.T).nnz != 0:
             raise ValueError("graph must be symmetric (W == W.T); got a sparse matrix that is not")
         return (
             np.ascontiguousarray(csr.indptr, dtype=np.int64),
             np.ascontiguousarray(csr.indices, dtype=np.int64),
-            _graph_weights(csr.data, "graph"),
+            weights,
         )
     try:
         arr = np.asarray(graph)
     except Exception as exc:
         raise TypeError(f"graph must be an array or a scipy.sparse matrix: {exc}") from exc
-    if arr.ndim == 2 and arr.dtype.kind in "iu" and arr.shape[1] == 2:
-        # An integer (E, 2) array is always an edge list (dense weights must be float or bool).
-        edges = np.ascontiguousarray(arr, dtype=np.int64)
-        w = None
-        if weights is not None:
-            w = as_float32(weights, "weights")
-            if w.shape != (edges.shape[0],):
-                raise ShapeError(
-                    f"weights must be ({edges.shape[0]},), one per edge, got {w.shape}"
-                )
-        return _native.csr_from_edges(edges, w, n)
+    is_edge_list = arr.ndim == 2 and arr.dtype.kind in "iu" and arr.shape[1] == 2
+    if is_edge_list and arr.shape == (n, n) and weights is None:
+        # A 2 x 2 integer array for 2 nodes reads as both (with weights= it is an edge list).
+        raise ValueError(
+            "graph is a 2 x 2 integer array for 2 nodes: it could be an adjacency matrix or an "
+            "edge list of 2 edges; say which with Graph.from_adjacency(...) or "
+            "Graph.from_edges(..., num_nodes=2)"
+        )
+    if is_edge_list:
+        return _edges_csr(arr, n, weights)
     if weights is not None:
         raise ValueError("weights= is only for edge lists; a dense matrix holds its weights")
     if arr.ndim != 2 or arr.shape != (n, n):
@@ -123,6 +170,28 @@ def _csr_of(graph: object, n: int, weights: object) -> _CsrArrays:
             f"graph must be a dense ({n}, {n}) matrix, an integer (E, 2) edge list or a "
             f"scipy.sparse matrix; got an array of shape {arr.shape} and dtype {arr.dtype}"
         )
+    return _adjacency_csr(arr)
+
+
+def _edges_csr(edges: object, n: int, weights: object) -> _CsrArrays:
+    arr = np.asarray(edges)
+    if arr.ndim != 2 or arr.shape[1] != 2 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ShapeError(
+            f"edges must be an integer (E, 2) array, got shape {arr.shape} and dtype {arr.dtype}"
+        )
+    pairs = np.ascontiguousarray(arr, dtype=np.int64)
+    w = None
+    if weights is not None:
+        w = _finite_weights(as_float32(weights, "weights"), "edge")
+        if w.shape != (pairs.shape[0],):
+            raise ShapeError(f"weights must be ({pairs.shape[0]},), one per edge, got {w.shape}")
+    return _native.csr_from_edges(pairs, w, n)
+
+
+def _adjacency_csr(matrix: object) -> _CsrArrays:
+    arr = np.asarray(matrix)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
+        raise ShapeError(f"an adjacency matrix must be square (N, N), got shape {arr.shape}")
     return _native.csr_from_dense(_graph_weights(arr, "graph"))
 
 
@@ -157,7 +226,7 @@ class SpectralRegularization:
     """
 
     def __init__(self, weight: float = 0.01) -> None:
-        self._weight = check.non_negative("weight", weight)
+        self._weight = check.float32_non_negative("weight", weight)
 
     @property
     def weight(self) -> float:

@@ -10,6 +10,9 @@ pub enum KernelError {
     /// An invalid hyper-parameter or argument value (Python: `ValueError`).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The allocator refused a buffer (Python: `MemoryError`).
+    #[error("{0}")]
+    OutOfMemory(String),
 }
 
 impl KernelError {

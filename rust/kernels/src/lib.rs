@@ -4,8 +4,10 @@
 //! `Result<_, KernelError>`. The PyO3 crate (`rust/python`) validates and extracts NumPy buffers,
 //! releases the GIL and calls into this crate.
 
+pub mod alloc;
 pub mod error;
 pub mod fastmath;
+pub mod forksafe;
 pub mod gemm;
 pub mod loss;
 pub mod mining;

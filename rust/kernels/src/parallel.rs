@@ -5,12 +5,14 @@
 //! it remembers the process that built it: a different process id means we are in a forked
 //! child, and a fresh pool is built (the parent's is leaked, never joined).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::error::{KernelError, KernelResult};
+use crate::forksafe::critical;
 
 /// Below this many elements of streaming work one thread wins: waking workers costs tens of
 /// microseconds, more than the work itself.
@@ -20,20 +22,16 @@ pub const PARALLEL_THRESHOLD: usize = 1 << 18;
 /// balance two cores and to keep each task's arrays in L2.
 pub const CHUNK: usize = 1 << 15;
 
-struct PoolState {
-    requested: usize,
-    built: Option<(u32, usize, Arc<ThreadPool>)>,
-}
+/// Most threads `set_num_threads` accepts.
+pub const MAX_THREADS: usize = 4096;
 
-static POOL: Mutex<PoolState> = Mutex::new(PoolState {
-    requested: 0,
-    built: None,
-});
+/// The thread count asked for; 0 means "the CPUs this process may use". An atomic, so that the
+/// hot path (`num_threads`, read by every kernel call) takes no lock at all.
+static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 
-fn lock() -> std::sync::MutexGuard<'static, PoolState> {
-    // The lock only guards plain data, so a poisoned lock holds nothing half-written.
-    POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// The pool built for (process id, thread count). Only touched inside `forksafe::critical`, so a
+/// `fork()` never finds it locked.
+static POOL: Mutex<Option<(u32, usize, Arc<ThreadPool>)>> = Mutex::new(None);
 
 /// The CPUs this process may use (affinity and cgroup limits included).
 pub fn available_cpus() -> usize {
@@ -42,61 +40,58 @@ pub fn available_cpus() -> usize {
 
 /// Threads the kernels will use.
 pub fn num_threads() -> usize {
-    let state = lock();
-    if state.requested == 0 {
-        available_cpus()
-    } else {
-        state.requested
+    match REQUESTED.load(Ordering::Relaxed) {
+        0 => available_cpus(),
+        n => n,
     }
 }
 
 /// Set the number of threads; 0 means "the CPUs this process may use".
 pub fn set_num_threads(n: usize) -> KernelResult<()> {
-    if n > 4096 {
+    if n > MAX_THREADS {
         return Err(KernelError::invalid(format!(
-            "n must be between 0 and 4096, got {n}"
+            "n must be between 0 and {MAX_THREADS}, got {n}"
         )));
     }
-    lock().requested = n;
+    REQUESTED.store(n, Ordering::Relaxed);
     Ok(())
 }
 
 /// The pool for the current process and thread count, built on first use.
 pub fn pool() -> Arc<ThreadPool> {
-    let mut state = lock();
-    let wanted = if state.requested == 0 {
-        available_cpus()
-    } else {
-        state.requested
-    };
+    let wanted = num_threads();
     let pid = std::process::id();
-    if let Some((built_pid, threads, pool)) = &state.built {
-        if *built_pid == pid && *threads == wanted {
-            return Arc::clone(pool);
+    critical(|| {
+        // The lock only guards plain data, so a poisoned lock holds nothing half-written.
+        let mut built = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((built_pid, threads, pool)) = built.as_ref() {
+            if *built_pid == pid && *threads == wanted {
+                return Arc::clone(pool);
+            }
         }
-    }
-    if let Some((built_pid, _, old)) = state.built.take() {
-        if built_pid != pid {
-            // Forked child: the old pool's threads live only in the parent. Dropping it would
-            // signal threads that do not exist here; leaking it is the safe choice.
-            std::mem::forget(old);
+        if let Some((built_pid, _, old)) = built.take() {
+            if built_pid != pid {
+                // Forked child: the old pool's threads live only in the parent. Dropping it
+                // would signal threads that do not exist here; leaking it is the safe choice.
+                std::mem::forget(old);
+            }
         }
-    }
-    let pool = Arc::new(
-        ThreadPoolBuilder::new()
-            .num_threads(wanted)
-            .thread_name(|i| format!("ruvector-{i}"))
-            .build()
-            .unwrap_or_else(|_| {
-                // Thread creation can fail under tight limits; one thread always works.
-                ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .build()
-                    .expect("a one-thread pool")
-            }),
-    );
-    state.built = Some((pid, wanted, Arc::clone(&pool)));
-    pool
+        let pool = Arc::new(
+            ThreadPoolBuilder::new()
+                .num_threads(wanted)
+                .thread_name(|i| format!("ruvector-{i}"))
+                .build()
+                .unwrap_or_else(|_| {
+                    // Thread creation can fail under tight limits; one thread always works.
+                    ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .build()
+                        .expect("a one-thread pool")
+                }),
+        );
+        *built = Some((pid, wanted, Arc::clone(&pool)));
+        pool
+    })
 }
 
 /// Run `work` on every task, in parallel when `total_elements` makes it worth it.

@@ -43,37 +43,86 @@ fn as_f32_array<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py,
              the source array, not on a copy you then discard)"
         )));
     }
+    if (arr.data() as usize) % std::mem::align_of::<f32>() != 0 {
+        return Err(value_error(format!(
+            "{name} is not aligned to 4 bytes (a view at an odd byte offset of a buffer); \
+             in-place arrays must be aligned: allocate it with numpy (numpy.zeros, numpy.array)"
+        )));
+    }
     Ok(arr.clone())
 }
 
-/// Borrow an array that will be updated in place.
+/// The named list arguments of one call (looked through only to explain a refused borrow).
+pub type CallLists<'a, 'py> = &'a [(&'a Bound<'py, PyList>, &'a str)];
+
+/// The bytes an extracted float32 array occupies (it is C-contiguous).
+fn byte_range(arr: &Bound<'_, PyArrayDyn<f32>>) -> std::ops::Range<usize> {
+    let start = arr.data() as usize;
+    start..start + arr.len() * std::mem::size_of::<f32>()
+}
+
+/// Why an array could not be borrowed although it is a well-formed float32 array: it overlaps
+/// another array of this very call (`others`), or another call in progress (another thread)
+/// holds it. The borrow tracker cannot tell the two apart, so we look.
+fn clash(arr: &Bound<'_, PyArrayDyn<f32>>, name: &str, others: CallLists<'_, '_>) -> PyErr {
+    let mine = byte_range(arr);
+    let named = others.iter().flat_map(|(list, list_name)| {
+        list.iter()
+            .enumerate()
+            .map(move |(i, item)| (format!("{list_name}[{i}]"), item))
+    });
+    for (other_name, other) in named {
+        if other_name == name {
+            continue;
+        }
+        if let Ok(other) = other.cast::<PyArrayDyn<f32>>() {
+            let theirs = byte_range(other);
+            if mine.start < theirs.end && theirs.start < mine.end {
+                return value_error(format!(
+                    "{name} shares memory with {other_name}, passed in the same call; every array \
+                     updated in place must be distinct"
+                ));
+            }
+        }
+    }
+    value_error(format!(
+        "{name} is in use by another call in progress (in another thread) that updates it or reads \
+         it while this call would update it; an array must not be written by one call while \
+         another uses it"
+    ))
+}
+
+/// Borrow an array that will be updated in place. `others` are the call's other array arguments
+/// (named), for the message if the array is already in use.
 pub fn readwrite<'py>(
     obj: &Bound<'py, PyAny>,
     name: &str,
+    others: CallLists<'_, 'py>,
 ) -> PyResult<PyReadwriteArrayDyn<'py, f32>> {
     let arr = as_f32_array(obj, name)?;
     arr.try_readwrite().map_err(|err| match err {
         BorrowError::NotWriteable => {
             value_error(format!("{name} is read-only (its WRITEABLE flag is False)"))
         }
-        _ => value_error(format!(
-            "{name} shares memory with another array passed in the same call; every array updated \
-             in place must be distinct"
-        )),
+        _ => clash(&arr, name, others),
     })
 }
 
-/// Borrow an array that will only be read.
+/// Borrow an array that will only be read. `others` as for `readwrite`.
 pub fn readonly<'py>(
     obj: &Bound<'py, PyAny>,
     name: &str,
 ) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
+    readonly_in_call(obj, name, &[])
+}
+
+pub fn readonly_in_call<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &str,
+    others: CallLists<'_, 'py>,
+) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
     let arr = as_f32_array(obj, name)?;
-    arr.try_readonly().map_err(|_| {
-        value_error(format!(
-            "{name} shares memory with an array that this call updates in place"
-        ))
-    })
+    arr.try_readonly().map_err(|_| clash(&arr, name, others))
 }
 
 /// `(rows, cols)` of a 2-D array, or a `ShapeError` naming it.
@@ -106,10 +155,11 @@ pub fn readonly_i64<'py>(
 pub fn readwrite_list<'py>(
     list: &Bound<'py, PyList>,
     name: &str,
+    others: CallLists<'_, 'py>,
 ) -> PyResult<Vec<PyReadwriteArrayDyn<'py, f32>>> {
     list.iter()
         .enumerate()
-        .map(|(i, item)| readwrite(&item, &format!("{name}[{i}]")))
+        .map(|(i, item)| readwrite(&item, &format!("{name}[{i}]"), others))
         .collect()
 }
 
@@ -117,10 +167,11 @@ pub fn readwrite_list<'py>(
 pub fn readonly_list<'py>(
     list: &Bound<'py, PyList>,
     name: &str,
+    others: CallLists<'_, 'py>,
 ) -> PyResult<Vec<PyReadonlyArrayDyn<'py, f32>>> {
     list.iter()
         .enumerate()
-        .map(|(i, item)| readonly(&item, &format!("{name}[{i}]")))
+        .map(|(i, item)| readonly_in_call(&item, &format!("{name}[{i}]"), others))
         .collect()
 }
 
@@ -146,11 +197,21 @@ pub struct Buffer {
 }
 
 impl Buffer {
-    pub fn output(shape: &[usize]) -> Self {
-        Self {
+    /// An output of `shape`; `MemoryError` if it cannot be allocated (never an abort).
+    pub fn output(py: Python<'_>, shape: &[usize]) -> PyResult<Self> {
+        let len = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| {
+                pyo3::exceptions::PyMemoryError::new_err(format!(
+                    "an output of shape {shape:?} is larger than the address space"
+                ))
+            })?;
+        let data = scratch::try_take(len).map_err(|e| crate::errors::to_pyerr(py, e))?;
+        Ok(Self {
             shape: shape.to_vec(),
-            data: scratch::take(shape.iter().product()),
-        }
+            data,
+        })
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [f32] {

@@ -6,7 +6,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
@@ -46,6 +46,7 @@ pub fn to_pyerr(py: Python<'_>, err: KernelError) -> PyErr {
     match err {
         KernelError::Shape(msg) => shape_error(py, msg),
         KernelError::InvalidArgument(msg) => value_error(msg),
+        KernelError::OutOfMemory(msg) => PyMemoryError::new_err(msg),
     }
 }
 

@@ -22,9 +22,28 @@ type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
 type Grads<'py> = Option<(Array<'py>, Array<'py>, Option<Array<'py>>)>;
 type Losses<'py> = Bound<'py, PyArrayDyn<f64>>;
 
-/// An output buffer shaped like `like` (see `Buffer`).
-fn zeros_like(like: &PyReadonlyArrayDyn<'_, f32>) -> Buffer {
-    Buffer::output(like.shape())
+/// An output buffer shaped like `like`, contents unspecified until the kernel writes every
+/// element (see `Buffer`); `MemoryError` if it cannot be allocated.
+fn uninit_output_like(py: Python<'_>, like: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Buffer> {
+    Buffer::output(py, like.shape())
+}
+
+/// The three gradient outputs, when gradients are asked for.
+fn grad_outputs(
+    py: Python<'_>,
+    wanted: bool,
+    a: &PyReadonlyArrayDyn<'_, f32>,
+    p: &PyReadonlyArrayDyn<'_, f32>,
+    n: Option<&PyReadonlyArrayDyn<'_, f32>>,
+) -> PyResult<Option<(Buffer, Buffer, Option<Buffer>)>> {
+    if !wanted {
+        return Ok(None);
+    }
+    Ok(Some((
+        uninit_output_like(py, a)?,
+        uninit_output_like(py, p)?,
+        n.map(|n| uninit_output_like(py, n)).transpose()?,
+    )))
 }
 
 fn grads_to_py(
@@ -72,7 +91,7 @@ pub fn info_nce_per_anchor<'py>(
         dim,
     };
     let mut losses = vec![0.0f64; batch];
-    let mut grads = grad_scale.map(|_| (zeros_like(&a), zeros_like(&p), zeros_like(&ng)));
+    let mut grads = grad_outputs(py, grad_scale.is_some(), &a, &p, Some(&ng))?;
     {
         let (a_s, p_s, n_s) = (slice(&a)?, slice(&p)?, slice(&ng)?);
         let out = losses.as_mut_slice();
@@ -80,7 +99,7 @@ pub fn info_nce_per_anchor<'py>(
             (Some((ga, gp, gn)), Some(scale)) => Some(InfoNceGrads {
                 anchors: ga.as_mut_slice(),
                 positives: gp.as_mut_slice(),
-                negatives: gn.as_mut_slice(),
+                negatives: gn.as_mut().map_or(&mut [][..], Buffer::as_mut_slice),
                 scale: scale as f32,
             }),
             _ => None,
@@ -91,7 +110,7 @@ pub fn info_nce_per_anchor<'py>(
     }
     Ok((
         Buffer::from_f64(py, losses, &[batch])?,
-        grads_to_py(py, grads.map(|(a, p, n)| (a, p, Some(n))))?,
+        grads_to_py(py, grads)?,
     ))
 }
 
@@ -115,13 +134,7 @@ pub fn info_nce_pooled<'py>(
         None => batch,
     };
     let mut losses = vec![0.0f64; batch];
-    let mut grads = grad_scale.map(|_| {
-        (
-            zeros_like(&a),
-            zeros_like(&p),
-            pool.as_ref().map(|pool| zeros_like(pool)),
-        )
-    });
+    let mut grads = grad_outputs(py, grad_scale.is_some(), &a, &p, pool.as_ref())?;
     {
         let pool_slice = pool.as_ref().map(slice).transpose()?;
         let inputs = PooledInputs {
@@ -178,7 +191,7 @@ pub fn local_contrastive<'py>(
         }
     };
     let mut terms = vec![0.0f64; batch * count];
-    let mut grads = grad_scale.map(|_| (zeros_like(&a), zeros_like(&p), zeros_like(&ng)));
+    let mut grads = grad_outputs(py, grad_scale.is_some(), &a, &p, Some(&ng))?;
     {
         let n_s = slice(&ng)?;
         let inputs = MarginInputs {
@@ -198,7 +211,7 @@ pub fn local_contrastive<'py>(
             (Some((ga, gp, gn)), Some(scale)) => Some(MarginGrads {
                 anchors: ga.as_mut_slice(),
                 positives: gp.as_mut_slice(),
-                negatives: gn.as_mut_slice(),
+                negatives: gn.as_mut().map_or(&mut [][..], Buffer::as_mut_slice),
                 scale: scale as f32,
             }),
             _ => None,
@@ -208,6 +221,6 @@ pub fn local_contrastive<'py>(
     }
     Ok((
         Buffer::from_f64(py, terms, &[batch, count])?,
-        grads_to_py(py, grads.map(|(a, p, n)| (a, p, Some(n))))?,
+        grads_to_py(py, grads)?,
     ))
 }

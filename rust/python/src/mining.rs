@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use ruvector_kernels::mining::{self, MineInputs, Strategy};
 
 use crate::arrays::{matrix_dims, readonly, readonly_i64, slice};
-use crate::errors::{run_kernel, type_error, value_error};
+use crate::errors::{run_kernel, to_pyerr, type_error, value_error};
 
 /// `B x k` candidate indices (int64, -1 padded) for the given strategy.
 #[pyfunction]
@@ -79,7 +79,12 @@ pub fn mine<'py>(
         key,
         call,
     };
-    let mut out = vec![-1i64; batch * k];
+    let len = batch.checked_mul(k).ok_or_else(|| {
+        value_error(format!(
+            "k = {k} is too large: a {batch} x {k} result exceeds the address space"
+        ))
+    })?;
+    let mut out = ruvector_kernels::alloc::filled(len, -1i64).map_err(|e| to_pyerr(py, e))?;
     let work = batch * pool * dim;
     {
         let out = &mut out[..];

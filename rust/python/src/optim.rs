@@ -5,7 +5,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use ruvector_kernels::{norm, optim};
 
-use crate::arrays::{readonly, readonly_list, readwrite, readwrite_list, slice, slice_mut};
+use crate::arrays::{
+    CallLists, readonly, readonly_list, readwrite, readwrite_list, slice, slice_mut,
+};
 use crate::errors::{run_kernel, shape_error};
 
 fn check_same_count(py: Python<'_>, what: &str, expected: usize, got: usize) -> PyResult<()> {
@@ -39,13 +41,18 @@ pub fn sgd_step(
         check_same_count(py, "momentum_buffers", n, momentum_buffers.len())?;
     }
     // Writers first, then readers: the borrow tracker then reports any overlap as a clash.
-    let mut p = readwrite_list(params, "params")?;
+    let all: CallLists = &[
+        (params, "params"),
+        (momentum_buffers, "momentum_buffer"),
+        (grads, "grads"),
+    ];
+    let mut p = readwrite_list(params, "params", all)?;
     let mut b = if with_momentum {
-        readwrite_list(momentum_buffers, "momentum_buffer")?
+        readwrite_list(momentum_buffers, "momentum_buffer", all)?
     } else {
         Vec::new()
     };
-    let g = readonly_list(grads, "grads")?;
+    let g = readonly_list(grads, "grads", all)?;
     let mut slots = Vec::with_capacity(n);
     let mut b_iter = b.iter_mut();
     for (p, g) in p.iter_mut().zip(&g) {
@@ -91,10 +98,16 @@ pub fn adam_step(
     check_same_count(py, "grads", n, grads.len())?;
     check_same_count(py, "exp_avg", n, exp_avg.len())?;
     check_same_count(py, "exp_avg_sq", n, exp_avg_sq.len())?;
-    let mut p = readwrite_list(params, "params")?;
-    let mut m = readwrite_list(exp_avg, "exp_avg")?;
-    let mut v = readwrite_list(exp_avg_sq, "exp_avg_sq")?;
-    let g = readonly_list(grads, "grads")?;
+    let all: CallLists = &[
+        (params, "params"),
+        (exp_avg, "exp_avg"),
+        (exp_avg_sq, "exp_avg_sq"),
+        (grads, "grads"),
+    ];
+    let mut p = readwrite_list(params, "params", all)?;
+    let mut m = readwrite_list(exp_avg, "exp_avg", all)?;
+    let mut v = readwrite_list(exp_avg_sq, "exp_avg_sq", all)?;
+    let g = readonly_list(grads, "grads", all)?;
     let mut slots = Vec::with_capacity(n);
     for (((p, g), m), v) in p.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
         slots.push(optim::AdamSlot {
@@ -126,7 +139,8 @@ pub fn clip_grad_norm(
     max_norm: f64,
     error_if_nonfinite: bool,
 ) -> PyResult<f64> {
-    let mut g = readwrite_list(grads, "grads")?;
+    let all: CallLists = &[(grads, "grads")];
+    let mut g = readwrite_list(grads, "grads", all)?;
     let mut slices = Vec::with_capacity(g.len());
     for arr in g.iter_mut() {
         slices.push(slice_mut(arr)?);
@@ -146,9 +160,9 @@ pub fn stream_probe(
     m: &Bound<'_, PyAny>,
     v: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let mut p = readwrite(p, "p")?;
-    let mut m = readwrite(m, "m")?;
-    let mut v = readwrite(v, "v")?;
+    let mut p = readwrite(p, "p", &[])?;
+    let mut m = readwrite(m, "m", &[])?;
+    let mut v = readwrite(v, "v", &[])?;
     let g = readonly(g, "g")?;
     let (p, m, v, g) = (
         slice_mut(&mut p)?,

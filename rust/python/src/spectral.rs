@@ -87,7 +87,9 @@ pub fn laplacian<'py>(
     let ip = readonly_i64(indptr, "indptr")?;
     let ix = readonly_i64(indices, "indices")?;
     let w = readonly(weights, "weights")?;
-    let mut grad = with_grad.then(|| Buffer::output(&[n, dim]));
+    let mut grad = with_grad
+        .then(|| Buffer::output(py, &[n, dim]))
+        .transpose()?;
     let value = {
         let graph = Csr {
             n,
@@ -124,7 +126,9 @@ pub fn variance_penalty<'py>(
             ))
         }
     };
-    let mut grad = with_grad.then(|| Buffer::output(&[n, dim]));
+    let mut grad = with_grad
+        .then(|| Buffer::output(py, &[n, dim]))
+        .transpose()?;
     let value = {
         let x_s = slice(&xs)?;
         let g = grad.as_mut().map(Buffer::as_mut_slice);

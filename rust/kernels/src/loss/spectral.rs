@@ -102,7 +102,7 @@ pub fn csr_from_edges(edges: &[i64], weights: Option<&[f32]>, n: usize) -> Kerne
         let count = if e[0] == e[1] { 1 } else { 2 };
         both.into_iter().take(count)
     };
-    let mut degree = vec![0i64; n + 1];
+    let mut degree: Vec<i64> = crate::alloc::zeroed(n.saturating_add(1))?;
     for e in edges.chunks_exact(2) {
         for (from, _) in directions(e) {
             degree[from as usize + 1] += 1;
@@ -112,10 +112,11 @@ pub fn csr_from_edges(edges: &[i64], weights: Option<&[f32]>, n: usize) -> Kerne
         degree[i + 1] += degree[i];
     }
     let indptr = degree;
-    let mut fill: Vec<i64> = indptr[..n].to_vec();
+    let mut fill: Vec<i64> = crate::alloc::zeroed(n)?;
+    fill.copy_from_slice(&indptr[..n]);
     let entries = indptr[n] as usize;
-    let mut indices = vec![0i64; entries];
-    let mut out_w = vec![0.0f32; entries];
+    let mut indices: Vec<i64> = crate::alloc::zeroed(entries)?;
+    let mut out_w: Vec<f32> = crate::alloc::zeroed(entries)?;
     for (k, e) in edges.chunks_exact(2).enumerate() {
         let w = weights.map_or(1.0, |w| w[k]);
         for (from, to) in directions(e) {

@@ -20,6 +20,7 @@
 //! equals the anchor's are skipped, NaN scores are never selected, and rows with fewer than k
 //! eligible candidates are padded with -1.
 
+mod conditioning;
 mod rng;
 mod topk;
 
@@ -166,12 +167,26 @@ pub fn mine(
     if b == 0 || n == 0 || k == 0 {
         return Ok(());
     }
-    let lists = if strategy == Strategy::Random {
-        random_rows(inputs, k)
-    } else {
-        tiled_rows(inputs, strategy, k)
+    let k_kept = k.min(n);
+    let (lists, fill) = match strategy {
+        Strategy::Random => (random_rows(inputs, k_kept), None),
+        Strategy::SemiHard { margin } => {
+            // The window is Euclidean: mined on centred, rescaled copies so that a common offset
+            // or a huge scale cannot cancel the distances (conditioning.rs). The fill is the
+            // hardest by cosine of the inputs as given.
+            let centred = conditioning::Centred::new(inputs, margin)?;
+            let window = tiled_rows(
+                &centred.inputs(inputs),
+                Strategy::SemiHard {
+                    margin: centred.margin,
+                },
+                k_kept,
+            )?;
+            (window, Some(cosine_rows(inputs, Strategy::Hardest, k_kept)?))
+        }
+        _ => (cosine_rows(inputs, strategy, k_kept)?, None),
     };
-    for (row, (first, fill)) in out.chunks_exact_mut(k).zip(&lists) {
+    for (r, (row, first)) in out.chunks_exact_mut(k).zip(&lists).enumerate() {
         let mut slots = row.iter_mut();
         for &(_, index) in first.items() {
             if let Some(slot) = slots.next() {
@@ -179,8 +194,8 @@ pub fn mine(
             }
         }
         // Semi-hard: the hardest candidates not already chosen fill the remaining slots.
-        if let Some(fill) = fill {
-            for &(_, index) in fill.items() {
+        if let Some(fill) = &fill {
+            for &(_, index) in fill[r].items() {
                 if first.contains(index) {
                     continue;
                 }
@@ -194,28 +209,57 @@ pub fn mine(
     Ok(())
 }
 
-/// Per row: the selection, and for semi-hard the hardest list used to fill.
-type RowLists = (TopK, Option<TopK>);
+/// A cosine-based selection on rows rescaled where their squares would overflow float32
+/// (cosine similarity does not change when a row is multiplied by a power of two).
+fn cosine_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> KernelResult<Vec<TopK>> {
+    let anchors = conditioning::rescaled_rows(inputs.anchors, inputs.dim)?;
+    let candidates = conditioning::rescaled_rows(inputs.candidates, inputs.dim)?;
+    let scaled = MineInputs {
+        anchors: &anchors,
+        candidates: &candidates,
+        ..*inputs
+    };
+    tiled_rows(&scaled, strategy, k)
+}
 
 fn eligible(labels: Option<(&[i64], &[i64])>, row: usize, index: usize) -> bool {
     labels.is_none_or(|(la, lc)| la[row] != lc[index])
 }
 
-/// Uniform sampling needs no similarities: top-k of one uniform key per eligible candidate.
-fn random_rows(inputs: &MineInputs<'_>, k: usize) -> Vec<RowLists> {
-    let (b, n) = (inputs.batch, inputs.pool);
+/// Whether each `dim`-wide row of `x` is all finite. A row with NaN or Inf has a NaN cosine
+/// similarity with everything, so it is never selected, by any strategy.
+fn finite_rows(x: &[f32], dim: usize) -> Vec<bool> {
+    let tasks: Vec<&[f32]> = x.chunks(4096 * dim).collect();
+    map_tasks(tasks, x.len(), |chunk| {
+        chunk
+            .chunks_exact(dim)
+            .map(|r| r.iter().all(|v| v.is_finite()))
+            .collect::<Vec<_>>()
+    })
+    .concat()
+}
+
+/// Uniform sampling needs no similarities: top-k of one uniform key per eligible candidate
+/// (rows whose similarity would be NaN are not eligible, as for the other strategies).
+fn random_rows(inputs: &MineInputs<'_>, k: usize) -> Vec<TopK> {
+    let (b, n, d) = (inputs.batch, inputs.pool, inputs.dim);
+    let finite_anchor = finite_rows(inputs.anchors, d);
+    let finite_candidate = finite_rows(inputs.candidates, d);
     map_tasks((0..b).collect(), b * n, |row| {
         let stream = Stream::new(inputs.key, inputs.call, row as u64);
         let mut top = TopK::new(k);
+        if !finite_anchor[row] {
+            return top;
+        }
         for j in 0..n {
-            if eligible(inputs.labels, row, j) {
+            if finite_candidate[j] && eligible(inputs.labels, row, j) {
                 let key = stream.uniform(j as u64);
                 if key >= top.threshold() {
                     top.push(key, j as u32);
                 }
             }
         }
-        (top, None)
+        top
     })
 }
 
@@ -275,9 +319,28 @@ fn prepare(inputs: &MineInputs<'_>, strategy: Strategy) -> Prepared {
 /// lists to keep (a function of the sizes only, not of the thread count).
 const COLUMN_GROUPS: usize = 8;
 
-fn tiled_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> Vec<RowLists> {
+/// One task of `tiled_rows`: anchors `i0..i0 + rows` against candidates `g0..g0 + width`.
+#[derive(Clone, Copy)]
+struct Task {
+    i0: usize,
+    rows: usize,
+    g0: usize,
+    width: usize,
+}
+
+/// What every task of one `tiled_rows` call shares.
+struct Shared<'a> {
+    inputs: &'a MineInputs<'a>,
+    prepared: Prepared,
+    strategy: Strategy,
+    k: usize,
+    /// Per anchor, the best k-th key any task has reached so far: a block whose best key is
+    /// below it cannot reach the final top k, whichever task sees it.
+    bounds: Vec<SharedBound>,
+}
+
+fn tiled_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> KernelResult<Vec<TopK>> {
     let (b, n, d) = (inputs.batch, inputs.pool, inputs.dim);
-    let prepared = prepare(inputs, strategy);
     // Row blocks: all anchors at once when the pool gives enough tiles to share out (each
     // candidate tile is then packed once); otherwise a quarter of them per block.
     let row_block = if n >= 4 * TILE_COLUMNS {
@@ -291,81 +354,92 @@ fn tiled_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> Vec<RowL
     let mut tasks = Vec::new();
     for i0 in (0..b).step_by(row_block) {
         for g0 in (0..n).step_by(group_columns) {
-            tasks.push((i0, row_block.min(b - i0), g0, group_columns.min(n - g0)));
+            tasks.push(Task {
+                i0,
+                rows: row_block.min(b - i0),
+                g0,
+                width: group_columns.min(n - g0),
+            });
         }
     }
-    let semi = matches!(strategy, Strategy::SemiHard { .. });
-    // Per anchor, the best k-th score any task has reached so far (for each list): a block whose
-    // best key is below it cannot reach the final top k, whichever task sees it.
-    let new_bounds = || (0..b).map(|_| SharedBound::new()).collect::<Vec<_>>();
-    let bounds = (new_bounds(), new_bounds());
-    let new_lists = |rows: usize| -> Vec<RowLists> {
-        (0..rows)
-            .map(|_| (TopK::new(k), semi.then(|| TopK::new(k))))
-            .collect()
+    let shared = Shared {
+        inputs,
+        prepared: prepare(inputs, strategy),
+        strategy,
+        k,
+        bounds: (0..b).map(|_| SharedBound::new()).collect(),
     };
-    let partial: Vec<Vec<RowLists>> =
-        map_tasks(tasks.clone(), b * n * d, |(i0, rows, g0, width)| {
-            let mut lists = new_lists(rows);
-            let sub_rows = SELECT_ROWS.min(rows);
-            let mut panel = Scratch::new(sub_rows * TILE_COLUMNS.min(width));
-            let mut keys = vec![0.0f32; TILE_COLUMNS.min(width)];
-            for j0 in (g0..g0 + width).step_by(TILE_COLUMNS) {
-                let cols = TILE_COLUMNS.min(g0 + width - j0);
-                // The candidate tile is packed once for all of this task's anchors; each block
-                // of SELECT_ROWS anchors then gets a panel small enough to stay in L2 while
-                // its rows are selected from.
-                let c = MatRef::row_major(&inputs.candidates[j0 * d..(j0 + cols) * d], cols, d);
-                let packed = PackedB::new(c.t());
-                for s0 in (0..rows).step_by(SELECT_ROWS) {
-                    let srows = SELECT_ROWS.min(rows - s0);
-                    let first_row = i0 + s0;
-                    let a = MatRef::row_major(
-                        &inputs.anchors[first_row * d..(first_row + srows) * d],
-                        srows,
-                        d,
-                    );
-                    let panel = &mut panel[..srows * cols];
-                    gemm_packed(panel, cols, a, &packed, false);
-                    for (r, (dots, (first, fill))) in panel
-                        .chunks_exact(cols)
-                        .zip(lists[s0..s0 + srows].iter_mut())
-                        .enumerate()
-                    {
-                        let row = first_row + r;
-                        let keys = &mut keys[..cols];
-                        let inv_c = &prepared.inv_candidate_norm[j0..j0 + cols];
-                        let inv_a = prepared.inv_anchor_norm[row];
-                        let ok = |j: usize| eligible(inputs.labels, row, j);
-                        if strategy == Strategy::Hardest {
-                            // The common case, fused: no key buffer, and blocks that cannot
-                            // beat the threshold cost one vectorised pass.
-                            offer_cosines(first, &bounds.0[row], dots, inv_c, inv_a, j0, ok);
-                        } else {
-                            score_row(inputs, &prepared, strategy, row, j0, dots, keys);
-                            offer(first, &bounds.0[row], keys, j0, ok);
-                        }
-                        if let Some(fill) = fill.as_mut() {
-                            // The hardest list (cosine), for filling semi-hard rows.
-                            offer_cosines(fill, &bounds.1[row], dots, inv_c, inv_a, j0, ok);
-                        }
-                    }
+    let partial: Vec<Vec<TopK>> =
+        map_tasks(tasks.clone(), b * n * d, |task| select_in_task(&shared, task));
+    // Merge the groups' lists row by row (the order does not change the result).
+    let mut rows: Vec<TopK> = (0..b).map(|_| TopK::new(k)).collect();
+    for (task, lists) in tasks.iter().zip(&partial) {
+        for (r, list) in lists.iter().enumerate() {
+            rows[task.i0 + r].merge(list);
+        }
+    }
+    Ok(rows)
+}
+
+/// The top-k lists of one task's anchors among its candidates, tile by tile.
+fn select_in_task(shared: &Shared<'_>, task: Task) -> Vec<TopK> {
+    let Shared {
+        inputs,
+        prepared,
+        strategy,
+        k,
+        bounds,
+    } = shared;
+    let (strategy, d) = (*strategy, inputs.dim);
+    let Task {
+        i0,
+        rows,
+        g0,
+        width,
+    } = task;
+    let mut lists: Vec<TopK> = (0..rows).map(|_| TopK::new(*k)).collect();
+    let sub_rows = SELECT_ROWS.min(rows);
+    let mut panel = Scratch::new(sub_rows * TILE_COLUMNS.min(width));
+    let mut keys = vec![0.0f32; TILE_COLUMNS.min(width)];
+    for j0 in (g0..g0 + width).step_by(TILE_COLUMNS) {
+        let cols = TILE_COLUMNS.min(g0 + width - j0);
+        // The candidate tile is packed once for all of this task's anchors; each block of
+        // SELECT_ROWS anchors then gets a panel small enough to stay in L2 while its rows are
+        // selected from.
+        let c = MatRef::row_major(&inputs.candidates[j0 * d..(j0 + cols) * d], cols, d);
+        let packed = PackedB::new(c.t());
+        for s0 in (0..rows).step_by(SELECT_ROWS) {
+            let srows = SELECT_ROWS.min(rows - s0);
+            let first_row = i0 + s0;
+            let a = MatRef::row_major(
+                &inputs.anchors[first_row * d..(first_row + srows) * d],
+                srows,
+                d,
+            );
+            let panel = &mut panel[..srows * cols];
+            gemm_packed(panel, cols, a, &packed, false);
+            for (r, (dots, list)) in panel
+                .chunks_exact(cols)
+                .zip(lists[s0..s0 + srows].iter_mut())
+                .enumerate()
+            {
+                let row = first_row + r;
+                let ok = |j: usize| eligible(inputs.labels, row, j);
+                if strategy == Strategy::Hardest {
+                    // The common case, fused: no key buffer, and blocks that cannot beat the
+                    // threshold cost one vectorised pass.
+                    let inv_c = &prepared.inv_candidate_norm[j0..j0 + cols];
+                    let inv_a = prepared.inv_anchor_norm[row];
+                    offer_cosines(list, &bounds[row], dots, inv_c, inv_a, j0, ok);
+                } else {
+                    let keys = &mut keys[..cols];
+                    score_row(inputs, prepared, strategy, row, j0, dots, keys);
+                    offer(list, &bounds[row], keys, j0, ok);
                 }
             }
-            lists
-        });
-    // Merge the groups' lists row by row (the order does not change the result).
-    let mut rows = new_lists(b);
-    for (&(i0, _, _, _), lists) in tasks.iter().zip(&partial) {
-        for (r, (first, fill)) in lists.iter().enumerate() {
-            let (into_first, into_fill) = &mut rows[i0 + r];
-            into_first.merge(first);
-            if let (Some(into), Some(from)) = (into_fill.as_mut(), fill) {
-                into.merge(from);
-            }
         }
     }
-    rows
+    lists
 }
 
 /// A lower bound on a row's final k-th best key, shared by the tasks working on that row. It

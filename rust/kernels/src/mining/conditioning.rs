@@ -1,0 +1,138 @@
+//! Copies of the inputs on which float32 arithmetic cannot overflow or cancel.
+//!
+//! The tiles compute raw dot products in float32. Two things go wrong with raw inputs:
+//! - Magnitude: a row of 1e20s has a squared norm of 1e40, beyond float32, so its cosine
+//!   similarity came out NaN or 0. Cosine similarity does not change when a row is multiplied by
+//!   a power of two (exactly, in binary floating point), so such rows are rescaled first.
+//! - Offset (semi-hard only, which is Euclidean): `|a|^2 + |c|^2 - 2 a.c` loses the distance
+//!   when the points sit far from the origin compared to their spread (an offset of 1000 on
+//!   unit-scale data left 4 of 6 picks outside the window). Translating every point by the same
+//!   vector leaves every distance unchanged, so anchors, positives and candidates are centred on
+//!   the candidates' mean (in float64) and scaled by one power of two (the margin with them).
+//!
+//! Inputs that need neither are used as they are (no copy, identical results).
+
+use std::borrow::Cow;
+
+use super::MineInputs;
+use crate::alloc;
+use crate::error::KernelResult;
+
+/// Rows whose largest magnitude is at most this are safe: a dot product of two of them is at
+/// most `dim * 2^80`, far below float32's 2^128.
+const SAFE_ROW_MAX: f32 = (1u64 << 40) as f32;
+
+/// `2^-e` where `2^e <= x < 2^(e+1)`: multiplying by it brings `x` into `[1, 2)` exactly.
+fn power_of_two_below_inverse(x: f64) -> f64 {
+    (-(x.log2().floor())).exp2()
+}
+
+/// `x` (rows of `dim`) with every finite row whose magnitude exceeds `SAFE_ROW_MAX` multiplied
+/// by a power of two that brings its largest element into `[1, 2)`. Borrowed when no row needs
+/// it. Rows with NaN or Inf stay as they are (their similarity is NaN: never selected).
+pub fn rescaled_rows(x: &[f32], dim: usize) -> KernelResult<Cow<'_, [f32]>> {
+    let row_max = |row: &[f32]| row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let needs = |row: &[f32]| {
+        let m = row_max(row);
+        m.is_finite() && m > SAFE_ROW_MAX
+    };
+    if !x.chunks_exact(dim).any(needs) {
+        return Ok(Cow::Borrowed(x));
+    }
+    let mut out: Vec<f32> = alloc::zeroed(x.len())?;
+    for (dst, src) in out.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+        if needs(src) {
+            let scale = power_of_two_below_inverse(f64::from(row_max(src))) as f32;
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = s * scale;
+            }
+        } else {
+            dst.copy_from_slice(src);
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// Anchors, positives and candidates translated by minus the candidates' mean and scaled by one
+/// power of two, with the margin scaled alike: the semi-hard window of these is the window of the
+/// originals, computed without cancellation.
+pub struct Centred {
+    anchors: Vec<f32>,
+    positives: Vec<f32>,
+    candidates: Vec<f32>,
+    pub margin: f32,
+}
+
+impl Centred {
+    pub fn new(inputs: &MineInputs<'_>, margin: f32) -> KernelResult<Self> {
+        let d = inputs.dim;
+        let positives = inputs.positives.unwrap_or(&[]);
+        // The mean of the finite candidate rows (a NaN row must not poison every distance).
+        let mut mean = vec![0.0f64; d];
+        let mut rows = 0usize;
+        for row in inputs.candidates.chunks_exact(d) {
+            if row.iter().all(|v| v.is_finite()) {
+                for (m, &v) in mean.iter_mut().zip(row) {
+                    *m += f64::from(v);
+                }
+                rows += 1;
+            }
+        }
+        if rows > 0 {
+            mean.iter_mut().for_each(|m| *m /= rows as f64);
+        }
+        let all = [inputs.anchors, positives, inputs.candidates];
+        let spread = all
+            .iter()
+            .flat_map(|x| x.chunks_exact(d))
+            .flat_map(|row| row.iter().zip(&mean).map(|(&v, &m)| (f64::from(v) - m).abs()))
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        let scale = if spread > 0.0 {
+            power_of_two_below_inverse(spread)
+        } else {
+            1.0
+        };
+        let centre = |x: &[f32]| -> KernelResult<Vec<f32>> {
+            let mut out: Vec<f32> = alloc::zeroed(x.len())?;
+            for (dst, src) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+                for ((o, &v), &m) in dst.iter_mut().zip(src).zip(&mean) {
+                    *o = ((f64::from(v) - m) * scale) as f32;
+                }
+            }
+            Ok(out)
+        };
+        Ok(Self {
+            anchors: centre(inputs.anchors)?,
+            positives: centre(positives)?,
+            candidates: centre(inputs.candidates)?,
+            margin: (f64::from(margin) * scale) as f32,
+        })
+    }
+
+    /// `like` with the centred arrays in place of its own.
+    pub fn inputs<'a>(&'a self, like: &MineInputs<'a>) -> MineInputs<'a> {
+        MineInputs {
+            anchors: &self.anchors,
+            positives: Some(&self.positives),
+            candidates: &self.candidates,
+            ..*like
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_rows_are_borrowed_and_large_rows_scaled_exactly() {
+        let x = [1.0f32, -2.0, 3.0e20, -4.0e20];
+        let out = rescaled_rows(&x, 2).unwrap();
+        assert_eq!(&out[..2], &[1.0, -2.0]);
+        let ratio = out[2] / x[2];
+        assert_eq!(out[3], x[3] * ratio);
+        assert!((1.0..2.0).contains(&out[3].abs()));
+        assert!(matches!(rescaled_rows(&x[..2], 2).unwrap(), Cow::Borrowed(_)));
+    }
+}
