@@ -1,8 +1,8 @@
 """The one dtype and layout policy for array arguments.
 
 Read-only inputs: real floats only. float32 C-contiguous aligned arrays pass through untouched
-(zero copy); float64, other real float dtypes, strided and unaligned arrays are converted once (values beyond
-float32's range become +-inf). int, bool,
+(zero copy); float64, other real float dtypes, strided and unaligned arrays are converted once
+(values beyond float32's range become +-inf). int, bool,
 complex, object and string data raise ``TypeError``, because silently turning labels or indices
 into embeddings hides bugs.
 

@@ -52,7 +52,7 @@ def real(name: str, value: object) -> float:
     try:
         result = float(value)
     except OverflowError:  # an int beyond float64
-        raise ValueError(f"{name} must be finite, got an integer of {int(value).bit_length()} bits")
+        raise ValueError(f"{name} must be finite, got an integer beyond float64's range") from None
     if not math.isfinite(result):
         raise ValueError(f"{name} must be finite, got {result}")
     return result
@@ -131,7 +131,7 @@ def boolean(name: str, value: object) -> bool:
     return bool(value)
 
 
-def state_keys(state: object, expected: Collection[str], owner: str) -> Mapping[str, Any]:
+def state_keys(state: object, expected: Collection[str], owner: str) -> dict[str, Any]:
     """``state`` as a mapping with exactly the keys ``expected`` (a saved state of ``owner``).
 
     Raises:
@@ -143,10 +143,6 @@ def state_keys(state: object, expected: Collection[str], owner: str) -> Mapping[
     missing = sorted(set(expected) - set(state))
     extra = sorted(str(k) for k in set(state) - set(expected))
     if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(map(repr, missing))}")
-        if extra:
-            parts.append(f"unknown {', '.join(map(repr, extra))}")
+        parts = [f"missing {k!r}" for k in missing] + [f"unknown key {k!r}" for k in extra]
         raise ValueError(f"invalid {owner} state_dict: {'; '.join(parts)}")
-    return state
+    return dict(state)

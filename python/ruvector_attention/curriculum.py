@@ -61,7 +61,6 @@ class CurriculumStage:
         }
 
 
-
 class CurriculumScheduler:
     """Stages in order; ``step(n)`` advances by n samples (or steps).
 
@@ -214,7 +213,9 @@ class CurriculumScheduler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = check.state_keys(state, ("stages", "current", "in_stage", "total"), "CurriculumScheduler")
+        state = check.state_keys(
+            state, ("stages", "current", "in_stage", "total"), "CurriculumScheduler"
+        )
         stages = []
         for i, s in enumerate(state["stages"]):
             fields = ("name", "difficulty", "duration", "temperature", "negative_count")

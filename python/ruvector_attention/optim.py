@@ -535,5 +535,9 @@ def clip_grad_norm(grads: ArrayList, max_norm: float, *, error_if_nonfinite: boo
     grads_list = as_array_list(grads, "grads")
     check_inplace_list(grads_list, "grads")
     limit = check.float32_non_negative("max_norm", max_norm)
-    norm = _native.clip_grad_norm(grads_list, limit, error_if_nonfinite=check.boolean("error_if_nonfinite", error_if_nonfinite))
+    norm = _native.clip_grad_norm(
+        grads_list,
+        limit,
+        error_if_nonfinite=check.boolean("error_if_nonfinite", error_if_nonfinite),
+    )
     return float(norm)

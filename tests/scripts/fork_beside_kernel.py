@@ -55,7 +55,7 @@ def main() -> int:
                 os._exit(0)
         deadline = time.monotonic() + child_timeout
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
+            done, _ = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
             if time.monotonic() > deadline:

@@ -33,7 +33,9 @@ fn register_fork_handlers() {
     }
 
     extern "C" fn prepare() {
-        let guard = GATE.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = GATE
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         HELD.with(|held| *held.borrow_mut() = Some(guard));
     }
 

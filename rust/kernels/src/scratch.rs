@@ -35,7 +35,9 @@ static CACHE: Mutex<Cache> = Mutex::new(Cache {
 
 fn lock() -> MutexGuard<'static, Cache> {
     // Only plain data behind it, and every update completes before the guard drops.
-    CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A cached buffer of capacity in `[len, 2 len]`, best fit, if there is one.

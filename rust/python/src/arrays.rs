@@ -43,7 +43,7 @@ fn as_f32_array<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py,
              the source array, not on a copy you then discard)"
         )));
     }
-    if (arr.data() as usize) % std::mem::align_of::<f32>() != 0 {
+    if !(arr.data() as usize).is_multiple_of(std::mem::align_of::<f32>()) {
         return Err(value_error(format!(
             "{name} is not aligned to 4 bytes (a view at an odd byte offset of a buffer); \
              in-place arrays must be aligned: allocate it with numpy (numpy.zeros, numpy.array)"

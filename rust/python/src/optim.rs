@@ -6,7 +6,7 @@ use pyo3::types::PyList;
 use ruvector_kernels::{norm, optim};
 
 use crate::arrays::{
-    CallLists, readonly, readonly_list, readwrite, readwrite_list, slice, slice_mut,
+    readonly, readonly_list, readwrite, readwrite_list, slice, slice_mut, CallLists,
 };
 use crate::errors::{run_kernel, shape_error};
 

@@ -85,7 +85,11 @@ impl Centred {
         let spread = all
             .iter()
             .flat_map(|x| x.chunks_exact(d))
-            .flat_map(|row| row.iter().zip(&mean).map(|(&v, &m)| (f64::from(v) - m).abs()))
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&mean)
+                    .map(|(&v, &m)| (f64::from(v) - m).abs())
+            })
             .filter(|v| v.is_finite())
             .fold(0.0f64, f64::max);
         let scale = if spread > 0.0 {
@@ -133,6 +137,9 @@ mod tests {
         let ratio = out[2] / x[2];
         assert_eq!(out[3], x[3] * ratio);
         assert!((1.0..2.0).contains(&out[3].abs()));
-        assert!(matches!(rescaled_rows(&x[..2], 2).unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(
+            rescaled_rows(&x[..2], 2).unwrap(),
+            Cow::Borrowed(_)
+        ));
     }
 }

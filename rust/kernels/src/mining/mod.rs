@@ -182,7 +182,10 @@ pub fn mine(
                 },
                 k_kept,
             )?;
-            (window, Some(cosine_rows(inputs, Strategy::Hardest, k_kept)?))
+            (
+                window,
+                Some(cosine_rows(inputs, Strategy::Hardest, k_kept)?),
+            )
         }
         _ => (cosine_rows(inputs, strategy, k_kept)?, None),
     };
@@ -251,8 +254,8 @@ fn random_rows(inputs: &MineInputs<'_>, k: usize) -> Vec<TopK> {
         if !finite_anchor[row] {
             return top;
         }
-        for j in 0..n {
-            if finite_candidate[j] && eligible(inputs.labels, row, j) {
+        for (j, &finite) in finite_candidate.iter().enumerate().take(n) {
+            if finite && eligible(inputs.labels, row, j) {
                 let key = stream.uniform(j as u64);
                 if key >= top.threshold() {
                     top.push(key, j as u32);
@@ -369,8 +372,9 @@ fn tiled_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> KernelRe
         k,
         bounds: (0..b).map(|_| SharedBound::new()).collect(),
     };
-    let partial: Vec<Vec<TopK>> =
-        map_tasks(tasks.clone(), b * n * d, |task| select_in_task(&shared, task));
+    let partial: Vec<Vec<TopK>> = map_tasks(tasks.clone(), b * n * d, |task| {
+        select_in_task(&shared, task)
+    });
     // Merge the groups' lists row by row (the order does not change the result).
     let mut rows: Vec<TopK> = (0..b).map(|_| TopK::new(k)).collect();
     for (task, lists) in tasks.iter().zip(&partial) {
