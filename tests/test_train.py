@@ -81,7 +81,8 @@ def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, monke
     monkeypatch.setattr(cli._Progress, "update", interrupt)
     flags = [*SMALL, "--hidden", "16", "--laplacian-weight", "0.001"]
     code, out = run(tmp_path, *flags, name="b")
-    assert code == 130 and (out / "checkpoint.pkl").exists() and not (out / "weights.npz").exists()
+    assert code == 130 and (out / "checkpoint.safetensors").exists()
+    assert not (out / "weights.npz").exists()
     monkeypatch.setattr(cli._Progress, "update", original)
     code, out = run(tmp_path, *flags, "--resume", name="b")
     assert code == 0
@@ -115,7 +116,7 @@ def test_ctrl_c_checkpoints_between_steps_and_resume_is_bit_exact(tmp_path):
     assert proc.returncode == 130, err.decode()
     stopped = int(err.decode().split("interrupted at step ")[1].split(":")[0])
     assert 0 < stopped < 1500, stopped  # really in the middle of the run
-    assert (out / "checkpoint.pkl").exists()
+    assert (out / "checkpoint.safetensors").exists()
     resumed = subprocess.run(
         [*command, "--out", str(out), "--resume"], env=env, capture_output=True, check=True
     )
@@ -129,7 +130,7 @@ def test_ctrl_c_checkpoints_between_steps_and_resume_is_bit_exact(tmp_path):
 
 def test_resume_checks_its_inputs(tmp_path, capsys):
     code, _ = run(tmp_path, *SMALL, "--resume", name="empty")
-    assert code == 2 and "no checkpoint.pkl" in capsys.readouterr().err
+    assert code == 2 and "no checkpoint.safetensors" in capsys.readouterr().err
     code, _ = run(tmp_path, *SMALL, name="c")
     assert code == 0
     code, _ = run(tmp_path, *SMALL, "--dim", "4", "--resume", name="c")

@@ -24,6 +24,7 @@ from .runtime import (
 )
 from .schedule import LearningRateScheduler
 from .spectral import Graph, SpectralRegularization
+from .state import StateFileError, load_state, save_state
 
 try:
     __version__: str = version("ruvector-attention")
@@ -49,12 +50,15 @@ __all__ = [
     "RuvectorError",
     "ShapeError",
     "SpectralRegularization",
+    "StateFileError",
     "TemperatureAnnealing",
     "__version__",
     "cached_memory",
     "clip_grad_norm",
     "get_num_threads",
+    "load_state",
     "release_cached_memory",
+    "save_state",
     "set_num_threads",
     "simd_path",
 ]

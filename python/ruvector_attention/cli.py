@@ -8,11 +8,13 @@ LDA baselines of the same dimension. See ``ruvector-attention train --help``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # the train extra's modules are imported only when the command runs
+    from .train import Dataset, TrainConfig, Trainer
 
 __all__ = ["main"]
 
@@ -33,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
             "Trains a projection (or a small MLP) to --dim dimensions with InfoNCE, hard-negative "
             "mining, AdamW with warmup-cosine learning rate, gradient clipping and a curriculum; "
             "reports held-out recall@1 and MAP@R before and after, beside PCA and LDA. Writes "
-            "metrics.json, training.png, weights.npz and checkpoint.pkl to --out."
+            "metrics.json, training.png, weights.npz and checkpoint.safetensors to --out."
         ),
     )
     train.add_argument("--dim", type=int, default=8, help="embedding dimension (default 8)")
@@ -44,7 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--out", default="ruvector-run", help="output directory (default ruvector-run)"
     )
-    train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pkl")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from --out/checkpoint.safetensors"
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over even if --out holds an earlier run's checkpoint",
+    )
     train.add_argument("--batch-size", type=int, default=256, help="anchors per step (default 256)")
     train.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
     train.add_argument(
@@ -64,9 +73,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "train":
+    if args.command != "train":  # pragma: no cover (argparse requires a command)
+        return 2
+    from .state import StateFileError
+
+    try:
         return train(args)
-    return 2  # pragma: no cover (argparse requires a command)
+    except KeyboardInterrupt:  # during start-up or the report (training saves a checkpoint)
+        print("\nruvector-attention train: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, StateFileError) as exc:  # a full disk, a permission, a damaged file, ...
+        return _fail(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return str(exc)
 
 
 def _fail(message: str) -> int:
@@ -82,8 +106,7 @@ def train(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return _fail(f"{_EXTRA_HINT} (missing: {exc.name})")
     from .train import DataError, TrainConfig, Trainer, load_dataset
-    from .train.baselines import baselines
-    from .train.report import plot, write_metrics, write_weights
+    from .train.outdir import OutputDirError, locked_output_dir
 
     config = TrainConfig(
         dim=args.dim,
@@ -106,12 +129,26 @@ def train(args: argparse.Namespace) -> int:
         trainer = Trainer(config, data)
         # The untrained model's metrics: measured before a checkpoint replaces its weights.
         before = trainer.evaluate()
-        if args.resume:
-            if not os.path.exists(os.path.join(args.out, "checkpoint.pkl")):
-                return _fail(f"--resume: no checkpoint.pkl in {args.out}")
-            trainer.load(args.out)
-    except (DataError, ValueError) as exc:
+        # Bad data never creates --out; from here on --out is this run's alone.
+        with locked_output_dir(args.out, resume=args.resume, overwrite=args.overwrite) as ckpt:
+            if args.resume:
+                trainer.load(args.out)
+            return _train_and_report(args, config, data, trainer, before, ckpt)
+    except (DataError, OutputDirError, ValueError) as exc:
         return _fail(str(exc))
+
+
+def _train_and_report(
+    args: argparse.Namespace,
+    config: TrainConfig,
+    data: Dataset,
+    trainer: Trainer,
+    before: dict[str, float],
+    checkpoint: str,
+) -> int:
+    """Everything after start-up, with --out locked."""
+    from .train.baselines import baselines
+    from .train.report import plot, write_metrics, write_weights
 
     print(f"data: {data.source}")
     print(
@@ -121,7 +158,7 @@ def train(args: argparse.Namespace) -> int:
     model = "linear projection" if not config.hidden else f"MLP ({config.hidden} hidden units)"
     print(f"model: {model} to {config.dim} dims; {config.steps} steps of {config.batch_size}")
     if args.resume:
-        print(f"resuming from step {trainer.step_count} ({args.out}/checkpoint.pkl)")
+        print(f"resuming from step {trainer.step_count} ({checkpoint})")
     started = time.perf_counter()
     bar = _Progress(trainer, config, disabled=args.no_progress)
     try:
@@ -130,7 +167,7 @@ def train(args: argparse.Namespace) -> int:
         bar.close()
         print(
             f"\ninterrupted at step {trainer.step_count}: checkpoint saved to "
-            f"{args.out}/checkpoint.pkl; continue with the same flags and --resume",
+            f"{checkpoint}; continue with the same flags and --resume",
             file=sys.stderr,
         )
         return 130
@@ -159,7 +196,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    def __init__(self, trainer: Any, config: Any, disabled: bool) -> None:
+    def __init__(self, trainer: Trainer, config: TrainConfig, disabled: bool) -> None:
         from tqdm import tqdm
 
         self._bar = tqdm(
@@ -170,7 +207,7 @@ class _Progress:
             dynamic_ncols=True,
         )
 
-    def update(self, trainer: Any, info: dict[str, float]) -> None:
+    def update(self, trainer: Trainer, info: dict[str, float]) -> None:
         stage = trainer.stage()
         self._bar.set_postfix(
             loss=f"{info['loss']:.3f}",

@@ -106,6 +106,17 @@ def load_dataset(
         )
     except ValueError as exc:
         raise DataError(f"cannot split the data into train and test parts: {exc}") from exc
+    # Each training step draws an anchor and a positive of its class from the training part.
+    train_classes, train_counts = np.unique(y_tr, return_counts=True)
+    short = [c for c in np.unique(y) if c not in train_classes] + list(
+        train_classes[train_counts < 2]
+    )
+    if short:
+        raise DataError(
+            f"after the stratified split, class {short[0]} has fewer than 2 training samples "
+            f"({len(short)} class(es) affected); every class needs at least 2 in the training part "
+            "for an anchor and a positive: add samples of those classes"
+        )
     mean = x_tr.mean(axis=0)
     scale = x_tr.std(axis=0)
     scale[scale == 0] = 1.0

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from typing import Any
 
 import numpy as np
 
+from .._atomic_file import write_atomically
 from .config import TrainConfig
 from .data import Dataset
+from .trainer import Trainer
 
 __all__ = ["plot", "write_metrics", "write_weights"]
 
@@ -18,7 +21,7 @@ def write_metrics(
     out_dir: str,
     config: TrainConfig,
     data: Dataset,
-    trainer: Any,
+    trainer: Trainer,
     before: dict[str, float],
     after: dict[str, float],
     base: dict[str, dict[str, Any]],
@@ -49,12 +52,11 @@ def write_metrics(
         },
     }
     path = os.path.join(out_dir, "metrics.json")
-    with open(path, "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_atomically(path, json.dumps(metrics, indent=2).encode())
     return path
 
 
-def plot(out_dir: str, trainer: Any, base: dict[str, dict[str, Any]]) -> str:
+def plot(out_dir: str, trainer: Trainer, base: dict[str, dict[str, Any]]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,14 +93,19 @@ def plot(out_dir: str, trainer: Any, base: dict[str, dict[str, Any]]) -> str:
     ax_recall.legend(fontsize=8)
     fig.tight_layout()
     path = os.path.join(out_dir, "training.png")
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    write_atomically(path, buffer.getvalue())
     return path
 
 
-def write_weights(out_dir: str, trainer: Any, data: Dataset) -> str:
+def write_weights(out_dir: str, trainer: Trainer, data: Dataset) -> str:
     """The head's parameters and the input standardisation (embed with ``(x - mean) / scale``)."""
     path = os.path.join(out_dir, "weights.npz")
-    arrays = dict(zip(trainer.model.names, trainer.model.params))
-    np.savez(path, mean=data.mean, scale=data.scale, **arrays)
+    arrays: dict[str, Any] = {"mean": data.mean, "scale": data.scale}
+    arrays.update(zip(trainer.model.names, trainer.model.params))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomically(path, buffer.getvalue())
     return path

@@ -7,8 +7,8 @@ a checkpoint ends with exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import pickle
 import signal
 import threading
 from collections.abc import Callable
@@ -23,6 +23,7 @@ from ..mining import HardNegativeMiner, MiningStrategy
 from ..optim import AdamW, clip_grad_norm
 from ..schedule import LearningRateScheduler
 from ..spectral import Graph, SpectralRegularization
+from ..state import StateFileError, load_state, save_state
 from .config import TrainConfig
 from .data import Dataset
 from .metrics import retrieval_metrics
@@ -30,7 +31,17 @@ from .model import EmbeddingHead
 
 __all__ = ["Trainer", "strategy_for"]
 
-CHECKPOINT = "checkpoint.pkl"
+#: The checkpoint's file name in the output directory (a safetensors state file: no pickle).
+CHECKPOINT = "checkpoint.safetensors"
+
+
+def data_digest(data: Dataset) -> str:
+    """SHA-256 of the split data (features and labels), so a resume on other data is refused."""
+    h = hashlib.sha256()
+    for arr in (data.x_train, data.y_train, data.x_test, data.y_test):
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
 
 def strategy_for(difficulty: float) -> MiningStrategy:
@@ -127,6 +138,15 @@ class Trainer:
         picks = miner.mine_batch(
             z[anchors], z[positives], z, k, anchor_labels=y[anchors], candidate_labels=y
         )
+        # Rows the miner could not fill are -1 padded (fewer eligible candidates than k, or a
+        # sampler's zero weights): keep only anchors with k real negatives, never index with -1.
+        full = (picks >= 0).all(axis=1)
+        if not full.all():
+            anchors, positives, picks = anchors[full], positives[full], picks[full]
+        if len(anchors) == 0:
+            raise RuntimeError(
+                f"step {self.step_count + 1}: the miner found no full row of negatives"
+            )
         loss_fn = InfoNCELoss(stage.temperature)
         loss, grads = loss_fn.batch_with_gradients(z[anchors], z[positives], z[picks])
         grad_z = np.zeros_like(z)
@@ -206,49 +226,66 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_dict(),
-            "step": self.step_count,
-            "params": [p.copy() for p in self.model.params],
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "curriculum": self.curriculum.state_dict(),
-            "miners": {s.value: m.state_dict() for s, m in self.miners.items()},
-            "rng": self.rng.bit_generator.state,
-            "history": self.history,
+    def _stateful(self) -> dict[str, Any]:
+        """The objects whose state a checkpoint holds, by name."""
+        objects: dict[str, Any] = {
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "curriculum": self.curriculum,
         }
+        for strategy, miner in self.miners.items():
+            objects[f"miner_{strategy.value}"] = miner
+        return objects
 
     def save(self, out_dir: str) -> str:
-        os.makedirs(out_dir, exist_ok=True)
+        """Write the checkpoint (atomically: a crash leaves the previous one intact)."""
         path = os.path.join(out_dir, CHECKPOINT)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump(self.state(), f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)  # never leave a half-written checkpoint
+        save_state(
+            path,
+            config=self.config.to_dict(),
+            data_sha256=data_digest(self.data),
+            step=self.step_count,
+            params=list(self.model.params),
+            rng=self.rng.bit_generator.state,
+            history=self.history,
+            **self._stateful(),
+        )
         return path
 
     def load(self, out_dir: str) -> None:
+        """Continue from the checkpoint in ``out_dir``.
+
+        Raises:
+            StateFileError: the checkpoint is missing, damaged or not ours.
+            ValueError: it was made with other settings or other data.
+        """
         path = os.path.join(out_dir, CHECKPOINT)
-        with open(path, "rb") as f:
-            state = pickle.load(f)
-        saved = dict(state["config"])
+        saved = load_state(path)
+        try:
+            config, digest = dict(saved["config"]), saved["data_sha256"]
+            params, step = saved["params"], saved["step"]
+            rng, history = saved["rng"], saved["history"]
+        except (KeyError, TypeError):
+            raise StateFileError(f"{path}: not a checkpoint of ruvector-attention train") from None
         current = self.config.to_dict()
         # Every setting (the number of steps included) must match the saved run.
-        mismatched = [k for k in current if saved.get(k) != current[k]]
+        mismatched = [k for k in current if config.get(k) != current[k]]
         if mismatched:
             raise ValueError(
-                "the checkpoint in "
-                f"{out_dir} was made with different settings ({', '.join(mismatched)}); "
-                "resume with the same flags or choose another --out"
+                f"the checkpoint in {out_dir} was made with different settings "
+                f"({', '.join(mismatched)}); resume with the same flags or choose another --out"
             )
-        for param, saved_param in zip(self.model.params, state["params"]):
+        if digest != data_digest(self.data):
+            raise ValueError(
+                f"the checkpoint in {out_dir} was made on different data (the features or labels "
+                "changed since); resume on the same data or choose another --out"
+            )
+        shapes = [p.shape for p in self.model.params]
+        if [np.shape(p) for p in params] != shapes:
+            raise StateFileError(f"{path}: its parameters do not fit this model")
+        load_state(path, **self._stateful())  # all or none
+        for param, saved_param in zip(self.model.params, params):
             param[...] = saved_param
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.curriculum.load_state_dict(state["curriculum"])
-        for strategy, miner in self.miners.items():
-            miner.load_state_dict(state["miners"][strategy.value])
-        self.rng.bit_generator.state = state["rng"]
-        self.step_count = int(state["step"])
-        self.history = state["history"]
+        self.rng.bit_generator.state = rng
+        self.step_count = int(step)
+        self.history = history

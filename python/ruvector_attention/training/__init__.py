@@ -1,55 +1,11 @@
-"""The crate's ``ruvector_attention::training`` module: every public name of the package."""
+"""The crate's ``ruvector_attention::training`` module: every public name of the package.
+
+Its list is the package's own (``ruvector_attention.__all__``), so the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
-from .. import (
-    SGD,
-    Adam,
-    AdamW,
-    CurriculumScheduler,
-    CurriculumStage,
-    DecayType,
-    Gradients,
-    Graph,
-    HardNegativeMiner,
-    InBatchMiner,
-    InfoNCELoss,
-    LearningRateScheduler,
-    LocalContrastiveLoss,
-    MiningStrategy,
-    Reduction,
-    RuvectorError,
-    ShapeError,
-    SpectralRegularization,
-    TemperatureAnnealing,
-    clip_grad_norm,
-    get_num_threads,
-    set_num_threads,
-    simd_path,
-)
+from .. import *  # noqa: F403
+from .. import __all__ as _PACKAGE_NAMES
 
-__all__ = [
-    "SGD",
-    "Adam",
-    "AdamW",
-    "CurriculumScheduler",
-    "CurriculumStage",
-    "DecayType",
-    "Gradients",
-    "Graph",
-    "HardNegativeMiner",
-    "InBatchMiner",
-    "InfoNCELoss",
-    "LearningRateScheduler",
-    "LocalContrastiveLoss",
-    "MiningStrategy",
-    "Reduction",
-    "RuvectorError",
-    "ShapeError",
-    "SpectralRegularization",
-    "TemperatureAnnealing",
-    "clip_grad_norm",
-    "get_num_threads",
-    "set_num_threads",
-    "simd_path",
-]
+__all__ = [name for name in _PACKAGE_NAMES if name != "__version__"]

@@ -1,0 +1,213 @@
+"""Saved state that cannot execute code: ``save_state`` / ``load_state``.
+
+A state file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file: a JSON header
+and raw little-endian array bytes, nothing that a reader executes (unlike pickle, where loading a
+crafted file runs its code). Its ``__metadata__`` holds:
+
+- ``format``: ``"ruvector-attention.state"`` and ``version``: ``"1"``;
+- ``objects``: a JSON document of the saved values, where each NumPy array is replaced by
+  ``{"__array__": name}`` naming a tensor of the file, and each stateful object (anything with
+  ``state_dict()`` / ``load_state_dict()``: optimizers, schedulers, curriculum, annealing, miners)
+  by ``{"__object__": class name, "state": its state_dict}``;
+- ``sha256``: the SHA-256 of ``objects`` and of every tensor (name, dtype, shape, bytes), so any
+  change to the file is detected.
+
+Files are written atomically and durably (a crash leaves the previous file intact). Reading a
+truncated, corrupted, foreign or newer file raises :class:`StateFileError` naming the file and the
+problem. Pickling the objects still works for in-process use, but like NumPy's ``allow_pickle``,
+never unpickle a file you did not write yourself.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from ._atomic_file import write_atomically
+from .errors import RuvectorError
+
+__all__ = ["FORMAT", "VERSION", "StateFileError", "load_state", "save_state"]
+
+FORMAT = "ruvector-attention.state"
+VERSION = 1
+
+_ARRAY, _OBJECT = "__array__", "__object__"
+
+
+class StateFileError(RuvectorError, ValueError):
+    """A state file is missing, unreadable, truncated, corrupt, foreign or from a newer version."""
+
+
+def _is_stateful(value: object) -> bool:
+    return callable(getattr(value, "state_dict", None)) and callable(
+        getattr(value, "load_state_dict", None)
+    )
+
+
+def _encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
+    """A JSON-able tree of ``value`` with arrays moved into ``arrays``."""
+    if _is_stateful(value):
+        state = _encode(value.state_dict(), path, arrays)
+        return {_OBJECT: type(value).__name__, "state": state}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{path}: only bool, int and float arrays can be saved, got {value.dtype}"
+            )
+        arrays[path] = np.ascontiguousarray(value)
+        return {_ARRAY: path}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: dict keys must be str to be saved, got {key!r}")
+            if key in (_ARRAY, _OBJECT):
+                raise ValueError(f"{path}: the key {key!r} is reserved")
+            out[key] = _encode(item, f"{path}/{key}", arrays)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_encode(item, f"{path}/{i}", arrays) for i, item in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"{path}: cannot save a {type(value).__name__} (arrays, numbers, strings, lists, dicts and "
+        "objects with state_dict() can be saved)"
+    )
+
+
+def _decode(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(tree, dict):
+        if set(tree) == {_ARRAY}:
+            return arrays[tree[_ARRAY]]
+        if set(tree) == {_OBJECT, "state"}:
+            return _decode(tree["state"], arrays)
+        return {key: _decode(item, arrays) for key, item in tree.items()}
+    if isinstance(tree, list):
+        return [_decode(item, arrays) for item in tree]
+    return tree
+
+
+def _digest(objects: str, arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256(objects.encode())
+    for name in sorted(arrays):
+        arr = arrays[name]
+        h.update(f"\0{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def save_state(path: str | os.PathLike[str], **objects: Any) -> None:
+    """Save named objects to ``path`` (a safetensors file) atomically and durably.
+
+    Each value may be a stateful object (an optimizer, ``LearningRateScheduler``,
+    ``CurriculumScheduler``, ``TemperatureAnnealing``, ``HardNegativeMiner``: its ``state_dict``
+    is saved), a NumPy array, or numbers, strings, lists and dicts of these.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import ruvector_attention as ra
+        >>> w = np.ones(3, np.float32)
+        >>> opt = ra.AdamW(lr=0.1)
+        >>> opt.step(w, np.full(3, 0.5, np.float32))
+        >>> path = os.path.join(tempfile.mkdtemp(), "state.safetensors")
+        >>> ra.save_state(path, optimizer=opt, weights=w, step=1)
+        >>> other = ra.AdamW(lr=0.5)
+        >>> saved = ra.load_state(path, optimizer=other)
+        >>> other.lr, saved["step"], saved["weights"].tolist() == w.tolist()
+        (0.1, 1, True)
+    """
+    from safetensors.numpy import save
+
+    arrays: dict[str, np.ndarray] = {}
+    tree = {name: _encode(value, name, arrays) for name, value in objects.items()}
+    document = json.dumps(tree, sort_keys=True)
+    metadata = {
+        "format": FORMAT,
+        "version": str(VERSION),
+        "objects": document,
+        "sha256": _digest(document, arrays),
+    }
+    write_atomically(os.fspath(path), save(arrays, metadata=metadata))
+
+
+def _read_header(data: bytes, name: str) -> dict[str, Any]:
+    if len(data) < 8:
+        raise StateFileError(f"{name}: truncated ({len(data)} bytes): not a complete state file")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise StateFileError(f"{name}: truncated or not a state file (header of {size} bytes)")
+    try:
+        header = json.loads(data[8 : 8 + size])
+    except (UnicodeDecodeError, ValueError):
+        raise StateFileError(f"{name}: not a ruvector-attention state file") from None
+    if not isinstance(header, dict):
+        raise StateFileError(f"{name}: not a ruvector-attention state file")
+    return header
+
+
+def load_state(path: str | os.PathLike[str], **objects: Any) -> dict[str, Any]:
+    """Read a file written by :func:`save_state`; returns every saved value by name (objects as
+    their state dicts, arrays as NumPy arrays).
+
+    Objects passed by keyword are restored in place (``obj.load_state_dict``), all or none: every
+    one is first checked against its saved state on a copy, so an error leaves all of them as they
+    were. Nothing in the file is ever executed.
+
+    Raises:
+        StateFileError: the file is missing, unreadable, truncated, corrupt (checksum), foreign,
+            from a newer format version, or lacks a requested name.
+        TypeError, ValueError: a saved state does not fit the object it is loaded into.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise StateFileError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    meta = _read_header(data, name).get("__metadata__")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise StateFileError(f"{name}: not a ruvector-attention state file")
+    try:
+        version = int(meta.get("version", ""))
+    except ValueError:
+        raise StateFileError(f"{name}: unreadable format version {meta.get('version')!r}") from None
+    if version > VERSION:
+        raise StateFileError(
+            f"{name}: format version {version} is newer than this ruvector-attention reads "
+            f"({VERSION}); upgrade the package"
+        )
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    try:
+        arrays = load(data)
+    except (SafetensorError, ValueError) as exc:
+        raise StateFileError(f"{name}: truncated or corrupt ({exc})") from None
+    document = meta.get("objects")
+    if not isinstance(document, str) or _digest(document, arrays) != meta.get("sha256"):
+        raise StateFileError(f"{name}: checksum mismatch: the file is corrupt")
+    try:
+        tree = json.loads(document)
+        saved = {key: _decode(value, arrays) for key, value in tree.items()}
+    except (ValueError, KeyError, AttributeError):
+        raise StateFileError(f"{name}: corrupt object document") from None
+    missing = [key for key in objects if key not in saved]
+    if missing:
+        raise StateFileError(
+            f"{name}: has no saved {', '.join(map(repr, missing))} (it holds "
+            f"{', '.join(map(repr, sorted(saved)))})"
+        )
+    # Dry run on copies first: all or none.
+    for key, obj in objects.items():
+        copy.deepcopy(obj).load_state_dict(copy.deepcopy(saved[key]))
+    for key, obj in objects.items():
+        obj.load_state_dict(copy.deepcopy(saved[key]))
+    return saved
