@@ -222,3 +222,77 @@ def test_metrics_on_small_cases():
     # Query 1 (class 0, R=1): nearest is 0 -> AP 1. Query 4 (class 1, R=2): ranking 3, 1, ...:
     # relevant at rank 1 only -> (1/1) / 2 = 0.5.
     assert map_at_r(emb, labels) == pytest.approx((1 + 1 + 1 + 1 + 0.5) / 5)
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_out_that_is_a_file_or_unwritable_is_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    code, _ = run(tmp_path, *SMALL, name="afile")
+    assert code == 2 and "is not a directory" in one_line_error(capsys)
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions
+            pytest.skip("running as root: a read-only directory is still writable")
+        code, _ = run(tmp_path, *SMALL, name="ro/run")
+        assert code == 2 and "Permission denied" in one_line_error(capsys)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_an_earlier_checkpoint_is_never_silently_overwritten(tmp_path, capsys):
+    code, out = run(tmp_path, *SMALL, name="c")
+    assert code == 0
+    before = (out / "checkpoint.safetensors").read_bytes()
+    capsys.readouterr()
+    code, _ = run(tmp_path, *SMALL, "--seed", "1", name="c")
+    err = one_line_error(capsys)
+    assert code == 2 and "--resume" in err and "--overwrite" in err
+    assert (out / "checkpoint.safetensors").read_bytes() == before
+    code, _ = run(tmp_path, *SMALL, "--seed", "1", "--overwrite", name="c")
+    assert code == 0 and (out / "checkpoint.safetensors").read_bytes() != before
+
+
+def test_a_second_run_on_the_same_out_is_refused(tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with open(out / ".ruvector-train.lock", "a+b") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # another run holds it
+        code, _ = run(tmp_path, *SMALL, name="busy")
+    assert code == 2 and "another ruvector-attention train is using" in one_line_error(capsys)
+    assert not (out / "checkpoint.safetensors").exists()
+
+
+def test_resume_refuses_other_data_and_damaged_checkpoints(tmp_path, files, capsys):
+    x, y, save = files
+    flags = ["--labels", save("y.npy", y), "--dim", "2", *SMALL]
+    code, out = run(tmp_path, "--features", save("x.npy", x), *flags)
+    assert code == 0
+    # The file behind the same --features changed: columns shuffled, then fewer columns.
+    for changed in (x[:, ::-1].copy(), x[:, :3]):
+        code, _ = run(tmp_path, "--features", save("x.npy", changed), *flags, "--resume")
+        assert code == 2 and "different data" in one_line_error(capsys)
+    ckpt = out / "checkpoint.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:-10])
+    code, _ = run(tmp_path, "--features", save("x.npy", x), *flags, "--resume")
+    assert code == 2 and "checkpoint.safetensors: truncated" in one_line_error(capsys)
+
+
+def test_a_class_short_of_training_samples_after_the_split_stops_before_training(
+    tmp_path, files, capsys
+):
+    x, y, save = files
+    y = y.copy()
+    y[:2] = 7  # class 7 has 2 samples: with seed 1 the stratified split leaves 1 for training
+    files = ["--features", save("x.npy", x), "--labels", save("y.npy", y)]
+    code, out = run(tmp_path, *files, "--seed", "1", *SMALL)
+    assert code == 2 and "fewer than 2 training samples" in one_line_error(capsys)
+    assert not out.exists()
