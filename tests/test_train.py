@@ -296,3 +296,68 @@ def test_a_class_short_of_training_samples_after_the_split_stops_before_training
     code, out = run(tmp_path, *files, "--seed", "1", *SMALL)
     assert code == 2 and "fewer than 2 training samples" in one_line_error(capsys)
     assert not out.exists()
+
+
+COMMAND = [sys.executable, "-m", "ruvector_attention", "train", "--no-progress"]
+CHILD_ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
+
+
+def test_ctrl_c_during_the_final_report_is_one_line_and_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*COMMAND, "--steps", "60", "--eval-every", "30", "--out", str(out)],
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        if "held-out retrieval" in line:  # training is over; the report and files follow
+            proc.send_signal(signal.SIGINT)
+            break
+    proc.stdout.read()
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.returncode in (0, 130), err  # 0 if the signal came after the last write
+    assert "Traceback" not in err
+    if proc.returncode == 130:
+        assert err.strip().endswith("interrupted")
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_previous_files_whole(tmp_path):
+    import resource
+
+    out = tmp_path / "run"
+    # A 1 MB file-size limit (ulimit -f): the 2000-unit MLP's checkpoint (about 1.7 MB) cannot be
+    # written. Python ignores SIGXFSZ, so the write fails with EFBIG.
+    limit = 1 << 20
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = subprocess.run(
+        [
+            *COMMAND,
+            "--steps",
+            "40",
+            "--checkpoint-every",
+            "20",
+            "--hidden",
+            "2000",
+            "--out",
+            str(out),
+        ],
+        env=CHILD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=small_files,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "File too large" in done.stderr
+    assert os.listdir(out) == [".ruvector-train.lock"]  # no partial checkpoint, no .tmp

@@ -13,6 +13,9 @@ pub enum KernelError {
     /// The allocator refused a buffer (Python: `MemoryError`).
     #[error("{0}")]
     OutOfMemory(String),
+    /// The caller asked the kernel to stop (`cancel::Cancel`); its outputs are incomplete.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl KernelError {

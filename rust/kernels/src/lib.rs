@@ -5,6 +5,7 @@
 //! releases the GIL and calls into this crate.
 
 pub mod alloc;
+pub mod cancel;
 pub mod error;
 pub mod fastmath;
 pub mod forksafe;

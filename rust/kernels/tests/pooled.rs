@@ -4,9 +4,11 @@
 mod common;
 
 use common::data;
+use ruvector_kernels::cancel::{Cancel, NEVER};
 use ruvector_kernels::loss::info_nce_pooled::{info_nce_pooled, PooledGrads, PooledInputs};
 use ruvector_kernels::loss::{info_nce_per_anchor, InfoNceGrads, PerAnchorDims};
 use ruvector_kernels::scratch;
+use ruvector_kernels::KernelError;
 
 fn close(a: &[f32], b: &[f32], scale: f32) {
     assert_eq!(a.len(), b.len());
@@ -29,6 +31,7 @@ fn shared_pool_equals_per_anchor_with_the_pool_repeated() {
         batch: b,
         pool_size: n,
         dim: d,
+        cancel: &NEVER,
     };
     let grads = PooledGrads {
         anchors: &mut ga1,
@@ -77,6 +80,7 @@ fn rejects_bad_sizes_and_temperatures() {
         batch: 3,
         pool_size: 0,
         dim: 4,
+        cancel: &NEVER,
     };
     assert!(info_nce_pooled(&ok, 0.1, &mut l, None).is_ok());
     assert!(info_nce_pooled(&ok, 0.0, &mut l, None).is_err());
@@ -88,6 +92,16 @@ fn rejects_bad_sizes_and_temperatures() {
         ..ok
     };
     assert!(info_nce_pooled(&empty, 0.1, &mut l, None).is_err());
+    let stop = Cancel::new();
+    stop.request();
+    let cancelled = PooledInputs {
+        cancel: &stop,
+        ..ok
+    };
+    assert_eq!(
+        info_nce_pooled(&cancelled, 0.1, &mut l, None),
+        Err(KernelError::Cancelled)
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
+use ruvector_kernels::cancel::{Cancel, NEVER};
 use ruvector_kernels::KernelError;
 
 static SHAPE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -47,6 +48,12 @@ pub fn to_pyerr(py: Python<'_>, err: KernelError) -> PyErr {
         KernelError::Shape(msg) => shape_error(py, msg),
         KernelError::InvalidArgument(msg) => value_error(msg),
         KernelError::OutOfMemory(msg) => PyMemoryError::new_err(msg),
+        KernelError::Cancelled => raise(
+            py,
+            &RUVECTOR_ERROR,
+            "RuvectorError",
+            "the kernel was cancelled".to_string(),
+        ),
     }
 }
 
@@ -68,6 +75,68 @@ where
     } else {
         guarded()
     };
+    finish(py, outcome)
+}
+
+/// Above this many elements a kernel runs long enough (tens of milliseconds and up) that Ctrl-C
+/// should not wait for it: `run_interruptible` watches for signals while it runs.
+const INTERRUPTIBLE_ABOVE: usize = 1 << 24;
+
+/// How often the waiting thread looks for a pending signal (Ctrl-C) during a long kernel.
+const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// `run_kernel` for kernels that take a `Cancel` token. A large call runs on a helper thread
+/// while the calling thread waits for it and, every `SIGNAL_POLL`, briefly takes the GIL to run
+/// Python's signal handlers (`check_signals`): when one raises (KeyboardInterrupt), the kernel is
+/// asked to stop, its incomplete outputs are dropped and that exception is raised, within about a
+/// tile's time. Small calls run as `run_kernel` does.
+pub fn run_interruptible<T, F>(py: Python<'_>, elements: usize, work: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce(&Cancel) -> Result<T, KernelError> + Send,
+{
+    if elements <= INTERRUPTIBLE_ABOVE {
+        return run_kernel(py, elements, move || work(&NEVER));
+    }
+    let cancel = Cancel::new();
+    let mut interrupted: Option<PyErr> = None;
+    let outcome = py.detach(|| {
+        std::thread::scope(|scope| {
+            let (done, finished) = std::sync::mpsc::channel();
+            let cancel = &cancel;
+            scope.spawn(move || {
+                let outcome = catch_unwind(AssertUnwindSafe(|| work(cancel)));
+                let _ = done.send(outcome);
+            });
+            loop {
+                match finished.recv_timeout(SIGNAL_POLL) {
+                    Ok(outcome) => return outcome,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if interrupted.is_none() {
+                            if let Err(err) = Python::attach(|py| py.check_signals()) {
+                                interrupted = Some(err);
+                                cancel.request();
+                            }
+                        }
+                    }
+                    // The helper always sends before it ends; a lost sender means it died.
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err(Box::new("the kernel thread ended without a result")
+                            as Box<dyn std::any::Any + Send>);
+                    }
+                }
+            }
+        })
+    });
+    if let Some(err) = interrupted {
+        return Err(err); // the outputs are incomplete; the signal's exception wins
+    }
+    finish(py, outcome)
+}
+
+type Outcome<T> = std::thread::Result<Result<T, KernelError>>;
+
+fn finish<T>(py: Python<'_>, outcome: Outcome<T>) -> PyResult<T> {
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => Err(to_pyerr(py, err)),

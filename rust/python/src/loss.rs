@@ -7,6 +7,7 @@
 
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use ruvector_kernels::cancel::NEVER;
 use ruvector_kernels::loss::info_nce_pooled::{
     info_nce_pooled as pooled, PooledGrads, PooledInputs,
 };
@@ -16,7 +17,7 @@ use ruvector_kernels::loss::local_contrastive::{
 use ruvector_kernels::loss::{info_nce_per_anchor as per_anchor, InfoNceGrads, PerAnchorDims};
 
 use crate::arrays::{matrix_dims, readonly, slice, Buffer};
-use crate::errors::{run_kernel, shape_error};
+use crate::errors::{run_interruptible, run_kernel, shape_error};
 
 type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
 type Grads<'py> = Option<(Array<'py>, Array<'py>, Option<Array<'py>>)>;
@@ -144,6 +145,7 @@ pub fn info_nce_pooled<'py>(
             batch,
             pool_size,
             dim,
+            cancel: &NEVER,
         };
         let out = losses.as_mut_slice();
         let g = match (&mut grads, grad_scale) {
@@ -156,7 +158,9 @@ pub fn info_nce_pooled<'py>(
             _ => None,
         };
         let work = batch * pool_size * dim;
-        run_kernel(py, work, move || pooled(&inputs, temperature, out, g))?;
+        run_interruptible(py, work, move |cancel| {
+            pooled(&PooledInputs { cancel, ..inputs }, temperature, out, g)
+        })?;
     }
     Ok((
         Buffer::from_f64(py, losses, &[batch])?,

@@ -4,10 +4,11 @@
 use numpy::ndarray::{Array2, ArrayD};
 use numpy::{PyArray, PyArrayDyn};
 use pyo3::prelude::*;
+use ruvector_kernels::cancel::NEVER;
 use ruvector_kernels::mining::{self, MineInputs, Strategy};
 
 use crate::arrays::{matrix_dims, readonly, readonly_i64, slice};
-use crate::errors::{run_kernel, to_pyerr, type_error, value_error};
+use crate::errors::{run_interruptible, to_pyerr, type_error, value_error};
 
 /// `B x k` candidate indices (int64, -1 padded) for the given strategy.
 #[pyfunction]
@@ -78,6 +79,7 @@ pub fn mine<'py>(
         labels,
         key,
         call,
+        cancel: &NEVER,
     };
     let len = batch.checked_mul(k).ok_or_else(|| {
         value_error(format!(
@@ -88,7 +90,9 @@ pub fn mine<'py>(
     let work = batch * pool * dim;
     {
         let out = &mut out[..];
-        run_kernel(py, work, move || mining::mine(&inputs, strategy, k, out))?;
+        run_interruptible(py, work, move |cancel| {
+            mining::mine(&MineInputs { cancel, ..inputs }, strategy, k, out)
+        })?;
     }
     let array: ArrayD<i64> = Array2::from_shape_vec((batch, k), out)
         .map_err(|err| value_error(format!("internal: output shape: {err}")))?

@@ -18,6 +18,7 @@
 //! carried through the normalisation.
 
 use super::{check_len, effective_temperature};
+use crate::cancel::Cancel;
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::fastmath::exp_f32;
@@ -45,6 +46,8 @@ pub struct PooledInputs<'a> {
     pub batch: usize,
     pub pool_size: usize,
     pub dim: usize,
+    /// Checked between row blocks: once set, the call returns `Cancelled` early.
+    pub cancel: &'a Cancel,
 }
 
 /// Gradient outputs, laid out like the inputs and multiplied by `scale` (1/B for a mean).
@@ -143,10 +146,13 @@ pub fn info_nce_pooled(
         // Value only: row blocks are independent.
         let tasks: Vec<_> = losses.chunks_mut(ROW_BLOCK).enumerate().collect();
         for_each_task(tasks, b * n * d, |(blk, out)| {
+            if inputs.cancel.is_requested() {
+                return;
+            }
             let mut panel = Scratch::new(ROW_BLOCK * columns);
             ctx.block_losses(blk * ROW_BLOCK, out, &mut panel);
         });
-        return Ok(());
+        return inputs.cancel.check();
     };
 
     // The pool's gradient (in-batch: the positives') sums over all anchors; chunk 0 accumulates
@@ -190,6 +196,9 @@ pub fn info_nce_pooled(
                 .zip(out.chunks_mut(ROW_BLOCK))
                 .enumerate()
             {
+                if inputs.cancel.is_requested() {
+                    return;
+                }
                 let i0 = first_row + k * ROW_BLOCK;
                 let gp_rows = gp
                     .as_deref_mut()
@@ -200,6 +209,7 @@ pub fn info_nce_pooled(
             }
         });
     }
+    inputs.cancel.check()?;
     for chunk in &extra {
         axpy(pool_grad_hat, 1.0, chunk);
     }

@@ -29,6 +29,7 @@ pub use topk::TopK;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::cancel::Cancel;
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::fastmath::ln_f32;
@@ -71,6 +72,8 @@ pub struct MineInputs<'a> {
     pub labels: Option<(&'a [i64], &'a [i64])>,
     pub key: u64,
     pub call: u64,
+    /// Checked between tiles: once set, the call returns `Cancelled` early.
+    pub cancel: &'a Cancel,
 }
 
 fn check(
@@ -189,6 +192,7 @@ pub fn mine(
         }
         _ => (cosine_rows(inputs, strategy, k_kept)?, None),
     };
+    inputs.cancel.check()?;
     for (r, (row, first)) in out.chunks_exact_mut(k).zip(&lists).enumerate() {
         let mut slots = row.iter_mut();
         for &(_, index) in first.items() {
@@ -406,6 +410,9 @@ fn select_in_task(shared: &Shared<'_>, task: Task) -> Vec<TopK> {
     let mut panel = Scratch::new(sub_rows * TILE_COLUMNS.min(width));
     let mut keys = vec![0.0f32; TILE_COLUMNS.min(width)];
     for j0 in (g0..g0 + width).step_by(TILE_COLUMNS) {
+        if inputs.cancel.is_requested() {
+            break; // the caller discards the result
+        }
         let cols = TILE_COLUMNS.min(g0 + width - j0);
         // The candidate tile is packed once for all of this task's anchors; each block of
         // SELECT_ROWS anchors then gets a panel small enough to stay in L2 while its rows are

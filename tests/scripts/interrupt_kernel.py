@@ -1,0 +1,54 @@
+"""Runs a long kernel call and reports how soon Ctrl-C (SIGINT) ended it.
+
+Prints "started" just before the call; the test sends SIGINT and reads the line that follows:
+"interrupted after X s" (X: seconds from the signal to the KeyboardInterrupt) or "finished".
+Then a second, small call checks that the miner still works. Usage: interrupt_kernel.py KIND
+with KIND "mine" or "info_nce".
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import numpy as np
+
+import ruvector_attention as ra
+
+received = 0.0
+
+
+def note_and_raise(signum: int, frame: object) -> None:
+    global received
+    received = time.perf_counter()
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    kind = sys.argv[1]
+    rng = np.random.default_rng(0)
+    block = rng.standard_normal((1000, 128), dtype=np.float32)
+    miner = ra.HardNegativeMiner.hardest()
+    loss = ra.InfoNCELoss(0.1)
+    if kind == "mine":
+        anchors = block[:512].repeat(4, axis=0)
+        candidates = np.tile(block, (2000, 1))  # 2,000,000 x 128: several seconds
+        call = lambda: miner.mine_batch(anchors, None, candidates, 10)  # noqa: E731
+    else:
+        big = np.tile(block, (24, 1))  # in-batch B = 24,000: several seconds with gradients
+        call = lambda: loss.batch_with_gradients(big, big)  # noqa: E731
+    signal.signal(signal.SIGINT, note_and_raise)
+    print("started", flush=True)
+    try:
+        call()
+        print("finished", flush=True)
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.perf_counter() - received:.3f} s", flush=True)
+    picks = miner.mine_batch(block[:4], None, block, 3)
+    assert picks.shape == (4, 3) and (picks >= 0).all()
+    print("ok", flush=True)
+
+
+if __name__ == "__main__":
+    main()
