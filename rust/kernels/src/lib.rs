@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod cancel;
+pub mod conditioning;
 pub mod error;
 pub mod fastmath;
 pub mod forksafe;

@@ -8,6 +8,7 @@
 //! and the result does not depend on the thread count.
 
 use super::{check_len, effective_temperature};
+use crate::conditioning::Rescaled;
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::map_tasks;
 use crate::vecops::{
@@ -32,7 +33,56 @@ pub struct InfoNceGrads<'a> {
 }
 
 /// Per-row InfoNCE losses (written to `losses`, length `batch`) and, if asked, gradients.
+///
+/// Rows whose squares would overflow float32 (magnitudes beyond 2^40) are rescaled first
+/// (`conditioning::Rescaled`: cosine similarity does not change), so the result stays finite and
+/// exact at any scale float32 holds.
 pub fn info_nce_per_anchor(
+    anchors: &[f32],
+    positives: &[f32],
+    negatives: &[f32],
+    dims: PerAnchorDims,
+    temperature: f64,
+    losses: &mut [f64],
+    grads: Option<InfoNceGrads<'_>>,
+) -> KernelResult<()> {
+    let d = dims.dim.max(1);
+    let (a, p, n) = (
+        Rescaled::new(anchors, d)?,
+        Rescaled::new(positives, d)?,
+        Rescaled::new(negatives, d)?,
+    );
+    let Some(g) = grads else {
+        return unscaled(&a.rows, &p.rows, &n.rows, dims, temperature, losses, None);
+    };
+    let InfoNceGrads {
+        anchors: ga,
+        positives: gp,
+        negatives: gn,
+        scale,
+    } = g;
+    let grads = InfoNceGrads {
+        anchors: &mut *ga,
+        positives: &mut *gp,
+        negatives: &mut *gn,
+        scale,
+    };
+    unscaled(
+        &a.rows,
+        &p.rows,
+        &n.rows,
+        dims,
+        temperature,
+        losses,
+        Some(grads),
+    )?;
+    a.unscale_gradient(ga, d);
+    p.unscale_gradient(gp, d);
+    n.unscale_gradient(gn, d);
+    Ok(())
+}
+
+fn unscaled(
     anchors: &[f32],
     positives: &[f32],
     negatives: &[f32],

@@ -19,6 +19,7 @@
 
 use super::{check_len, effective_temperature};
 use crate::cancel::Cancel;
+use crate::conditioning::Rescaled;
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::fastmath::exp_f32;
@@ -60,7 +61,49 @@ pub struct PooledGrads<'a> {
 }
 
 /// Per-row losses (written to `losses`, length `batch`) and, if asked, gradients.
+///
+/// Rows whose squares would overflow float32 are rescaled first, as in the per-anchor form.
 pub fn info_nce_pooled(
+    inputs: &PooledInputs<'_>,
+    temperature: f64,
+    losses: &mut [f64],
+    grads: Option<PooledGrads<'_>>,
+) -> KernelResult<()> {
+    let d = inputs.dim.max(1);
+    let a = Rescaled::new(inputs.anchors, d)?;
+    let p = Rescaled::new(inputs.positives, d)?;
+    let pool = inputs.pool.map(|x| Rescaled::new(x, d)).transpose()?;
+    let conditioned = PooledInputs {
+        anchors: &a.rows,
+        positives: &p.rows,
+        pool: pool.as_ref().map(|x| &*x.rows),
+        ..*inputs
+    };
+    let Some(g) = grads else {
+        return unscaled(&conditioned, temperature, losses, None);
+    };
+    let PooledGrads {
+        anchors: ga,
+        positives: gp,
+        pool: mut gpool,
+        scale,
+    } = g;
+    let grads = PooledGrads {
+        anchors: &mut *ga,
+        positives: &mut *gp,
+        pool: gpool.as_deref_mut(),
+        scale,
+    };
+    unscaled(&conditioned, temperature, losses, Some(grads))?;
+    a.unscale_gradient(ga, d);
+    p.unscale_gradient(gp, d);
+    if let (Some(pool), Some(g)) = (&pool, gpool) {
+        pool.unscale_gradient(g, d);
+    }
+    Ok(())
+}
+
+fn unscaled(
     inputs: &PooledInputs<'_>,
     temperature: f64,
     losses: &mut [f64],

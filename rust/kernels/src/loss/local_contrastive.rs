@@ -6,6 +6,7 @@
 //! gradients instead of being clipped away by `max`.
 
 use super::check_len;
+use crate::conditioning;
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::for_each_task;
 use crate::vecops::{axpy, squared_distance, NORM_EPS};
@@ -38,7 +39,44 @@ pub struct MarginGrads<'a> {
 }
 
 /// Writes every term (`batch x count`, row-major) to `terms` and, if asked, the gradients.
+///
+/// Inputs with rows beyond 2^40 (whose squared distances would overflow float32) are computed on
+/// copies scaled by one power of two `c`, with the margin scaled alike: every term is then `c`
+/// times the original (divided out below) and the gradients are unchanged.
 pub fn local_contrastive(
+    inputs: &MarginInputs<'_>,
+    margin: f64,
+    terms: &mut [f64],
+    grads: Option<MarginGrads<'_>>,
+) -> KernelResult<()> {
+    let negatives = match inputs.negatives {
+        Negatives::PerAnchor(x) | Negatives::Shared(x) => x,
+    };
+    let c = conditioning::common_scale(&[inputs.anchors, inputs.positives, negatives], inputs.dim);
+    if c == 1.0 {
+        return unscaled(inputs, margin, terms, grads);
+    }
+    let (a, p, n) = (
+        conditioning::scaled(inputs.anchors, c)?,
+        conditioning::scaled(inputs.positives, c)?,
+        conditioning::scaled(negatives, c)?,
+    );
+    let scaled_inputs = MarginInputs {
+        anchors: &a,
+        positives: &p,
+        negatives: match inputs.negatives {
+            Negatives::PerAnchor(_) => Negatives::PerAnchor(&n),
+            Negatives::Shared(_) => Negatives::Shared(&n),
+        },
+        ..*inputs
+    };
+    unscaled(&scaled_inputs, margin * f64::from(c), terms, grads)?;
+    let inverse = 1.0 / f64::from(c);
+    terms.iter_mut().for_each(|t| *t *= inverse);
+    Ok(())
+}
+
+fn unscaled(
     inputs: &MarginInputs<'_>,
     margin: f64,
     terms: &mut [f64],

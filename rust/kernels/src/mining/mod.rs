@@ -20,7 +20,6 @@
 //! equals the anchor's are skipped, NaN scores are never selected, and rows with fewer than k
 //! eligible candidates are padded with -1.
 
-mod conditioning;
 mod rng;
 mod topk;
 
@@ -30,6 +29,7 @@ pub use topk::TopK;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::cancel::Cancel;
+use crate::conditioning;
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::fastmath::ln_f32;

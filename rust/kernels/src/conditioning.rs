@@ -1,9 +1,12 @@
 //! Copies of the inputs on which float32 arithmetic cannot overflow or cancel.
 //!
-//! The tiles compute raw dot products in float32. Two things go wrong with raw inputs:
+//! The kernels compute dot products and squared norms in float32. Two things go wrong with raw
+//! inputs:
 //! - Magnitude: a row of 1e20s has a squared norm of 1e40, beyond float32, so its cosine
 //!   similarity came out NaN or 0. Cosine similarity does not change when a row is multiplied by
-//!   a power of two (exactly, in binary floating point), so such rows are rescaled first.
+//!   a power of two (exactly, in binary floating point), so such rows are rescaled first
+//!   (`Rescaled`); the gradient of a rescaled row is the rescaled row's gradient times the same
+//!   factor. Euclidean losses scale every row by one factor instead (`common_scale`).
 //! - Offset (semi-hard only, which is Euclidean): `|a|^2 + |c|^2 - 2 a.c` loses the distance
 //!   when the points sit far from the origin compared to their spread (an offset of 1000 on
 //!   unit-scale data left 4 of 6 picks outside the window). Translating every point by the same
@@ -14,9 +17,9 @@
 
 use std::borrow::Cow;
 
-use super::MineInputs;
 use crate::alloc;
 use crate::error::KernelResult;
+use crate::mining::MineInputs;
 
 /// Rows whose largest magnitude is at most this are safe: a dot product of two of them is at
 /// most `dim * 2^80`, far below float32's 2^128.
@@ -27,28 +30,95 @@ fn power_of_two_below_inverse(x: f64) -> f64 {
     (-(x.log2().floor())).exp2()
 }
 
-/// `x` (rows of `dim`) with every finite row whose magnitude exceeds `SAFE_ROW_MAX` multiplied
-/// by a power of two that brings its largest element into `[1, 2)`. Borrowed when no row needs
-/// it. Rows with NaN or Inf stay as they are (their similarity is NaN: never selected).
+fn row_max(row: &[f32]) -> f32 {
+    row.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+/// A finite row too large for float32 squares.
+fn too_large(row: &[f32]) -> bool {
+    let m = row_max(row);
+    m.is_finite() && m > SAFE_ROW_MAX
+}
+
+/// Rows of `dim` with every finite row whose magnitude exceeds `SAFE_ROW_MAX` multiplied by a
+/// power of two that brings its largest element into `[1, 2)`. Borrowed (and no factors) when no
+/// row needs it, so ordinary inputs give bit-identical results. Rows with NaN or Inf stay as they
+/// are (their similarity is NaN).
+pub struct Rescaled<'a> {
+    pub rows: Cow<'a, [f32]>,
+    /// Per row, the factor it was multiplied by (`None`: every factor is 1).
+    factors: Option<Vec<f32>>,
+}
+
+impl<'a> Rescaled<'a> {
+    pub fn new(x: &'a [f32], dim: usize) -> KernelResult<Self> {
+        if dim == 0 || !x.chunks_exact(dim).any(too_large) {
+            return Ok(Self {
+                rows: Cow::Borrowed(x),
+                factors: None,
+            });
+        }
+        let mut out: Vec<f32> = alloc::zeroed(x.len())?;
+        let mut factors = Vec::with_capacity(x.len() / dim);
+        for (dst, src) in out.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
+            let factor = if too_large(src) {
+                power_of_two_below_inverse(f64::from(row_max(src))) as f32
+            } else {
+                1.0
+            };
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = s * factor;
+            }
+            factors.push(factor);
+        }
+        Ok(Self {
+            rows: Cow::Owned(out),
+            factors: Some(factors),
+        })
+    }
+
+    /// Turns gradients with respect to the rescaled rows into gradients with respect to the
+    /// originals (d/dx f(c x) = c f'(c x)).
+    pub fn unscale_gradient(&self, grad: &mut [f32], dim: usize) {
+        if let Some(factors) = &self.factors {
+            for (row, &factor) in grad.chunks_exact_mut(dim).zip(factors) {
+                if factor != 1.0 {
+                    row.iter_mut().for_each(|g| *g *= factor);
+                }
+            }
+        }
+    }
+}
+
+/// Mining's form: the rescaled rows only.
 pub fn rescaled_rows(x: &[f32], dim: usize) -> KernelResult<Cow<'_, [f32]>> {
-    let row_max = |row: &[f32]| row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let needs = |row: &[f32]| {
-        let m = row_max(row);
-        m.is_finite() && m > SAFE_ROW_MAX
-    };
-    if !x.chunks_exact(dim).any(needs) {
+    Rescaled::new(x, dim).map(|r| r.rows)
+}
+
+/// One power of two `c` for several arrays (rows of `dim`) such that `c x` has no finite row
+/// beyond `SAFE_ROW_MAX`: 1 when none has one. Euclidean distances scale by `c` exactly.
+pub fn common_scale(arrays: &[&[f32]], dim: usize) -> f32 {
+    let largest = arrays
+        .iter()
+        .flat_map(|x| x.chunks_exact(dim.max(1)))
+        .filter(|row| too_large(row))
+        .map(row_max)
+        .fold(0.0f32, f32::max);
+    if largest == 0.0 {
+        1.0
+    } else {
+        power_of_two_below_inverse(f64::from(largest)) as f32
+    }
+}
+
+/// `x` times `c` (a power of two), or `x` itself when `c` is 1.
+pub fn scaled(x: &[f32], c: f32) -> KernelResult<Cow<'_, [f32]>> {
+    if c == 1.0 {
         return Ok(Cow::Borrowed(x));
     }
     let mut out: Vec<f32> = alloc::zeroed(x.len())?;
-    for (dst, src) in out.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
-        if needs(src) {
-            let scale = power_of_two_below_inverse(f64::from(row_max(src))) as f32;
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = s * scale;
-            }
-        } else {
-            dst.copy_from_slice(src);
-        }
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v * c;
     }
     Ok(Cow::Owned(out))
 }
