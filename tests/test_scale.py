@@ -80,7 +80,7 @@ def test_hardest_and_semi_hard_picks_equal_float64_at_every_scale(scale):
     np.testing.assert_array_equal(hardest, ref.ranked(ref.cosine_matrix(a, c), 5))
     margin = 1.5 * scale
     semi = ra.HardNegativeMiner.semi_hard(margin).mine_batch(a, p, c, 5)
-    expected, window, d_an, d_ap = ref.semi_hard(a, p, c, 5, margin)
+    expected, _, d_an, d_ap = ref.semi_hard(a, p, c, 5, margin)
     edge = np.minimum(np.abs(d_an - d_ap[:, None]), np.abs(d_an - d_ap[:, None] - margin))
     for i in range(len(a)):
         if edge[i].min() > 1e-4 * scale:  # away from float rounding at the window's edges
