@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import ruvector_attention.cli as cli
-from ruvector_attention.train import map_at_r, recall_at_1
+from ruvector_attention.cli.train import command, map_at_r, recall_at_1
 
 SMALL = ["--steps", "90", "--eval-every", "30", "--checkpoint-every", "30", "--no-progress"]
 
@@ -34,36 +34,49 @@ def test_small_run_writes_every_output(tmp_path, capsys):
     code, out = run(tmp_path, *SMALL)
     assert code == 0
     printed = capsys.readouterr().out
-    assert "held-out retrieval" in printed and "LDA, 8 dims" in printed
+    assert "test (" in printed and "LDA, 8 dims" in printed
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in (
-        "recall_at_1",
-        "map_at_r",
-        "before_recall_at_1",
-        "pca_recall_at_1",
-        "lda_recall_at_1",
-    ):
-        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["splits"] == {"train": 1168, "validation": 270, "test": 359}
+    for split in ("validation", "test"):
+        for method in ("ruvector", "before_training", "pca", "lda"):
+            for key in ("recall_at_1", "map_at_r"):
+                assert 0.0 <= metrics[split][method][key] <= 1.0, (split, method, key)
+    assert metrics["history"]["measured_on"] == "validation"
     assert metrics["steps"] == 90 and metrics["history"]["eval_step"] == [30, 60, 90]
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # The saved weights reproduce the reported held-out recall.
-    from ruvector_attention.train import load_dataset
+    # The saved weights reproduce the reported test and validation numbers.
+    from ruvector_attention.cli.train import TrainConfig, load_dataset
 
-    data = load_dataset(None, None, seed=0, test_fraction=0.25)
+    config = TrainConfig(hidden=0)
+    data = load_dataset(
+        None, None, seed=0, val_fraction=config.val_fraction, test_fraction=config.test_fraction
+    )
     w = weights(out)
     np.testing.assert_allclose(w["mean"], data.mean)
-    emb = data.x_test @ w["W"]
-    assert recall_at_1(emb, data.y_test) == metrics["recall_at_1"]
+    head = (lambda x: x @ w["W"]) if "W" in w else (
+        lambda x: np.maximum(x @ w["W1"] + w["b1"], 0) @ w["W2"]
+    )  # fmt: skip
+    assert recall_at_1(head(data.x_test), data.y_test) == metrics["test"]["ruvector"]["recall_at_1"]
+    assert map_at_r(head(data.x_val), data.y_val) == metrics["validation"]["ruvector"]["map_at_r"]
+    assert metrics["history"]["map_at_r"][-1] == metrics["validation"]["ruvector"]["map_at_r"]
 
 
-def test_default_run_beats_pca_and_lda_on_digits(tmp_path):
-    # The project's demonstration: 8 dimensions, default flags.
-    code, out = run(tmp_path, "--no-progress")
+#: Seeds that were never used while choosing the defaults (benches/tune_train.py tuned on the
+#: validation parts of seeds 0-3): the quality gate looks only at these.
+UNSEEN_SEEDS = ["--seed", "100", "--repeats", "3"]
+
+
+def test_default_quality_on_unseen_seeds(tmp_path):
+    # The project's claim: 8 dimensions, default flags, mean test metrics over 3 unseen seeds.
+    code, out = run(tmp_path, "--no-progress", *UNSEEN_SEEDS)
     assert code == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["recall_at_1"] > m["lda_recall_at_1"] > m["pca_recall_at_1"]
-    assert m["map_at_r"] > m["lda_map_at_r"]
-    assert m["recall_at_1"] > m["before_recall_at_1"] + 0.2
+    summary = json.loads((out / "metrics.json").read_text())["summary"]["test"]
+    ours = summary["ruvector"]
+    assert ours["recall_at_1"]["mean"] >= 0.97, ours
+    assert ours["map_at_r"]["mean"] >= 0.90, ours
+    for baseline in ("pca", "lda", "before_training"):
+        assert ours["recall_at_1"]["mean"] > summary[baseline]["recall_at_1"]["mean"], baseline
+        assert ours["map_at_r"]["mean"] > summary[baseline]["map_at_r"]["mean"], baseline
 
 
 def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, monkeypatch):
@@ -71,19 +84,19 @@ def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, monke
         tmp_path, *SMALL, "--hidden", "16", "--laplacian-weight", "0.001", name="a"
     )
     assert code == 0
-    original = cli._Progress.update
+    original = command._Progress.update
 
     def interrupt(self, trainer, info):
         original(self, trainer, info)
         if trainer.step_count == 45:  # between two checkpoints: Ctrl-C saves one here
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli._Progress, "update", interrupt)
+    monkeypatch.setattr(command._Progress, "update", interrupt)
     flags = [*SMALL, "--hidden", "16", "--laplacian-weight", "0.001"]
     code, out = run(tmp_path, *flags, name="b")
     assert code == 130 and (out / "checkpoint.safetensors").exists()
     assert not (out / "weights.npz").exists()
-    monkeypatch.setattr(cli._Progress, "update", original)
+    monkeypatch.setattr(command._Progress, "update", original)
     code, out = run(tmp_path, *flags, "--resume", name="b")
     assert code == 0
     a, b = weights(straight), weights(out)
@@ -92,7 +105,7 @@ def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, monke
         np.testing.assert_array_equal(a[key], b[key])
     ma = json.loads((straight / "metrics.json").read_text())
     mb = json.loads((out / "metrics.json").read_text())
-    assert ma["history"] == mb["history"] and ma["recall_at_1"] == mb["recall_at_1"]
+    assert ma["history"] == mb["history"] and ma["test"] == mb["test"]
 
 
 def test_ctrl_c_checkpoints_between_steps_and_resume_is_bit_exact(tmp_path):
@@ -193,7 +206,7 @@ def test_user_files_train(tmp_path, files):
     )  # fmt: skip
     assert code == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["lda_dims"] == 2 and m["train_samples"] + m["test_samples"] == 60
+    assert m["test"]["lda"]["dims"] == 2 and sum(m["splits"].values()) == 60
 
 
 def test_missing_extra_is_explained(tmp_path, monkeypatch, capsys):
@@ -289,11 +302,12 @@ def test_resume_refuses_other_data_and_damaged_checkpoints(tmp_path, files, caps
 def test_a_class_short_of_training_samples_after_the_split_stops_before_training(
     tmp_path, files, capsys
 ):
-    x, y, save = files
-    y = y.copy()
-    y[:2] = 7  # class 7 has 2 samples: with seed 1 the stratified split leaves 1 for training
+    x, _, save = files
+    # 20 classes of 3 samples: the stratified test and validation parts take at least one sample
+    # of every class each, which leaves 1 per class for training (2 are needed).
+    y = np.repeat(np.arange(20), 3)
     files = ["--features", save("x.npy", x), "--labels", save("y.npy", y)]
-    code, out = run(tmp_path, *files, "--seed", "1", *SMALL)
+    code, out = run(tmp_path, *files, *SMALL)
     assert code == 2 and "fewer than 2 training samples" in one_line_error(capsys)
     assert not out.exists()
 
@@ -313,7 +327,7 @@ def test_ctrl_c_during_the_final_report_is_one_line_and_leaves_no_temporary_file
     )
     assert proc.stdout is not None and proc.stderr is not None
     for line in proc.stdout:
-        if "held-out retrieval" in line:  # training is over; the report and files follow
+        if line.startswith("test ("):  # training is over; the report and files follow
             proc.send_signal(signal.SIGINT)
             break
     proc.stdout.read()
@@ -361,3 +375,24 @@ def test_a_full_disk_is_one_line_and_leaves_the_previous_files_whole(tmp_path):
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert "File too large" in done.stderr
     assert os.listdir(out) == [".ruvector-train.lock"]  # no partial checkpoint, no .tmp
+
+
+def test_repeats_report_mean_and_std_of_every_metric(tmp_path, capsys):
+    code, out = run(tmp_path, *SMALL, "--repeats", "2", "--seed", "5", "--steps", "30")
+    assert code == 0
+    assert "2 seeds [5, 6]: mean +- standard deviation" in capsys.readouterr().out
+    top = json.loads((out / "metrics.json").read_text())
+    assert top["seeds"] == [5, 6]
+    runs = [json.loads((out / f"seed-{s}" / "metrics.json").read_text()) for s in (5, 6)]
+    assert [r["seed"] for r in runs] == [5, 6] and runs == top["runs"]
+    for split in ("validation", "test"):
+        for method in ("ruvector", "before_training", "pca", "lda"):
+            for key in ("recall_at_1", "map_at_r"):
+                values = [r[split][method][key] for r in runs]
+                summary = top["summary"][split][method][key]
+                assert summary["mean"] == pytest.approx(np.mean(values))
+                assert summary["std"] == pytest.approx(np.std(values, ddof=1))
+    # Each seed has its own checkpoint; a second invocation needs --resume or --overwrite.
+    assert (out / "seed-6" / "checkpoint.safetensors").exists()
+    code, _ = run(tmp_path, *SMALL, "--repeats", "2", "--seed", "5", "--steps", "30")
+    assert code == 2

@@ -19,8 +19,16 @@ class DataError(ValueError):
 
 @dataclass
 class Dataset:
+    """The three stratified parts, standardised with the training part's statistics.
+
+    Training draws batches from ``train``; everything chosen during a run (defaults tuned by hand,
+    the evaluation curve) looks at ``val`` only; ``test`` is scored once, at the end.
+    """
+
     x_train: npt.NDArray[np.float32]
     y_train: npt.NDArray[np.int64]
+    x_val: npt.NDArray[np.float32]
+    y_val: npt.NDArray[np.int64]
     x_test: npt.NDArray[np.float32]
     y_test: npt.NDArray[np.int64]
     mean: npt.NDArray[np.float32]
@@ -29,7 +37,19 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
-        return int(np.unique(np.concatenate([self.y_train, self.y_test])).size)
+        return int(np.unique(np.concatenate([self.y_train, self.y_val, self.y_test])).size)
+
+    def split(self, name: str) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(x, y)`` of ``"train"``, ``"validation"`` or ``"test"``."""
+        parts = {
+            "train": (self.x_train, self.y_train),
+            "validation": (self.x_val, self.y_val),
+            "test": (self.x_test, self.y_test),
+        }
+        return parts[name]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
 
 
 def _load_array(path: str, what: str) -> npt.NDArray[Any]:
@@ -78,12 +98,15 @@ def _check(x: npt.NDArray[Any], y: npt.NDArray[Any]) -> tuple[np.ndarray, np.nda
 
 
 def load_dataset(
-    features: Optional[str], labels: Optional[str], *, seed: int, test_fraction: float
+    features: Optional[str],
+    labels: Optional[str],
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
 ) -> Dataset:
-    """Digits (from scikit-learn) or the user's ``.npy`` files; a stratified held-out split,
-    standardised with the training part's statistics."""
-    from sklearn.model_selection import train_test_split
-
+    """Digits (from scikit-learn) or the user's ``.npy`` files, split three ways (stratified by
+    class, reproducibly from ``seed``) and standardised with the training part's statistics."""
     if features is None:
         from sklearn.datasets import load_digits
 
@@ -96,16 +119,10 @@ def load_dataset(
         y_raw = _load_array(labels, "labels")
         source = f"{features} + {labels}"
     x, y = _check(np.asarray(x_raw), np.asarray(y_raw))
-    classes = np.unique(y).size
-    n_test = max(round(test_fraction * len(y)), classes)
-    if len(y) - n_test < classes:
-        raise DataError(f"too few samples ({len(y)}) for a stratified split with {classes} classes")
-    try:
-        x_tr, x_te, y_tr, y_te = train_test_split(
-            x, y, test_size=n_test, stratify=y, random_state=seed
-        )
-    except ValueError as exc:
-        raise DataError(f"cannot split the data into train and test parts: {exc}") from exc
+    # Test first, then validation from the rest: the test part does not depend on val_fraction.
+    x_rest, x_te, y_rest, y_te = _stratified(x, y, test_fraction, seed, "test")
+    rest_fraction = val_fraction / (1.0 - test_fraction)
+    x_tr, x_va, y_tr, y_va = _stratified(x_rest, y_rest, rest_fraction, seed + 1, "validation")
     # Each training step draws an anchor and a positive of its class from the training part.
     train_classes, train_counts = np.unique(y_tr, return_counts=True)
     short = [c for c in np.unique(y) if c not in train_classes] + list(
@@ -120,12 +137,40 @@ def load_dataset(
     mean = x_tr.mean(axis=0)
     scale = x_tr.std(axis=0)
     scale[scale == 0] = 1.0
+
+    def standard(part: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        result: npt.NDArray[np.float32] = ((part - mean) / scale).astype(np.float32)
+        return result
+
     return Dataset(
-        x_train=((x_tr - mean) / scale).astype(np.float32),
+        x_train=standard(x_tr),
         y_train=y_tr,
-        x_test=((x_te - mean) / scale).astype(np.float32),
+        x_val=standard(x_va),
+        y_val=y_va,
+        x_test=standard(x_te),
         y_test=y_te,
         mean=mean.astype(np.float32),
         scale=scale.astype(np.float32),
         source=source,
     )
+
+
+def _stratified(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], fraction: float, seed: int, part: str
+) -> tuple[Any, Any, Any, Any]:
+    """``(x_rest, x_part, y_rest, y_part)``: a stratified ``fraction`` split off as ``part``."""
+    from sklearn.model_selection import train_test_split
+
+    classes = np.unique(y).size
+    n_part = max(round(fraction * len(y)), classes)
+    if len(y) - n_part < classes:
+        raise DataError(
+            f"too few samples ({len(y)}) for a stratified {part} part with {classes} classes"
+        )
+    try:
+        parts: tuple[Any, Any, Any, Any] = tuple(
+            train_test_split(x, y, test_size=n_part, stratify=y, random_state=seed)
+        )
+    except ValueError as exc:
+        raise DataError(f"cannot split off a stratified {part} part: {exc}") from exc
+    return parts

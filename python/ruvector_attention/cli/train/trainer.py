@@ -17,13 +17,13 @@ from typing import Any, Optional
 import numpy as np
 import numpy.typing as npt
 
-from ..curriculum import CurriculumScheduler, CurriculumStage
-from ..info_nce import InfoNCELoss
-from ..mining import HardNegativeMiner, MiningStrategy
-from ..optim import AdamW, clip_grad_norm
-from ..schedule import LearningRateScheduler
-from ..spectral import Graph, SpectralRegularization
-from ..state import StateFileError, load_state, save_state
+from ...curriculum import CurriculumScheduler, CurriculumStage
+from ...info_nce import InfoNCELoss
+from ...mining import HardNegativeMiner, MiningStrategy
+from ...optim import AdamW, clip_grad_norm
+from ...schedule import LearningRateScheduler
+from ...spectral import Graph, SpectralRegularization
+from ...state import StateFileError, load_state, save_state
 from .config import TrainConfig
 from .data import Dataset
 from .metrics import retrieval_metrics
@@ -38,7 +38,7 @@ CHECKPOINT = "checkpoint.safetensors"
 def data_digest(data: Dataset) -> str:
     """SHA-256 of the split data (features and labels), so a resume on other data is refused."""
     h = hashlib.sha256()
-    for arr in (data.x_train, data.y_train, data.x_test, data.y_test):
+    for arr in (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test):
         h.update(f"{arr.dtype.str}{arr.shape}".encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()
@@ -74,6 +74,10 @@ class Trainer:
         seeds = np.random.SeedSequence(config.seed).spawn(3)
         self.rng = np.random.default_rng(seeds[0])
         self.model = EmbeddingHead(
+            data.x_train.shape[1], config.dim, config.hidden, np.random.default_rng(seeds[1])
+        )
+        # The same seeded initial weights, kept for the "before training" baseline.
+        self.initial_model = EmbeddingHead(
             data.x_train.shape[1], config.dim, config.hidden, np.random.default_rng(seeds[1])
         )
         self.optimizer = AdamW(lr=config.lr, weight_decay=config.weight_decay)
@@ -175,12 +179,20 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------------
 
-    def evaluate(self) -> dict[str, float]:
-        emb = self.model.forward(self.data.x_test)
-        return retrieval_metrics(emb, self.data.y_test)
+    def evaluate(self, split: str = "validation") -> dict[str, float]:
+        """recall@1 and MAP@R of the current model on ``split`` (``"validation"`` during the run;
+        ``"test"`` once, at the end)."""
+        x, y = self.data.split(split)
+        return retrieval_metrics(self.model.forward(x), y)
+
+    def evaluate_initial(self, split: str) -> dict[str, float]:
+        """The same for the untrained model (its seeded initial weights)."""
+        x, y = self.data.split(split)
+        return retrieval_metrics(self.initial_model.forward(x), y)
 
     def record_evaluation(self) -> dict[str, float]:
-        result = self.evaluate()
+        """Validation metrics into the history (the curve of the run)."""
+        result = self.evaluate("validation")
         self.history["eval_step"].append(self.step_count)
         self.history["recall_at_1"].append(result["recall_at_1"])
         self.history["map_at_r"].append(result["map_at_r"])

@@ -11,7 +11,9 @@ from .metrics import retrieval_metrics
 __all__ = ["baselines"]
 
 
-def baselines(data: Dataset, dim: int) -> dict[str, dict[str, Any]]:
+def baselines(data: Dataset, dim: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """PCA and LDA fitted on the training part, scored on the validation and test parts:
+    ``{split: {"pca": {dims, recall_at_1, map_at_r}, "lda": {...}}}``."""
     from sklearn.decomposition import PCA
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
@@ -21,7 +23,11 @@ def baselines(data: Dataset, dim: int) -> dict[str, dict[str, Any]]:
     # LDA has at most (classes - 1) directions.
     lda_dims = min(dim, features, data.num_classes - 1)
     lda = LinearDiscriminantAnalysis(n_components=lda_dims).fit(data.x_train, data.y_train)
-    return {
-        "pca": {"dims": pca_dims, **retrieval_metrics(pca.transform(data.x_test), data.y_test)},
-        "lda": {"dims": lda_dims, **retrieval_metrics(lda.transform(data.x_test), data.y_test)},
-    }
+    scores: dict[str, dict[str, dict[str, Any]]] = {}
+    for split in ("validation", "test"):
+        x, y = data.split(split)
+        scores[split] = {
+            "pca": {"dims": pca_dims, **retrieval_metrics(pca.transform(x), y)},
+            "lda": {"dims": lda_dims, **retrieval_metrics(lda.transform(x), y)},
+        }
+    return scores

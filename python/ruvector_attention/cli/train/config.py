@@ -21,7 +21,8 @@ class TrainConfig:
     laplacian_neighbors: int = 10
     eval_every: int = 50
     checkpoint_every: int = 250
-    test_fraction: float = 0.25
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
     features: Optional[str] = None
     labels: Optional[str] = None
 
@@ -45,7 +46,14 @@ class TrainConfig:
             raise ValueError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
         if self.weight_decay < 0 or self.laplacian_weight < 0:
             raise ValueError("--weight-decay and --laplacian-weight must be >= 0")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
+        if not (
+            0.0 < self.test_fraction < 1.0
+            and 0.0 < self.val_fraction < 1.0
+            and self.val_fraction + self.test_fraction < 1.0
+        ):
+            raise ValueError(
+                "the validation and test fractions must be in (0, 1) and sum to less than 1, got "
+                f"{self.val_fraction} and {self.test_fraction}"
+            )
         if (self.features is None) != (self.labels is None):
             raise ValueError("pass --features and --labels together (or neither, for digits)")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from .trainer import CHECKPOINT
 
-__all__ = ["LOCK_FILE", "OutputDirError", "locked_output_dir"]
+__all__ = ["LOCK_FILE", "OutputDirError", "check_checkpoint_policy", "locked_output_dir"]
 
 LOCK_FILE = ".ruvector-train.lock"
 
@@ -24,9 +24,8 @@ class OutputDirError(Exception):
 
 
 @contextlib.contextmanager
-def locked_output_dir(path: str, *, resume: bool, overwrite: bool) -> Iterator[str]:
-    """Create ``path`` if needed, lock it for this run, check the checkpoint policy; yields the
-    checkpoint's path."""
+def locked_output_dir(path: str) -> Iterator[None]:
+    """Create ``path`` if needed and hold its lock for the run."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputDirError(f"--out {path} exists and is not a directory")
     try:
@@ -36,17 +35,21 @@ def locked_output_dir(path: str, *, resume: bool, overwrite: bool) -> Iterator[s
         raise OutputDirError(f"--out {path}: {exc.strerror or exc}") from None
     try:
         _lock_exclusively(lock, path)
-        checkpoint = os.path.join(path, CHECKPOINT)
-        if resume and not os.path.exists(checkpoint):
-            raise OutputDirError(f"--resume: no {CHECKPOINT} in {path}")
-        if not resume and not overwrite and os.path.exists(checkpoint):
-            raise OutputDirError(
-                f"{checkpoint} exists (an earlier run); continue it with --resume, or start over "
-                "with --overwrite"
-            )
-        yield checkpoint
+        yield
     finally:
         lock.close()  # closing releases the lock
+
+
+def check_checkpoint_policy(run_dir: str, *, resume: bool, overwrite: bool) -> None:
+    """--resume needs a checkpoint; without --resume or --overwrite, an existing one is kept."""
+    checkpoint = os.path.join(run_dir, CHECKPOINT)
+    if resume and not os.path.exists(checkpoint):
+        raise OutputDirError(f"--resume: no {CHECKPOINT} in {run_dir}")
+    if not resume and not overwrite and os.path.exists(checkpoint):
+        raise OutputDirError(
+            f"{checkpoint} exists (an earlier run); continue it with --resume, or start over "
+            "with --overwrite"
+        )
 
 
 def _lock_exclusively(lock: object, path: str) -> None:

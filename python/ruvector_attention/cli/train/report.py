@@ -9,54 +9,37 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic_file import write_atomically
-from .config import TrainConfig
+from ..._atomic_file import write_atomically
 from .data import Dataset
 from .trainer import Trainer
 
 __all__ = ["plot", "write_metrics", "write_weights"]
 
 
-def write_metrics(
-    out_dir: str,
-    config: TrainConfig,
-    data: Dataset,
-    trainer: Trainer,
-    before: dict[str, float],
-    after: dict[str, float],
-    base: dict[str, dict[str, Any]],
-    seconds: float,
-) -> str:
-    metrics = {
-        "recall_at_1": after["recall_at_1"],
-        "map_at_r": after["map_at_r"],
-        "before_recall_at_1": before["recall_at_1"],
-        "before_map_at_r": before["map_at_r"],
-        "pca_recall_at_1": base["pca"]["recall_at_1"],
-        "pca_map_at_r": base["pca"]["map_at_r"],
-        "pca_dims": base["pca"]["dims"],
-        "lda_recall_at_1": base["lda"]["recall_at_1"],
-        "lda_map_at_r": base["lda"]["map_at_r"],
-        "lda_dims": base["lda"]["dims"],
-        "final_loss": trainer.history["loss"][-1] if trainer.history["loss"] else None,
-        "steps": trainer.step_count,
-        "train_seconds": seconds,
-        "data": data.source,
-        "train_samples": len(data.y_train),
-        "test_samples": len(data.y_test),
-        "config": config.to_dict(),
-        "history": {
-            "eval_step": trainer.history["eval_step"],
-            "recall_at_1": trainer.history["recall_at_1"],
-            "map_at_r": trainer.history["map_at_r"],
-        },
-    }
-    path = os.path.join(out_dir, "metrics.json")
-    write_atomically(path, json.dumps(metrics, indent=2).encode())
+def write_metrics(path: str, document: dict[str, Any]) -> str:
+    """``document`` as JSON at ``path`` (atomically: never half-written)."""
+    write_atomically(path, json.dumps(document, indent=2).encode())
     return path
 
 
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation (over runs) of every metric of every method and split."""
+    summary: dict[str, Any] = {}
+    for split in ("validation", "test"):
+        summary[split] = {}
+        for method in runs[0][split]:
+            summary[split][method] = {}
+            for metric in ("recall_at_1", "map_at_r"):
+                values = np.array([run[split][method][metric] for run in runs])
+                summary[split][method][metric] = {
+                    "mean": float(values.mean()),
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                }
+    return summary
+
+
 def plot(out_dir: str, trainer: Trainer, base: dict[str, dict[str, Any]]) -> str:
+    """Loss and validation curves beside the baselines' validation scores."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,7 +72,7 @@ def plot(out_dir: str, trainer: Trainer, base: dict[str, dict[str, Any]]) -> str
             base[name]["map_at_r"], color=color, linestyle="--", label=f"{name.upper()} MAP@R"
         )
     ax_recall.set_xlabel("step")
-    ax_recall.set_title("held-out retrieval")
+    ax_recall.set_title("validation retrieval")
     ax_recall.legend(fontsize=8)
     fig.tight_layout()
     path = os.path.join(out_dir, "training.png")
