@@ -236,3 +236,22 @@ pub fn backprop_normalisation(g: &mut [f32], x_hat: &[f32], norm: f32) {
         *v *= inv;
     }
 }
+
+/// Largest element (NaN elements are ignored; -inf when there is none). One owner for the
+/// vectorised maxima of the miner's key blocks and the pooled loss's similarity rows.
+#[inline(always)]
+fn max_ignoring_nan_generic(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = a.max(v);
+    }
+    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+dispatch_simd!(pub fn max_ignoring_nan(x: &[f32]) -> f32 => max_ignoring_nan_generic);

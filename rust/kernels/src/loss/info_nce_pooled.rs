@@ -27,6 +27,7 @@ use crate::gemm::{gemm, gemm_packed, MatRef, PackedB};
 use crate::parallel::{for_each_task, map_tasks};
 use crate::scratch::Scratch;
 use crate::simd::{pairwise_sum, LANES};
+use crate::vecops::max_ignoring_nan;
 use crate::vecops::{axpy, backprop_normalisation, clamped_norm, dot, scale_into};
 
 /// Anchors per block: enough rows to amortise packing the pool in the GEMMs.
@@ -348,7 +349,8 @@ impl Context<'_> {
                     m = m.max(target[r]);
                     *diagonal = f32::NEG_INFINITY;
                 }
-                m = m.max(row_max(row) * inv_t);
+                // NaN elements are skipped here and surface through `exp_sum`.
+                m = m.max(max_ignoring_nan(row) * inv_t);
                 let (old_m, old_sum) = state[r];
                 let rescale = if old_sum == 0.0 {
                     0.0
@@ -478,24 +480,6 @@ pub(crate) fn backprop_rows(g: &mut [f32], x_hat: &[f32], norms: &[f32], d: usiz
         }
     });
 }
-
-/// Largest element; NaN elements are skipped here and surface through `exp_sum`.
-#[inline(always)]
-fn row_max_generic(row: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = a.max(v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = a.max(v);
-    }
-    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
-}
-
-dispatch_simd!(fn row_max(row: &[f32]) -> f32 => row_max_generic);
 
 /// `sum_j exp(row_j * inv_t - shift)`.
 #[inline(always)]

@@ -1,0 +1,205 @@
+//! Tiling: B anchors against N candidates in tasks of row blocks x candidate groups. Each task
+//! packs a candidate tile once, computes a panel of dot products with the blocked GEMM and offers
+//! every row's keys to that row's top-k list (`bound.rs`); the lists of all tasks merge in a total
+//! order, so the result does not depend on the thread count.
+
+use super::bound::{offer, offer_cosines, SharedBound};
+use super::scoring::score_row;
+use super::{eligible, MineInputs, Strategy, TopK};
+use crate::error::KernelResult;
+use crate::gemm::{gemm_packed, MatRef, PackedB};
+use crate::parallel::map_tasks;
+use crate::scratch::Scratch;
+use crate::vecops::{clamped_norm, dot, squared_distance};
+
+/// Candidates per tile (packed once per task), and anchors per panel: a 128 x 1024 panel of dot
+/// products (512 KiB) stays in L2 between the GEMM writing it and the selection reading it.
+const TILE_COLUMNS: usize = 1024;
+const SELECT_ROWS: usize = 128;
+
+/// Per-anchor and per-candidate quantities every tile needs.
+pub(super) struct Prepared {
+    pub(super) inv_anchor_norm: Vec<f32>,
+    pub(super) inv_candidate_norm: Vec<f32>,
+    /// Semi-hard only: |a|^2, |c|^2 and the squared bounds (d_ap^2, (d_ap + margin)^2).
+    pub(super) anchor_sq: Vec<f32>,
+    pub(super) candidate_sq: Vec<f32>,
+    pub(super) bounds: Vec<(f32, f32)>,
+}
+
+fn prepare(inputs: &MineInputs<'_>, strategy: Strategy) -> Prepared {
+    let d = inputs.dim;
+    let norms = |x: &[f32]| -> Vec<f32> {
+        let tasks: Vec<&[f32]> = x.chunks(4096 * d).collect();
+        map_tasks(tasks, x.len(), |chunk| {
+            chunk
+                .chunks_exact(d)
+                .map(|r| 1.0 / clamped_norm(r))
+                .collect::<Vec<_>>()
+        })
+        .concat()
+    };
+    let squares = |x: &[f32]| -> Vec<f32> {
+        let tasks: Vec<&[f32]> = x.chunks(4096 * d).collect();
+        map_tasks(tasks, x.len(), |chunk| {
+            chunk.chunks_exact(d).map(|r| dot(r, r)).collect::<Vec<_>>()
+        })
+        .concat()
+    };
+    let mut prepared = Prepared {
+        inv_anchor_norm: norms(inputs.anchors),
+        inv_candidate_norm: norms(inputs.candidates),
+        anchor_sq: Vec::new(),
+        candidate_sq: Vec::new(),
+        bounds: Vec::new(),
+    };
+    if let (Strategy::SemiHard { margin }, Some(p)) = (strategy, inputs.positives) {
+        prepared.anchor_sq = squares(inputs.anchors);
+        prepared.candidate_sq = squares(inputs.candidates);
+        prepared.bounds = inputs
+            .anchors
+            .chunks_exact(d)
+            .zip(p.chunks_exact(d))
+            .map(|(a, p)| {
+                let d_ap = squared_distance(a, p).sqrt();
+                (d_ap * d_ap, (d_ap + margin) * (d_ap + margin))
+            })
+            .collect();
+    }
+    prepared
+}
+
+/// Groups of candidate tiles per row block: enough tasks for the cores, few enough partial
+/// lists to keep (a function of the sizes only, not of the thread count).
+const COLUMN_GROUPS: usize = 8;
+
+/// One task of `tiled_rows`: anchors `i0..i0 + rows` against candidates `g0..g0 + width`.
+#[derive(Clone, Copy)]
+struct Task {
+    i0: usize,
+    rows: usize,
+    g0: usize,
+    width: usize,
+}
+
+/// What every task of one `tiled_rows` call shares.
+struct Shared<'a> {
+    inputs: &'a MineInputs<'a>,
+    prepared: Prepared,
+    strategy: Strategy,
+    k: usize,
+    /// Per anchor, the best k-th key any task has reached so far: a block whose best key is
+    /// below it cannot reach the final top k, whichever task sees it.
+    bounds: Vec<SharedBound>,
+}
+
+pub(super) fn tiled_rows(
+    inputs: &MineInputs<'_>,
+    strategy: Strategy,
+    k: usize,
+) -> KernelResult<Vec<TopK>> {
+    let (b, n, d) = (inputs.batch, inputs.pool, inputs.dim);
+    // Row blocks: all anchors at once when the pool gives enough tiles to share out (each
+    // candidate tile is then packed once); otherwise a quarter of them per block.
+    let row_block = if n >= 4 * TILE_COLUMNS {
+        b.min(1024)
+    } else {
+        b.div_ceil(4).max(64)
+    };
+    let tiles_per_row = n.div_ceil(TILE_COLUMNS);
+    let tiles_per_group = tiles_per_row.div_ceil(COLUMN_GROUPS);
+    let group_columns = tiles_per_group * TILE_COLUMNS;
+    let mut tasks = Vec::new();
+    for i0 in (0..b).step_by(row_block) {
+        for g0 in (0..n).step_by(group_columns) {
+            tasks.push(Task {
+                i0,
+                rows: row_block.min(b - i0),
+                g0,
+                width: group_columns.min(n - g0),
+            });
+        }
+    }
+    let shared = Shared {
+        inputs,
+        prepared: prepare(inputs, strategy),
+        strategy,
+        k,
+        bounds: (0..b).map(|_| SharedBound::new()).collect(),
+    };
+    let partial: Vec<Vec<TopK>> = map_tasks(tasks.clone(), b * n * d, |task| {
+        select_in_task(&shared, task)
+    });
+    // Merge the groups' lists row by row (the order does not change the result).
+    let mut rows: Vec<TopK> = (0..b).map(|_| TopK::new(k)).collect();
+    for (task, lists) in tasks.iter().zip(&partial) {
+        for (r, list) in lists.iter().enumerate() {
+            rows[task.i0 + r].merge(list);
+        }
+    }
+    Ok(rows)
+}
+
+/// The top-k lists of one task's anchors among its candidates, tile by tile.
+fn select_in_task(shared: &Shared<'_>, task: Task) -> Vec<TopK> {
+    let Shared {
+        inputs,
+        prepared,
+        strategy,
+        k,
+        bounds,
+    } = shared;
+    let (strategy, d) = (*strategy, inputs.dim);
+    let Task {
+        i0,
+        rows,
+        g0,
+        width,
+    } = task;
+    let mut lists: Vec<TopK> = (0..rows).map(|_| TopK::new(*k)).collect();
+    let sub_rows = SELECT_ROWS.min(rows);
+    let mut panel = Scratch::new(sub_rows * TILE_COLUMNS.min(width));
+    let mut keys = vec![0.0f32; TILE_COLUMNS.min(width)];
+    for j0 in (g0..g0 + width).step_by(TILE_COLUMNS) {
+        if inputs.cancel.is_requested() {
+            break; // the caller discards the result
+        }
+        let cols = TILE_COLUMNS.min(g0 + width - j0);
+        // The candidate tile is packed once for all of this task's anchors; each block of
+        // SELECT_ROWS anchors then gets a panel small enough to stay in L2 while its rows are
+        // selected from.
+        let c = MatRef::row_major(&inputs.candidates[j0 * d..(j0 + cols) * d], cols, d);
+        let packed = PackedB::new(c.t());
+        for s0 in (0..rows).step_by(SELECT_ROWS) {
+            let srows = SELECT_ROWS.min(rows - s0);
+            let first_row = i0 + s0;
+            let a = MatRef::row_major(
+                &inputs.anchors[first_row * d..(first_row + srows) * d],
+                srows,
+                d,
+            );
+            let panel = &mut panel[..srows * cols];
+            gemm_packed(panel, cols, a, &packed, false);
+            for (r, (dots, list)) in panel
+                .chunks_exact(cols)
+                .zip(lists[s0..s0 + srows].iter_mut())
+                .enumerate()
+            {
+                let row = first_row + r;
+                let ok = |j: usize| eligible(inputs.labels, row, j);
+                if strategy == Strategy::Hardest {
+                    // The common case, fused: no key buffer, and blocks that cannot beat the
+                    // threshold cost one vectorised pass.
+                    let inv_c = &prepared.inv_candidate_norm[j0..j0 + cols];
+                    let inv_a = prepared.inv_anchor_norm[row];
+                    offer_cosines(list, &bounds[row], dots, inv_c, inv_a, j0, ok);
+                } else {
+                    let keys = &mut keys[..cols];
+                    score_row(inputs, prepared, strategy, row, j0, dots, keys);
+                    offer(list, &bounds[row], keys, j0, ok);
+                }
+            }
+        }
+    }
+    lists
+}
