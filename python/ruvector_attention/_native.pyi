@@ -1,6 +1,6 @@
 # Stub of the compiled extension (rust/python). Checked against the built module by
 # `python -m mypy.stubtest ruvector_attention._native` in .ci/run.
-from typing import Optional
+from typing import Optional, final
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +10,7 @@ _I64 = npt.NDArray[np.int64]
 _LossResult = tuple[npt.NDArray[np.float64], Optional[tuple[_F32, _F32, Optional[_F32]]]]
 
 __all__ = [
+    "MinerConfig",
     "__version__",
     "adam_step",
     "best_simd_path",
@@ -112,19 +113,28 @@ def variance_penalty(
 ) -> tuple[float, Optional[_F32]]: ...
 def release_cached_memory() -> int: ...
 def cached_memory() -> int: ...
+
+@final
+class MinerConfig:
+    @staticmethod
+    def hardest() -> MinerConfig: ...
+    @staticmethod
+    def semi_hard(margin: float) -> MinerConfig: ...
+    @staticmethod
+    def softmax(temperature: float) -> MinerConfig: ...
+    @staticmethod
+    def wu(cutoff: float, nonzero_loss_cutoff: float) -> MinerConfig: ...
+    @staticmethod
+    def random() -> MinerConfig: ...
+
 def mine(
     anchors: _F32,
     positives: Optional[_F32],
     candidates: _F32,
     k: int,
     *,
-    strategy: str,
-    margin: float,
-    temperature: float,
-    cutoff: float,
-    nonzero_loss_cutoff: float,
-    anchor_labels: Optional[_I64] = None,
-    candidate_labels: Optional[_I64] = None,
+    config: MinerConfig,
+    labels: Optional[tuple[_I64, _I64]] = None,
     key: int,
     call: int,
 ) -> _I64: ...

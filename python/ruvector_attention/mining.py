@@ -163,6 +163,7 @@ class HardNegativeMiner:
             )
         self._key = _key_from_seed(_check_seed(seed))
         self._calls = 0
+        self._config = self._kernel_config()
         # Two threads sharing a miner must never draw the same call number (NumPy's Generator
         # holds a lock for the same reason).
         self._calls_lock = threading.Lock()
@@ -284,13 +285,8 @@ class HardNegativeMiner:
             p,
             c,
             k,
-            strategy=self._kernel_strategy(),
-            margin=self._margin,
-            temperature=self._temperature,
-            cutoff=self._cutoff,
-            nonzero_loss_cutoff=self._nonzero_loss_cutoff,
-            anchor_labels=la,
-            candidate_labels=lc,
+            config=self._config,
+            labels=None if la is None or lc is None else (la, lc),
             key=self._key,
             call=self._next_call(),
         )
@@ -303,10 +299,17 @@ class HardNegativeMiner:
             self._calls += 1
         return call
 
-    def _kernel_strategy(self) -> str:
+    def _kernel_config(self) -> _native.MinerConfig:
+        """The strategy with its settings, as the kernel takes it (built once per miner)."""
+        if self._strategy is MiningStrategy.SEMI_HARD:
+            return _native.MinerConfig.semi_hard(self._margin)
         if self._strategy is MiningStrategy.DISTANCE_WEIGHTED:
-            return self._weighting
-        return str(self._strategy.value)
+            if self._weighting == "wu":
+                return _native.MinerConfig.wu(self._cutoff, self._nonzero_loss_cutoff)
+            return _native.MinerConfig.softmax(self._temperature)
+        if self._strategy is MiningStrategy.RANDOM:
+            return _native.MinerConfig.random()
+        return _native.MinerConfig.hardest()
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -346,6 +349,7 @@ class HardNegativeMiner:
             self._cutoff = restored._cutoff
             self._nonzero_loss_cutoff = restored._nonzero_loss_cutoff
             self._key, self._calls = key, calls
+            self._config = restored._config
 
     def __getstate__(self) -> dict[str, Any]:
         return self.state_dict()

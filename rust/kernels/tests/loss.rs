@@ -4,7 +4,7 @@
 mod common;
 
 use common::data;
-use ruvector_kernels::loss::{info_nce_per_anchor, InfoNceGrads, PerAnchorDims};
+use ruvector_kernels::loss::{info_nce_per_anchor, LossGrads, PerAnchorDims};
 
 /// The definition, in f64, written independently of the kernel.
 fn reference(a: &[f64], p: &[f64], negs: &[Vec<f64>], t: f64) -> f64 {
@@ -44,10 +44,10 @@ fn run(c: &Case, t: f64, scale: f32) -> (Vec<f64>, Vec<f32>, Vec<f32>, Vec<f32>)
         c.dims,
         t,
         &mut losses,
-        Some(InfoNceGrads {
+        Some(LossGrads {
             anchors: &mut ga,
             positives: &mut gp,
-            negatives: &mut gn,
+            negatives: Some(&mut gn),
             scale,
         }),
     )

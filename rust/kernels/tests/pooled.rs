@@ -5,8 +5,8 @@ mod common;
 
 use common::data;
 use ruvector_kernels::cancel::{Cancel, NEVER};
-use ruvector_kernels::loss::info_nce_pooled::{info_nce_pooled, PooledGrads, PooledInputs};
-use ruvector_kernels::loss::{info_nce_per_anchor, InfoNceGrads, PerAnchorDims};
+use ruvector_kernels::loss::info_nce_pooled::{info_nce_pooled, PooledInputs};
+use ruvector_kernels::loss::{info_nce_per_anchor, LossGrads, PerAnchorDims};
 use ruvector_kernels::scratch;
 use ruvector_kernels::KernelError;
 
@@ -33,10 +33,10 @@ fn shared_pool_equals_per_anchor_with_the_pool_repeated() {
         dim: d,
         cancel: &NEVER,
     };
-    let grads = PooledGrads {
+    let grads = LossGrads {
         anchors: &mut ga1,
         positives: &mut gp1,
-        pool: Some(&mut gn1),
+        negatives: Some(&mut gn1),
         scale: 1.0,
     };
     info_nce_pooled(&inputs, t, &mut l1, Some(grads)).unwrap();
@@ -47,10 +47,10 @@ fn shared_pool_equals_per_anchor_with_the_pool_repeated() {
         negatives: n,
         dim: d,
     };
-    let grads = InfoNceGrads {
+    let grads = LossGrads {
         anchors: &mut ga2,
         positives: &mut gp2,
-        negatives: &mut gn2,
+        negatives: Some(&mut gn2),
         scale: 1.0,
     };
     info_nce_per_anchor(&a, &p, &repeated, dims, t, &mut l2, Some(grads)).unwrap();

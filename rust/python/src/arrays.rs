@@ -151,6 +151,12 @@ pub fn readonly_i64<'py>(
     Ok(arr.readonly())
 }
 
+/// The slice of a borrowed int64 array (indices, labels), which must be C-contiguous.
+pub fn slice_i64<'a>(arr: &'a PyReadonlyArrayDyn<'_, i64>, name: &str) -> PyResult<&'a [i64]> {
+    arr.as_slice()
+        .map_err(|_| type_error(format!("{name} must be C-contiguous")))
+}
+
 /// Every item of a Python list, borrowed for writing, as `name[i]`.
 pub fn readwrite_list<'py>(
     list: &Bound<'py, PyList>,

@@ -1,5 +1,5 @@
-//! Bindings of the loss kernels. The Python layer (`ruvector_attention/losses.py`) checks shapes
-//! and dtypes with user-facing messages; the kernels check lengths again.
+//! Bindings of the loss kernels. The Python layer (`ruvector_attention/_loss_common.py` and the
+//! loss classes) checks shapes and dtypes with user-facing messages; the kernels check lengths.
 //!
 //! Each function returns per-row (or per-term) losses as float64, which the Python layer reduces,
 //! and, when `grad_scale` is given, fresh float32 gradient arrays already multiplied by it (the
@@ -8,13 +8,11 @@
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use ruvector_kernels::cancel::NEVER;
-use ruvector_kernels::loss::info_nce_pooled::{
-    info_nce_pooled as pooled, PooledGrads, PooledInputs,
-};
+use ruvector_kernels::loss::info_nce_pooled::{info_nce_pooled as pooled, PooledInputs};
 use ruvector_kernels::loss::local_contrastive::{
-    local_contrastive as margin_kernel, MarginGrads, MarginInputs, Negatives,
+    local_contrastive as margin_kernel, MarginInputs, Negatives,
 };
-use ruvector_kernels::loss::{info_nce_per_anchor as per_anchor, InfoNceGrads, PerAnchorDims};
+use ruvector_kernels::loss::{info_nce_per_anchor as per_anchor, LossGrads, PerAnchorDims};
 
 use crate::arrays::{matrix_dims, readonly, slice, Buffer};
 use crate::errors::{run_interruptible, run_kernel, shape_error};
@@ -23,43 +21,56 @@ type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
 type Grads<'py> = Option<(Array<'py>, Array<'py>, Option<Array<'py>>)>;
 type Losses<'py> = Bound<'py, PyArrayDyn<f64>>;
 
-/// An output buffer shaped like `like`, contents unspecified until the kernel writes every
-/// element (see `Buffer`); `MemoryError` if it cannot be allocated.
-fn uninit_output_like(py: Python<'_>, like: &PyReadonlyArrayDyn<'_, f32>) -> PyResult<Buffer> {
-    Buffer::output(py, like.shape())
+/// The gradient outputs of one loss call: allocated before the kernel runs (so `MemoryError`
+/// comes before any work), written by it, then handed to NumPy without a copy.
+struct GradOutputs {
+    anchors: Buffer,
+    positives: Buffer,
+    negatives: Option<Buffer>,
+    scale: f32,
 }
 
-/// The three gradient outputs, when gradients are asked for.
-fn grad_outputs(
-    py: Python<'_>,
-    wanted: bool,
-    a: &PyReadonlyArrayDyn<'_, f32>,
-    p: &PyReadonlyArrayDyn<'_, f32>,
-    n: Option<&PyReadonlyArrayDyn<'_, f32>>,
-) -> PyResult<Option<(Buffer, Buffer, Option<Buffer>)>> {
-    if !wanted {
-        return Ok(None);
+impl GradOutputs {
+    /// Outputs shaped like the inputs when gradients are asked for (`scale` given). Their
+    /// contents are unspecified until the kernel writes every element (see `Buffer`).
+    fn new(
+        py: Python<'_>,
+        scale: Option<f64>,
+        a: &PyReadonlyArrayDyn<'_, f32>,
+        p: &PyReadonlyArrayDyn<'_, f32>,
+        n: Option<&PyReadonlyArrayDyn<'_, f32>>,
+    ) -> PyResult<Option<Self>> {
+        let Some(scale) = scale else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            anchors: Buffer::output(py, a.shape())?,
+            positives: Buffer::output(py, p.shape())?,
+            negatives: n.map(|n| Buffer::output(py, n.shape())).transpose()?,
+            scale: scale as f32,
+        }))
     }
-    Ok(Some((
-        uninit_output_like(py, a)?,
-        uninit_output_like(py, p)?,
-        n.map(|n| uninit_output_like(py, n)).transpose()?,
-    )))
-}
 
-fn grads_to_py(
-    py: Python<'_>,
-    grads: Option<(Buffer, Buffer, Option<Buffer>)>,
-) -> PyResult<Grads<'_>> {
-    grads
-        .map(|(a, p, n)| {
+    /// The kernels' view of the outputs.
+    fn as_loss_grads(&mut self) -> LossGrads<'_> {
+        LossGrads {
+            anchors: self.anchors.as_mut_slice(),
+            positives: self.positives.as_mut_slice(),
+            negatives: self.negatives.as_mut().map(Buffer::as_mut_slice),
+            scale: self.scale,
+        }
+    }
+
+    fn into_py(this: Option<Self>, py: Python<'_>) -> PyResult<Grads<'_>> {
+        this.map(|g| {
             Ok((
-                a.into_py(py)?,
-                p.into_py(py)?,
-                n.map(|n| n.into_py(py)).transpose()?,
+                g.anchors.into_py(py)?,
+                g.positives.into_py(py)?,
+                g.negatives.map(|n| n.into_py(py)).transpose()?,
             ))
         })
         .transpose()
+    }
 }
 
 /// InfoNCE with negatives per anchor (`negatives` is B x N x D).
@@ -92,26 +103,18 @@ pub fn info_nce_per_anchor<'py>(
         dim,
     };
     let mut losses = vec![0.0f64; batch];
-    let mut grads = grad_outputs(py, grad_scale.is_some(), &a, &p, Some(&ng))?;
+    let mut grads = GradOutputs::new(py, grad_scale, &a, &p, Some(&ng))?;
     {
         let (a_s, p_s, n_s) = (slice(&a)?, slice(&p)?, slice(&ng)?);
         let out = losses.as_mut_slice();
-        let g = match (&mut grads, grad_scale) {
-            (Some((ga, gp, gn)), Some(scale)) => Some(InfoNceGrads {
-                anchors: ga.as_mut_slice(),
-                positives: gp.as_mut_slice(),
-                negatives: gn.as_mut().map_or(&mut [][..], Buffer::as_mut_slice),
-                scale: scale as f32,
-            }),
-            _ => None,
-        };
+        let g = grads.as_mut().map(GradOutputs::as_loss_grads);
         run_kernel(py, a_s.len() + n_s.len(), move || {
             per_anchor(a_s, p_s, n_s, dims, temperature, out, g)
         })?;
     }
     Ok((
         Buffer::from_f64(py, losses, &[batch])?,
-        grads_to_py(py, grads)?,
+        GradOutputs::into_py(grads, py)?,
     ))
 }
 
@@ -135,7 +138,7 @@ pub fn info_nce_pooled<'py>(
         None => batch,
     };
     let mut losses = vec![0.0f64; batch];
-    let mut grads = grad_outputs(py, grad_scale.is_some(), &a, &p, pool.as_ref())?;
+    let mut grads = GradOutputs::new(py, grad_scale, &a, &p, pool.as_ref())?;
     {
         let pool_slice = pool.as_ref().map(slice).transpose()?;
         let inputs = PooledInputs {
@@ -148,15 +151,7 @@ pub fn info_nce_pooled<'py>(
             cancel: &NEVER,
         };
         let out = losses.as_mut_slice();
-        let g = match (&mut grads, grad_scale) {
-            (Some((ga, gp, gn)), Some(scale)) => Some(PooledGrads {
-                anchors: ga.as_mut_slice(),
-                positives: gp.as_mut_slice(),
-                pool: gn.as_mut().map(Buffer::as_mut_slice),
-                scale: scale as f32,
-            }),
-            _ => None,
-        };
+        let g = grads.as_mut().map(GradOutputs::as_loss_grads);
         let work = batch * pool_size * dim;
         run_interruptible(py, work, move |cancel| {
             pooled(&PooledInputs { cancel, ..inputs }, temperature, out, g)
@@ -164,7 +159,7 @@ pub fn info_nce_pooled<'py>(
     }
     Ok((
         Buffer::from_f64(py, losses, &[batch])?,
-        grads_to_py(py, grads)?,
+        GradOutputs::into_py(grads, py)?,
     ))
 }
 
@@ -195,7 +190,7 @@ pub fn local_contrastive<'py>(
         }
     };
     let mut terms = vec![0.0f64; batch * count];
-    let mut grads = grad_outputs(py, grad_scale.is_some(), &a, &p, Some(&ng))?;
+    let mut grads = GradOutputs::new(py, grad_scale, &a, &p, Some(&ng))?;
     {
         let n_s = slice(&ng)?;
         let inputs = MarginInputs {
@@ -211,20 +206,12 @@ pub fn local_contrastive<'py>(
             dim,
         };
         let out = terms.as_mut_slice();
-        let g = match (&mut grads, grad_scale) {
-            (Some((ga, gp, gn)), Some(scale)) => Some(MarginGrads {
-                anchors: ga.as_mut_slice(),
-                positives: gp.as_mut_slice(),
-                negatives: gn.as_mut().map_or(&mut [][..], Buffer::as_mut_slice),
-                scale: scale as f32,
-            }),
-            _ => None,
-        };
+        let g = grads.as_mut().map(GradOutputs::as_loss_grads);
         let work = batch * count * dim;
         run_kernel(py, work, move || margin_kernel(&inputs, margin, out, g))?;
     }
     Ok((
         Buffer::from_f64(py, terms, &[batch, count])?,
-        grads_to_py(py, grads)?,
+        GradOutputs::into_py(grads, py)?,
     ))
 }

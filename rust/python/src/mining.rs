@@ -7,15 +7,53 @@ use pyo3::prelude::*;
 use ruvector_kernels::cancel::NEVER;
 use ruvector_kernels::mining::{self, MineInputs, Strategy};
 
-use crate::arrays::{matrix_dims, readonly, readonly_i64, slice};
-use crate::errors::{run_interruptible, to_pyerr, type_error, value_error};
+use crate::arrays::{matrix_dims, readonly, readonly_i64, slice, slice_i64};
+use crate::errors::{run_interruptible, to_pyerr, value_error};
 
-/// `B x k` candidate indices (int64, -1 padded) for the given strategy.
+/// A miner's strategy and its settings, built once per Python miner (the strategy crosses the
+/// boundary as this typed value, not as a name and a list of numbers on every call).
+#[pyclass(frozen, module = "ruvector_attention._native")]
+pub struct MinerConfig(Strategy);
+
+#[pymethods]
+impl MinerConfig {
+    #[staticmethod]
+    fn hardest() -> Self {
+        Self(Strategy::Hardest)
+    }
+
+    #[staticmethod]
+    fn semi_hard(margin: f32) -> Self {
+        Self(Strategy::SemiHard { margin })
+    }
+
+    #[staticmethod]
+    fn softmax(temperature: f32) -> Self {
+        Self(Strategy::Softmax { temperature })
+    }
+
+    #[staticmethod]
+    fn wu(cutoff: f32, nonzero_loss_cutoff: f32) -> Self {
+        Self(Strategy::Wu {
+            cutoff,
+            nonzero_loss_cutoff,
+        })
+    }
+
+    #[staticmethod]
+    fn random() -> Self {
+        Self(Strategy::Random)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("MinerConfig({:?})", self.0)
+    }
+}
+
+/// `B x k` candidate indices (int64, -1 padded) for the miner's strategy. `labels` is
+/// `(anchor_labels, candidate_labels)` or None.
 #[pyfunction]
-#[pyo3(signature = (
-    anchors, positives, candidates, k, *, strategy, margin, temperature, cutoff,
-    nonzero_loss_cutoff, anchor_labels=None, candidate_labels=None, key, call
-))]
+#[pyo3(signature = (anchors, positives, candidates, k, *, config, labels=None, key, call))]
 #[allow(clippy::too_many_arguments)]
 pub fn mine<'py>(
     py: Python<'py>,
@@ -23,52 +61,34 @@ pub fn mine<'py>(
     positives: Option<&Bound<'py, PyAny>>,
     candidates: &Bound<'py, PyAny>,
     k: usize,
-    strategy: &str,
-    margin: f32,
-    temperature: f32,
-    cutoff: f32,
-    nonzero_loss_cutoff: f32,
-    anchor_labels: Option<&Bound<'py, PyAny>>,
-    candidate_labels: Option<&Bound<'py, PyAny>>,
+    config: &MinerConfig,
+    labels: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     key: u64,
     call: u64,
 ) -> PyResult<Bound<'py, PyArrayDyn<i64>>> {
-    let strategy = match strategy {
-        "hardest" => Strategy::Hardest,
-        "semi_hard" => Strategy::SemiHard { margin },
-        "softmax" => Strategy::Softmax { temperature },
-        "wu" => Strategy::Wu {
-            cutoff,
-            nonzero_loss_cutoff,
-        },
-        "random" => Strategy::Random,
-        other => return Err(value_error(format!("unknown strategy {other:?}"))),
-    };
+    let strategy = config.0;
     let a = readonly(anchors, "anchors")?;
     let p = positives.map(|p| readonly(p, "positives")).transpose()?;
     let c = readonly(candidates, "candidates")?;
     let (batch, dim) = matrix_dims(py, &a, "anchors")?;
     let (pool, _) = matrix_dims(py, &c, "candidates")?;
-    let la = anchor_labels
-        .map(|l| readonly_i64(l, "anchor_labels"))
-        .transpose()?;
-    let lc = candidate_labels
-        .map(|l| readonly_i64(l, "candidate_labels"))
-        .transpose()?;
-    let labels = match (&la, &lc) {
-        (Some(la), Some(lc)) => Some((
-            la.as_slice()
-                .map_err(|_| type_error("anchor_labels must be contiguous"))?,
-            lc.as_slice()
-                .map_err(|_| type_error("candidate_labels must be contiguous"))?,
-        )),
-        (None, None) => None,
-        _ => {
-            return Err(value_error(
-                "pass both anchor_labels and candidate_labels, or neither",
+    let labels = labels
+        .map(|(la, lc)| {
+            Ok::<_, PyErr>((
+                readonly_i64(&la, "anchor_labels")?,
+                readonly_i64(&lc, "candidate_labels")?,
             ))
-        }
-    };
+        })
+        .transpose()?;
+    let labels = labels
+        .as_ref()
+        .map(|(la, lc)| {
+            Ok::<_, PyErr>((
+                slice_i64(la, "anchor_labels")?,
+                slice_i64(lc, "candidate_labels")?,
+            ))
+        })
+        .transpose()?;
     let inputs = MineInputs {
         anchors: slice(&a)?,
         positives: p.as_ref().map(slice).transpose()?,

@@ -1,22 +1,17 @@
 //! Bindings of the spectral regularisers and of the graph converters they use.
 
-use numpy::{PyArray1, PyArrayDyn, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use ruvector_kernels::loss::spectral::{self, Csr, CsrOwned};
 
-use crate::arrays::{readonly, readonly_i64, slice, Buffer};
-use crate::errors::{run_kernel, shape_error, type_error};
+use crate::arrays::{readonly, readonly_i64, slice, slice_i64, Buffer};
+use crate::errors::{run_kernel, shape_error};
 
 type Graph<'py> = (
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<f32>>,
 );
-
-fn slice_i64<'a>(arr: &'a PyReadonlyArrayDyn<'_, i64>, name: &str) -> PyResult<&'a [i64]> {
-    arr.as_slice()
-        .map_err(|_| type_error(format!("{name} must be C-contiguous")))
-}
 
 fn to_python<'py>(py: Python<'py>, csr: CsrOwned) -> Graph<'py> {
     (

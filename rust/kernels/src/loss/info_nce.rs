@@ -7,7 +7,7 @@
 //! row is then in L2), once to write the gradients. Rows are independent, so they run in parallel
 //! and the result does not depend on the thread count.
 
-use super::{check_len, effective_temperature};
+use super::{check_len, effective_temperature, LossGrads};
 use crate::conditioning::Rescaled;
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::map_tasks;
@@ -24,14 +24,6 @@ pub struct PerAnchorDims {
     pub dim: usize,
 }
 
-/// Where gradients go, laid out like the inputs. Each is multiplied by `scale` (1/B for a mean).
-pub struct InfoNceGrads<'a> {
-    pub anchors: &'a mut [f32],
-    pub positives: &'a mut [f32],
-    pub negatives: &'a mut [f32],
-    pub scale: f32,
-}
-
 /// Per-row InfoNCE losses (written to `losses`, length `batch`) and, if asked, gradients.
 ///
 /// Rows whose squares would overflow float32 (magnitudes beyond 2^40) are rescaled first
@@ -44,7 +36,7 @@ pub fn info_nce_per_anchor(
     dims: PerAnchorDims,
     temperature: f64,
     losses: &mut [f64],
-    grads: Option<InfoNceGrads<'_>>,
+    grads: Option<LossGrads<'_>>,
 ) -> KernelResult<()> {
     let d = dims.dim.max(1);
     let (a, p, n) = (
@@ -52,33 +44,22 @@ pub fn info_nce_per_anchor(
         Rescaled::new(positives, d)?,
         Rescaled::new(negatives, d)?,
     );
-    let Some(g) = grads else {
+    let Some(mut g) = grads else {
         return unscaled(&a.rows, &p.rows, &n.rows, dims, temperature, losses, None);
     };
-    let InfoNceGrads {
-        anchors: ga,
-        positives: gp,
-        negatives: gn,
-        scale,
-    } = g;
-    let grads = InfoNceGrads {
-        anchors: &mut *ga,
-        positives: &mut *gp,
-        negatives: &mut *gn,
-        scale,
-    };
+    let (rows_a, rows_p, rows_n) = (&a.rows, &p.rows, &n.rows);
     unscaled(
-        &a.rows,
-        &p.rows,
-        &n.rows,
+        rows_a,
+        rows_p,
+        rows_n,
         dims,
         temperature,
         losses,
-        Some(grads),
+        Some(g.reborrow()),
     )?;
-    a.unscale_gradient(ga, d);
-    p.unscale_gradient(gp, d);
-    n.unscale_gradient(gn, d);
+    a.unscale_gradient(g.anchors, d);
+    p.unscale_gradient(g.positives, d);
+    n.unscale_gradient(g.required_negatives()?, d);
     Ok(())
 }
 
@@ -89,7 +70,7 @@ fn unscaled(
     dims: PerAnchorDims,
     temperature: f64,
     losses: &mut [f64],
-    grads: Option<InfoNceGrads<'_>>,
+    grads: Option<LossGrads<'_>>,
 ) -> KernelResult<()> {
     let PerAnchorDims {
         batch,
@@ -120,20 +101,15 @@ fn unscaled(
             });
         }
         Some(g) => {
-            check_len("grad anchors", g.anchors.len(), batch * dim)?;
-            check_len("grad positives", g.positives.len(), batch * dim)?;
-            check_len("grad negatives", g.negatives.len(), batch * n * dim)?;
-            let scale = g.scale;
-            let grad_rows = g
-                .anchors
-                .chunks_exact_mut(dim)
-                .zip(g.positives.chunks_exact_mut(dim))
-                .zip(
-                    g.negatives
-                        .chunks_exact_mut((n * dim).max(1))
-                        .map(Some)
-                        .chain(std::iter::repeat_with(|| None)),
-                );
+            let (ga, gp, gn, scale) = g.explicit()?;
+            check_len("grad anchors", ga.len(), batch * dim)?;
+            check_len("grad positives", gp.len(), batch * dim)?;
+            check_len("grad negatives", gn.len(), batch * n * dim)?;
+            let grad_rows = ga.chunks_exact_mut(dim).zip(gp.chunks_exact_mut(dim)).zip(
+                gn.chunks_exact_mut((n * dim).max(1))
+                    .map(Some)
+                    .chain(std::iter::repeat_with(|| None)),
+            );
             let tasks: Vec<_> = row_inputs.zip(losses.iter_mut()).zip(grad_rows).collect();
             map_tasks(
                 tasks,

@@ -17,7 +17,7 @@
 //! only (never on the thread count) and the chunks are added in order. Finally the gradients are
 //! carried through the normalisation.
 
-use super::{check_len, effective_temperature};
+use super::{check_len, effective_temperature, LossGrads};
 use crate::cancel::Cancel;
 use crate::conditioning::Rescaled;
 use crate::dispatch_simd;
@@ -52,15 +52,6 @@ pub struct PooledInputs<'a> {
     pub cancel: &'a Cancel,
 }
 
-/// Gradient outputs, laid out like the inputs and multiplied by `scale` (1/B for a mean).
-/// `pool` must be `Some` exactly when the inputs have a pool.
-pub struct PooledGrads<'a> {
-    pub anchors: &'a mut [f32],
-    pub positives: &'a mut [f32],
-    pub pool: Option<&'a mut [f32]>,
-    pub scale: f32,
-}
-
 /// Per-row losses (written to `losses`, length `batch`) and, if asked, gradients.
 ///
 /// Rows whose squares would overflow float32 are rescaled first, as in the per-anchor form.
@@ -68,7 +59,7 @@ pub fn info_nce_pooled(
     inputs: &PooledInputs<'_>,
     temperature: f64,
     losses: &mut [f64],
-    grads: Option<PooledGrads<'_>>,
+    grads: Option<LossGrads<'_>>,
 ) -> KernelResult<()> {
     let d = inputs.dim.max(1);
     let a = Rescaled::new(inputs.anchors, d)?;
@@ -83,23 +74,12 @@ pub fn info_nce_pooled(
     let Some(g) = grads else {
         return unscaled(&conditioned, temperature, losses, None);
     };
-    let PooledGrads {
-        anchors: ga,
-        positives: gp,
-        pool: mut gpool,
-        scale,
-    } = g;
-    let grads = PooledGrads {
-        anchors: &mut *ga,
-        positives: &mut *gp,
-        pool: gpool.as_deref_mut(),
-        scale,
-    };
-    unscaled(&conditioned, temperature, losses, Some(grads))?;
-    a.unscale_gradient(ga, d);
-    p.unscale_gradient(gp, d);
-    if let (Some(pool), Some(g)) = (&pool, gpool) {
-        pool.unscale_gradient(g, d);
+    let mut g = g;
+    unscaled(&conditioned, temperature, losses, Some(g.reborrow()))?;
+    a.unscale_gradient(g.anchors, d);
+    p.unscale_gradient(g.positives, d);
+    if let (Some(pool), Some(gn)) = (&pool, g.negatives) {
+        pool.unscale_gradient(gn, d);
     }
     Ok(())
 }
@@ -108,7 +88,7 @@ fn unscaled(
     inputs: &PooledInputs<'_>,
     temperature: f64,
     losses: &mut [f64],
-    grads: Option<PooledGrads<'_>>,
+    grads: Option<LossGrads<'_>>,
 ) -> KernelResult<()> {
     let t = effective_temperature(temperature)?;
     let (b, d) = (inputs.batch, inputs.dim);
@@ -131,7 +111,7 @@ fn unscaled(
     if let Some(g) = &grads {
         check_len("grad anchors", g.anchors.len(), b * d)?;
         check_len("grad positives", g.positives.len(), b * d)?;
-        match (&g.pool, inputs.pool) {
+        match (&g.negatives, inputs.pool) {
             (Some(gp), Some(_)) => check_len("grad negatives", gp.len(), n * d)?,
             (None, None) => {}
             _ => {
@@ -202,7 +182,7 @@ fn unscaled(
     // The pool's gradient (in-batch: the positives') sums over all anchors; chunk 0 accumulates
     // straight into the output, later chunks into their own buffers, added in order afterwards.
     let scale = g.scale;
-    let (grad_a, grad_p, grad_pool) = (g.anchors, g.positives, g.pool);
+    let (grad_a, grad_p, grad_pool) = (g.anchors, g.positives, g.negatives);
     let blocks = b.div_ceil(ROW_BLOCK);
     let blocks_per_chunk = blocks.div_ceil(chunk_count(b, n * d).min(blocks));
     let chunks = blocks.div_ceil(blocks_per_chunk);

@@ -5,7 +5,7 @@
 //! exactly at zero is inactive. A NaN term counts as active, so NaN reaches the value and the
 //! gradients instead of being clipped away by `max`.
 
-use super::check_len;
+use super::{check_len, LossGrads};
 use crate::conditioning;
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::for_each_task;
@@ -30,14 +30,6 @@ pub struct MarginInputs<'a> {
     pub dim: usize,
 }
 
-/// Gradient outputs laid out like the inputs, multiplied by `scale` (1 / (B N) for a mean).
-pub struct MarginGrads<'a> {
-    pub anchors: &'a mut [f32],
-    pub positives: &'a mut [f32],
-    pub negatives: &'a mut [f32],
-    pub scale: f32,
-}
-
 /// Writes every term (`batch x count`, row-major) to `terms` and, if asked, the gradients.
 ///
 /// Inputs with rows beyond 2^40 (whose squared distances would overflow float32) are computed on
@@ -47,7 +39,7 @@ pub fn local_contrastive(
     inputs: &MarginInputs<'_>,
     margin: f64,
     terms: &mut [f64],
-    grads: Option<MarginGrads<'_>>,
+    grads: Option<LossGrads<'_>>,
 ) -> KernelResult<()> {
     let negatives = match inputs.negatives {
         Negatives::PerAnchor(x) | Negatives::Shared(x) => x,
@@ -80,7 +72,7 @@ fn unscaled(
     inputs: &MarginInputs<'_>,
     margin: f64,
     terms: &mut [f64],
-    grads: Option<MarginGrads<'_>>,
+    grads: Option<LossGrads<'_>>,
 ) -> KernelResult<()> {
     if !margin.is_finite() || margin < 0.0 {
         return Err(KernelError::invalid(format!(
@@ -135,22 +127,22 @@ fn unscaled(
         });
         return Ok(());
     };
-    check_len("grad anchors", g.anchors.len(), b * d)?;
-    check_len("grad positives", g.positives.len(), b * d)?;
-    check_len("grad negatives", g.negatives.len(), negatives_len)?;
-    let scale = g.scale;
+    let (grad_anchors, grad_positives, grad_negatives, scale) = g.explicit()?;
+    check_len("grad anchors", grad_anchors.len(), b * d)?;
+    check_len("grad positives", grad_positives.len(), b * d)?;
+    check_len("grad negatives", grad_negatives.len(), negatives_len)?;
     let shared = matches!(negatives, Negatives::Shared(_));
 
     // Anchors and positives (and per-anchor negatives): one task per anchor row.
     let mut gn_rows: Vec<Option<&mut [f32]>> = if shared {
         (0..b).map(|_| None).collect()
     } else {
-        g.negatives.chunks_mut(n * d).map(Some).collect()
+        grad_negatives.chunks_mut(n * d).map(Some).collect()
     };
     let tasks: Vec<_> = terms
         .chunks_mut(n)
-        .zip(g.anchors.chunks_mut(d))
-        .zip(g.positives.chunks_mut(d))
+        .zip(grad_anchors.chunks_mut(d))
+        .zip(grad_positives.chunks_mut(d))
         .zip(gn_rows.iter_mut().map(Option::take))
         .enumerate()
         .collect();
@@ -201,7 +193,7 @@ fn unscaled(
                 squared_distance(a, p).sqrt()
             })
             .collect();
-        let tasks: Vec<_> = g.negatives.chunks_mut(d).enumerate().collect();
+        let tasks: Vec<_> = grad_negatives.chunks_mut(d).enumerate().collect();
         for_each_task(tasks, work, |(j, gn)| {
             gn.fill(0.0);
             let neg = negative(0, j);

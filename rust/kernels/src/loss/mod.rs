@@ -10,9 +10,50 @@ pub mod info_nce_pooled;
 pub mod local_contrastive;
 pub mod spectral;
 
-pub use info_nce::{info_nce_per_anchor, InfoNceGrads, PerAnchorDims};
+pub use info_nce::{info_nce_per_anchor, PerAnchorDims};
 
 use crate::error::{KernelError, KernelResult};
+
+/// Where a loss kernel writes its gradients, laid out like its inputs, each multiplied by `scale`
+/// (the reduction's factor: 1/B for a mean). `negatives` is `None` only for in-batch InfoNCE,
+/// whose negatives are the positives; the per-anchor and margin losses require it.
+pub struct LossGrads<'a> {
+    pub anchors: &'a mut [f32],
+    pub positives: &'a mut [f32],
+    pub negatives: Option<&'a mut [f32]>,
+    pub scale: f32,
+}
+
+impl LossGrads<'_> {
+    /// The same outputs, borrowed for one call (so the caller can post-process them after).
+    pub fn reborrow(&mut self) -> LossGrads<'_> {
+        LossGrads {
+            anchors: &mut *self.anchors,
+            positives: &mut *self.positives,
+            negatives: self.negatives.as_deref_mut(),
+            scale: self.scale,
+        }
+    }
+
+    /// The negatives' gradient of a loss that has explicit negatives.
+    fn required_negatives(&mut self) -> KernelResult<&mut [f32]> {
+        self.negatives.as_deref_mut().ok_or_else(missing_negatives)
+    }
+}
+
+/// The parts of a `LossGrads` with explicit negatives: (anchors, positives, negatives, scale).
+type ExplicitGrads<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], f32);
+
+impl<'a> LossGrads<'a> {
+    fn explicit(self) -> KernelResult<ExplicitGrads<'a>> {
+        let negatives = self.negatives.ok_or_else(missing_negatives)?;
+        Ok((self.anchors, self.positives, negatives, self.scale))
+    }
+}
+
+fn missing_negatives() -> KernelError {
+    KernelError::shape("this loss needs an output for the negatives' gradient")
+}
 
 pub(crate) fn check_len(name: &str, got: usize, expected: usize) -> KernelResult<()> {
     if got != expected {
