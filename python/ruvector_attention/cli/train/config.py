@@ -8,15 +8,20 @@ from typing import Any, Optional
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Settings of one run. The defaults of the head (``hidden``), ``steps`` and ``lr`` were
+    chosen on the validation parts of seeds 0-3 (``benches/tune_train.py``): an MLP of 256 hidden
+    units, 1500 steps at a peak learning rate of 3e-3 scored the best mean validation recall@1
+    among the cheaper candidates. The quality gate uses other seeds."""
+
     dim: int = 8
-    steps: int = 2000
+    steps: int = 1500
     seed: int = 0
     batch_size: int = 256
-    lr: float = 0.01
+    lr: float = 0.003
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     max_grad_norm: float = 1.0
-    hidden: int = 0  # 0: a linear head; otherwise an MLP with one hidden ReLU layer
+    hidden: int = 256  # 0: a linear head; otherwise an MLP with one hidden ReLU layer
     laplacian_weight: float = 0.0
     laplacian_neighbors: int = 10
     eval_every: int = 50
