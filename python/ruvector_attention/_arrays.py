@@ -21,7 +21,14 @@ import numpy.typing as npt
 
 from .errors import ShapeError
 
-__all__ = ["ArrayList", "FloatArray", "as_array_list", "as_float32", "check_inplace_list"]
+__all__ = [
+    "ArrayList",
+    "FloatArray",
+    "as_array_list",
+    "as_float32",
+    "check_inplace_list",
+    "float_matrix",
+]
 
 FloatArray = npt.NDArray[np.float32]
 ArrayList = Union[npt.NDArray[Any], Sequence[npt.NDArray[Any]]]
@@ -83,3 +90,21 @@ def check_inplace_list(items: list[Any], name: str) -> None:
                 f"{label} must be a float32 numpy.ndarray to be updated in place, "
                 f"got {type(item).__name__}"
             )
+
+
+def float_matrix(
+    value: object, name: str, *, cols: int | None = None, min_rows: int = 1
+) -> FloatArray:
+    """``value`` as a float32 (N, D) matrix with N >= ``min_rows``, D >= 1 (and D == ``cols``).
+
+    Raises:
+        TypeError: not real floating-point data.
+        ShapeError: another rank, an empty dimension, or the wrong number of columns.
+    """
+    arr = as_float32(value, name)
+    if arr.ndim != 2 or arr.shape[0] < min_rows or arr.shape[1] == 0:
+        what = "a non-empty 2-D array (N, D)" if min_rows else "2-D (N, D) with D >= 1"
+        raise ShapeError(f"{name} must be {what}, got shape {arr.shape}")
+    if cols is not None and arr.shape[1] != cols:
+        raise ShapeError(f"{name} must be (N, {cols}), got shape {arr.shape}")
+    return arr

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from . import _native
 from . import _validate as check
-from ._arrays import FloatArray, as_float32
+from ._arrays import FloatArray, as_float32, float_matrix
 from .errors import ShapeError
 
 __all__ = ["HardNegativeMiner", "InBatchMiner", "MiningStrategy"]
@@ -254,17 +254,13 @@ class HardNegativeMiner:
         never returned.
         """
         k = check.non_negative_int("k", k)
-        a = as_float32(anchors, "anchors")
-        if a.ndim != 2 or a.shape[1] == 0:
-            raise ShapeError(f"anchors must be 2-D (B, D) with D >= 1, got shape {a.shape}")
+        a = float_matrix(anchors, "anchors", min_rows=0)
         b, d = a.shape
         if b * k > _MAX_RESULT_ENTRIES:
             raise ValueError(
                 f"k = {k} is too large: the ({b}, {k}) int64 result would need {8 * b * k} bytes"
             )
-        c = as_float32(candidates, "candidates")
-        if c.ndim != 2 or c.shape[1] != d:
-            raise ShapeError(f"candidates must be (N, {d}), got shape {c.shape}")
+        c = float_matrix(candidates, "candidates", cols=d, min_rows=0)
         p: Optional[FloatArray] = None
         if positives is not None:
             p = as_float32(positives, "positives")

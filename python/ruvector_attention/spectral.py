@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from . import _native
 from . import _validate as check
-from ._arrays import FloatArray, as_float32
+from ._arrays import FloatArray, as_float32, float_matrix
 from ._loss_common import one_sample
 from .errors import ShapeError
 
@@ -195,13 +195,6 @@ def _adjacency_csr(matrix: object) -> _CsrArrays:
     return _native.csr_from_dense(_graph_weights(arr, "graph"))
 
 
-def _signal(x: object) -> FloatArray:
-    arr = as_float32(x, "X")
-    if arr.ndim != 2 or arr.size == 0:
-        raise ShapeError(f"X must be a non-empty 2-D array (N, D), got shape {arr.shape}")
-    return arr
-
-
 class SpectralRegularization:
     """Graph-Laplacian smoothness of a signal, and the crate's variance-uniformity penalty.
 
@@ -239,7 +232,7 @@ class SpectralRegularization:
 
     def laplacian(self, X: object, graph: object, *, weights: object = None) -> float:
         """``weight * tr(X^T L X)`` for X (N, D) on ``graph``."""
-        x = _signal(X)
+        x = float_matrix(X, "X")
         indptr, indices, w = _csr_of(graph, x.shape[0], weights)
         value, _ = _native.laplacian(x, indptr, indices, w, weight=self._weight, with_grad=False)
         return value
@@ -248,7 +241,7 @@ class SpectralRegularization:
         self, X: object, graph: object, *, weights: object = None
     ) -> tuple[float, FloatArray]:
         """``(value, 2 * weight * L X)``."""
-        x = _signal(X)
+        x = float_matrix(X, "X")
         indptr, indices, w = _csr_of(graph, x.shape[0], weights)
         value, grad = _native.laplacian(x, indptr, indices, w, weight=self._weight, with_grad=True)
         assert grad is not None
@@ -259,14 +252,14 @@ class SpectralRegularization:
     def compute_batch(self, embeddings: object) -> float:
         """The crate's penalty of embeddings (N, D)."""
         value, _ = _native.variance_penalty(
-            _embeddings(embeddings), weight=self._weight, with_grad=False
+            float_matrix(embeddings, "embeddings"), weight=self._weight, with_grad=False
         )
         return value
 
     def compute_batch_with_gradients(self, embeddings: object) -> tuple[float, FloatArray]:
         """The penalty and its gradient with respect to every embedding (N, D)."""
         value, grad = _native.variance_penalty(
-            _embeddings(embeddings), weight=self._weight, with_grad=True
+            float_matrix(embeddings, "embeddings"), weight=self._weight, with_grad=True
         )
         assert grad is not None
         return value, grad
@@ -281,13 +274,6 @@ class SpectralRegularization:
         """``(compute(...), d / d anchor)``: the true gradient (the crate returns zeros)."""
         value, grad = self.compute_batch_with_gradients(_stack(anchor, positive, negatives))
         return value, grad[0]
-
-
-def _embeddings(x: object) -> FloatArray:
-    arr = as_float32(x, "embeddings")
-    if arr.ndim != 2 or arr.size == 0:
-        raise ShapeError(f"embeddings must be a non-empty 2-D array (N, D), got shape {arr.shape}")
-    return arr
 
 
 def _stack(anchor: object, positive: object, negatives: object) -> FloatArray:

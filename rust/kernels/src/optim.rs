@@ -70,7 +70,7 @@ impl SgdHyper {
         check_finite_nonneg("weight_decay", self.weight_decay)?;
         if self.nesterov && self.momentum <= 0.0 {
             return Err(KernelError::invalid(
-                "nesterov=True requires momentum > 0".to_string(),
+                "Nesterov momentum requires momentum > 0".to_string(),
             ));
         }
         Ok(())

@@ -73,6 +73,42 @@ impl GradOutputs {
     }
 }
 
+/// The outputs of one loss call: per-row (or per-term) losses and, when asked, gradients.
+struct LossCall {
+    losses: Vec<f64>,
+    grads: Option<GradOutputs>,
+}
+
+impl LossCall {
+    fn new(
+        py: Python<'_>,
+        terms: usize,
+        grad_scale: Option<f64>,
+        a: &PyReadonlyArrayDyn<'_, f32>,
+        p: &PyReadonlyArrayDyn<'_, f32>,
+        n: Option<&PyReadonlyArrayDyn<'_, f32>>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            losses: vec![0.0f64; terms],
+            grads: GradOutputs::new(py, grad_scale, a, p, n)?,
+        })
+    }
+
+    /// What the kernel writes: the losses and the gradients' view.
+    fn outputs(&mut self) -> (&mut [f64], Option<LossGrads<'_>>) {
+        let grads = self.grads.as_mut().map(GradOutputs::as_loss_grads);
+        (&mut self.losses, grads)
+    }
+
+    /// `(losses shaped `shape`, gradients)` as NumPy arrays.
+    fn into_py<'py>(self, py: Python<'py>, shape: &[usize]) -> PyResult<(Losses<'py>, Grads<'py>)> {
+        Ok((
+            Buffer::from_f64(py, self.losses, shape)?,
+            GradOutputs::into_py(self.grads, py)?,
+        ))
+    }
+}
+
 /// InfoNCE with negatives per anchor (`negatives` is B x N x D).
 #[pyfunction]
 #[pyo3(signature = (anchors, positives, negatives, *, temperature, grad_scale=None))]
@@ -102,20 +138,13 @@ pub fn info_nce_per_anchor<'py>(
         negatives: count,
         dim,
     };
-    let mut losses = vec![0.0f64; batch];
-    let mut grads = GradOutputs::new(py, grad_scale, &a, &p, Some(&ng))?;
-    {
-        let (a_s, p_s, n_s) = (slice(&a)?, slice(&p)?, slice(&ng)?);
-        let out = losses.as_mut_slice();
-        let g = grads.as_mut().map(GradOutputs::as_loss_grads);
-        run_kernel(py, a_s.len() + n_s.len(), move || {
-            per_anchor(a_s, p_s, n_s, dims, temperature, out, g)
-        })?;
-    }
-    Ok((
-        Buffer::from_f64(py, losses, &[batch])?,
-        GradOutputs::into_py(grads, py)?,
-    ))
+    let mut call = LossCall::new(py, batch, grad_scale, &a, &p, Some(&ng))?;
+    let (a_s, p_s, n_s) = (slice(&a)?, slice(&p)?, slice(&ng)?);
+    let (out, g) = call.outputs();
+    run_kernel(py, a_s.len() + n_s.len(), move || {
+        per_anchor(a_s, p_s, n_s, dims, temperature, out, g)
+    })?;
+    call.into_py(py, &[batch])
 }
 
 /// InfoNCE against a shared pool (`negatives` N x D) or in-batch (`negatives` None).
@@ -137,8 +166,7 @@ pub fn info_nce_pooled<'py>(
         Some(pool) => matrix_dims(py, pool, "negatives")?.0,
         None => batch,
     };
-    let mut losses = vec![0.0f64; batch];
-    let mut grads = GradOutputs::new(py, grad_scale, &a, &p, pool.as_ref())?;
+    let mut call = LossCall::new(py, batch, grad_scale, &a, &p, pool.as_ref())?;
     {
         let pool_slice = pool.as_ref().map(slice).transpose()?;
         let inputs = PooledInputs {
@@ -150,17 +178,13 @@ pub fn info_nce_pooled<'py>(
             dim,
             cancel: &NEVER,
         };
-        let out = losses.as_mut_slice();
-        let g = grads.as_mut().map(GradOutputs::as_loss_grads);
+        let (out, g) = call.outputs();
         let work = batch * pool_size * dim;
         run_interruptible(py, work, move |cancel| {
             pooled(&PooledInputs { cancel, ..inputs }, temperature, out, g)
         })?;
     }
-    Ok((
-        Buffer::from_f64(py, losses, &[batch])?,
-        GradOutputs::into_py(grads, py)?,
-    ))
+    call.into_py(py, &[batch])
 }
 
 /// Local contrastive (margin) loss: returns every term (B x N) and, if asked, gradients.
@@ -189,8 +213,7 @@ pub fn local_contrastive<'py>(
             ))
         }
     };
-    let mut terms = vec![0.0f64; batch * count];
-    let mut grads = GradOutputs::new(py, grad_scale, &a, &p, Some(&ng))?;
+    let mut call = LossCall::new(py, batch * count, grad_scale, &a, &p, Some(&ng))?;
     {
         let n_s = slice(&ng)?;
         let inputs = MarginInputs {
@@ -205,13 +228,9 @@ pub fn local_contrastive<'py>(
             count,
             dim,
         };
-        let out = terms.as_mut_slice();
-        let g = grads.as_mut().map(GradOutputs::as_loss_grads);
+        let (out, g) = call.outputs();
         let work = batch * count * dim;
         run_kernel(py, work, move || margin_kernel(&inputs, margin, out, g))?;
     }
-    Ok((
-        Buffer::from_f64(py, terms, &[batch, count])?,
-        GradOutputs::into_py(grads, py)?,
-    ))
+    call.into_py(py, &[batch, count])
 }

@@ -8,17 +8,7 @@ use ruvector_kernels::{norm, optim};
 use crate::arrays::{
     readonly, readonly_list, readwrite, readwrite_list, slice, slice_mut, CallLists,
 };
-use crate::errors::{run_kernel, shape_error};
-
-fn check_same_count(py: Python<'_>, what: &str, expected: usize, got: usize) -> PyResult<()> {
-    if expected != got {
-        return Err(shape_error(
-            py,
-            format!("{what} has {got} arrays but params has {expected}"),
-        ));
-    }
-    Ok(())
-}
+use crate::errors::run_kernel;
 
 /// SGD step over lists of arrays (see `ruvector_kernels::optim::sgd_step`).
 #[pyfunction]
@@ -34,12 +24,9 @@ pub fn sgd_step(
     weight_decay: f64,
     nesterov: bool,
 ) -> PyResult<()> {
+    // The Python layer passes one gradient (and buffer) per parameter array: it owns the counts.
     let n = params.len();
-    check_same_count(py, "grads", n, grads.len())?;
     let with_momentum = momentum != 0.0;
-    if with_momentum {
-        check_same_count(py, "momentum_buffers", n, momentum_buffers.len())?;
-    }
     // Writers first, then readers: the borrow tracker then reports any overlap as a clash.
     let all: CallLists = &[
         (params, "params"),
@@ -95,9 +82,6 @@ pub fn adam_step(
     decoupled: bool,
 ) -> PyResult<()> {
     let n = params.len();
-    check_same_count(py, "grads", n, grads.len())?;
-    check_same_count(py, "exp_avg", n, exp_avg.len())?;
-    check_same_count(py, "exp_avg_sq", n, exp_avg_sq.len())?;
     let all: CallLists = &[
         (params, "params"),
         (exp_avg, "exp_avg"),
