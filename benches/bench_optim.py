@@ -52,7 +52,7 @@ def main() -> None:
         torch.set_num_threads(threads)
 
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, kernels on {threads} threads")
-    print(f"simd path: {ra.simd_path()} (best on this CPU: {_native.best_simd_path()})")
+    print(f"simd path: {ra.simd_path()} (best on this CPU: {_native._testing.best_simd_path()})")
     print(
         f"numpy {np.__version__}"
         + (f", torch {torch.__version__}" if torch else ", torch: not installed")
@@ -88,7 +88,7 @@ def main() -> None:
         adamw, adam = ra.AdamW(lr=1e-3, weight_decay=0.01), ra.Adam(lr=1e-3)
         sgd = ra.SGD(lr=1e-3, momentum=0.9)
         fns: dict[str, Callable[[], Any]] = {
-            "probe": lambda: _native.stream_probe(p, g, pm, pv),
+            "probe": lambda: _native._testing.stream_probe(p, g, pm, pv),
             "adamw": lambda: adamw.step(p, g),
             "adam": lambda: adam.step(p, g),
             "sgd": lambda: sgd.step(p, g),
@@ -182,16 +182,16 @@ def main() -> None:
     n = big // 10
     pp = rng.standard_normal(n, dtype=np.float32)
     gg = rng.standard_normal(n, dtype=np.float32)
-    best = _native.best_simd_path()
+    best = _native._testing.best_simd_path()
     for path in ["baseline", "avx2", "avx512"]:
         try:
-            _native.force_simd_path(path)
+            _native._testing.force_simd_path(path)
         except ValueError:
             continue
         o = ra.AdamW(lr=1e-3)
         t = median_seconds(lambda o=o: o.step(pp, gg), repeats=repeats)
         row(f"AdamW {n:,} params", f"ruvector path {ra.simd_path()}", t)
-    _native.force_simd_path(best.split("+")[0])
+    _native._testing.force_simd_path(best.split("+")[0])
 
 
 if __name__ == "__main__":

@@ -298,7 +298,7 @@ def test_clip_returns_nonfinite_norm_and_leaves_grads_so_a_step_can_be_skipped()
 
 def _paths():
     order = ["baseline", "avx2", "avx512"]
-    best = ra._native.best_simd_path()
+    best = ra._native._testing.best_simd_path()
     best = "avx2" if best == "avx2+fma" else best
     return order[: order.index(best) + 1]
 
@@ -311,7 +311,7 @@ def test_every_simd_path_gives_identical_bits(rng, kind):
     results = []
     try:
         for path in _paths():
-            ra._native.force_simd_path(path)
+            ra._native._testing.force_simd_path(path)
             p = p0.copy()
             if kind == "clip":
                 g = grads[0].copy()
@@ -326,14 +326,14 @@ def test_every_simd_path_gives_identical_bits(rng, kind):
                 opt.step(p, g)
             results.append(p)
     finally:
-        ra._native.force_simd_path(ra._native.best_simd_path().split("+")[0])
+        ra._native._testing.force_simd_path(ra._native._testing.best_simd_path().split("+")[0])
     for other in results[1:]:
         if kind == "clip":
             assert other[0] == results[0][0]
             np.testing.assert_array_equal(other[1], results[0][1])
         else:
             np.testing.assert_array_equal(other, results[0])
-    assert ra.simd_path() == ra._native.best_simd_path()
+    assert ra.simd_path() == ra._native._testing.best_simd_path()
 
 
 def test_results_do_not_depend_on_thread_count(rng):

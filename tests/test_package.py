@@ -66,7 +66,7 @@ def test_thread_count_round_trips():
 def test_simd_path_names_a_real_path():
     assert ra.simd_path() in {"avx512", "avx2+fma", "baseline"}
     with pytest.raises(ValueError, match="unknown SIMD path"):
-        ra._native.force_simd_path("sse9")
+        ra._native._testing.force_simd_path("sse9")
 
 
 def _child_step(queue):
@@ -149,15 +149,15 @@ def _flat(result):
 def test_losses_on_every_simd_path(rng):
     # Row-wise kernels avoid fused multiply-add: identical bits on every path. The GEMM-based
     # forms use FMA where the CPU has it: equal to float32 round-off.
-    best = _native.best_simd_path()
+    best = _native._testing.best_simd_path()
     paths = [p for p in ["baseline", "avx2", "avx512"] if _supports(p)]
     results = {}
     try:
         for path in paths:
-            _native.force_simd_path(path)
+            _native._testing.force_simd_path(path)
             results[path] = _loss_results(np.random.default_rng(7))
     finally:
-        _native.force_simd_path(best.split("+")[0])
+        _native._testing.force_simd_path(best.split("+")[0])
     first = results[paths[0]]
     for path in paths[1:]:
         for name, result in results[path].items():
@@ -170,9 +170,9 @@ def test_losses_on_every_simd_path(rng):
 
 def _supports(path):
     try:
-        best = _native.best_simd_path()
-        _native.force_simd_path(path)
-        _native.force_simd_path(best.split("+")[0])
+        best = _native._testing.best_simd_path()
+        _native._testing.force_simd_path(path)
+        _native._testing.force_simd_path(best.split("+")[0])
         return True
     except ValueError:
         return False

@@ -12,13 +12,12 @@ _LossResult = tuple[npt.NDArray[np.float64], Optional[tuple[_F32, _F32, Optional
 __all__ = [
     "MinerConfig",
     "__version__",
+    "_testing",
     "adam_step",
-    "best_simd_path",
     "cached_memory",
     "clip_grad_norm",
     "csr_from_dense",
     "csr_from_edges",
-    "force_simd_path",
     "get_num_threads",
     "info_nce_per_anchor",
     "info_nce_pooled",
@@ -29,7 +28,6 @@ __all__ = [
     "set_num_threads",
     "sgd_step",
     "simd_path",
-    "stream_probe",
     "variance_penalty",
 ]
 
@@ -62,17 +60,9 @@ def adam_step(
 def clip_grad_norm(
     grads: list[npt.NDArray[np.float32]], max_norm: float, *, error_if_nonfinite: bool
 ) -> float: ...
-def stream_probe(
-    p: npt.NDArray[np.float32],
-    g: npt.NDArray[np.float32],
-    m: npt.NDArray[np.float32],
-    v: npt.NDArray[np.float32],
-) -> None: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_path() -> str: ...
-def best_simd_path() -> str: ...
-def force_simd_path(name: str) -> None: ...
 def info_nce_per_anchor(
     anchors: _F32,
     positives: _F32,
@@ -138,3 +128,20 @@ def mine(
     key: int,
     call: int,
 ) -> _I64: ...
+
+class _Testing:
+    """Hooks for tests and benchmarks only (the private submodule ``_native._testing``)."""
+
+    @staticmethod
+    def best_simd_path() -> str: ...
+    @staticmethod
+    def force_simd_path(name: str) -> None: ...
+    @staticmethod
+    def stream_probe(
+        p: npt.NDArray[np.float32],
+        g: npt.NDArray[np.float32],
+        m: npt.NDArray[np.float32],
+        v: npt.NDArray[np.float32],
+    ) -> None: ...
+
+_testing: _Testing

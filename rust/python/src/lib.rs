@@ -19,7 +19,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(optim::sgd_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::adam_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::clip_grad_norm, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::stream_probe, m)?)?;
     m.add_function(wrap_pyfunction!(loss::info_nce_per_anchor, m)?)?;
     m.add_function(wrap_pyfunction!(loss::info_nce_pooled, m)?)?;
     m.add_function(wrap_pyfunction!(loss::local_contrastive, m)?)?;
@@ -32,9 +31,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::simd_path, m)?)?;
-    m.add_function(wrap_pyfunction!(runtime::best_simd_path, m)?)?;
-    m.add_function(wrap_pyfunction!(runtime::force_simd_path, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::release_cached_memory, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::cached_memory, m)?)?;
+    // Hooks for tests and benchmarks only (forcing a SIMD path, the bandwidth probe): kept out
+    // of the module's surface in a private submodule.
+    let testing = PyModule::new(m.py(), "_testing")?;
+    testing.add_function(wrap_pyfunction!(optim::stream_probe, &testing)?)?;
+    testing.add_function(wrap_pyfunction!(runtime::best_simd_path, &testing)?)?;
+    testing.add_function(wrap_pyfunction!(runtime::force_simd_path, &testing)?)?;
+    m.add_submodule(&testing)?;
     Ok(())
 }
