@@ -229,6 +229,12 @@ class CurriculumScheduler:
 
 
 class DecayType(enum.Enum):
+    """How ``TemperatureAnnealing`` moves from ``initial`` to ``final`` (see its formulas).
+
+    >>> DecayType("cosine") is DecayType.COSINE
+    True
+    """
+
     LINEAR = "linear"
     EXPONENTIAL = "exponential"
     COSINE = "cosine"

@@ -20,8 +20,9 @@ from ._loss_common import (
 
 __all__ = ["InfoNCELoss"]
 
-#: The crate clamps temperatures below this value (1 / 0.01 = 100 is the largest logit scale).
-MIN_TEMPERATURE = 0.01
+#: The crate clamps temperatures below this value (1 / 0.01 = 100 is the largest logit scale);
+#: owned by the kernels (``ruvector_kernels::loss::MIN_TEMPERATURE``).
+MIN_TEMPERATURE: float = _native.MIN_TEMPERATURE
 
 
 class InfoNCELoss:

@@ -172,10 +172,21 @@ class HardNegativeMiner:
 
     @classmethod
     def hardest(cls, *, seed: Optional[int] = None) -> HardNegativeMiner:
+        """The k most similar candidates (cosine), most similar first.
+
+        >>> HardNegativeMiner.hardest().strategy
+        <MiningStrategy.HARDEST: 'hardest'>
+        """
         return cls(MiningStrategy.HARDEST, seed=seed)
 
     @classmethod
     def semi_hard(cls, margin: float = 0.1, *, seed: Optional[int] = None) -> HardNegativeMiner:
+        """FaceNet's semi-hard negatives: ``d(a, p) < d(a, n) < d(a, p) + margin`` (Euclidean),
+        nearest first, filled with the hardest others; ``mine_batch`` needs positives.
+
+        >>> HardNegativeMiner.semi_hard(0.5).margin
+        0.5
+        """
         return cls(MiningStrategy.SEMI_HARD, margin=margin, seed=seed)
 
     @classmethod
@@ -186,6 +197,12 @@ class HardNegativeMiner:
         weighting: str = "softmax",
         seed: Optional[int] = None,
     ) -> HardNegativeMiner:
+        """k distinct candidates drawn with weights ``exp(cos / temperature)`` (``"softmax"``) or
+        Wu et al.'s ``1 / q(d)`` (``"wu"``), without replacement.
+
+        >>> HardNegativeMiner.distance_weighted(0.5, weighting="wu").weighting
+        'wu'
+        """
         return cls(
             MiningStrategy.DISTANCE_WEIGHTED,
             temperature=temperature,
@@ -195,6 +212,11 @@ class HardNegativeMiner:
 
     @classmethod
     def random(cls, *, seed: Optional[int] = None) -> HardNegativeMiner:
+        """k distinct candidates drawn uniformly (reproducible from ``seed``).
+
+        >>> HardNegativeMiner.random(seed=0).strategy
+        <MiningStrategy.RANDOM: 'random'>
+        """
         return cls(MiningStrategy.RANDOM, seed=seed)
 
     # -- properties -----------------------------------------------------------------------------

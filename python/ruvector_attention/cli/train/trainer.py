@@ -67,6 +67,20 @@ def _knn_graph(x: npt.NDArray[np.float32], k: int) -> Graph:
 
 
 class Trainer:
+    """One training run of the embedding head on ``data.x_train``: its model, optimizer, schedules,
+    curriculum, miners and random generators, with checkpoints that resume it bit for bit.
+
+    Example:
+        >>> import numpy as np
+        >>> from ruvector_attention.cli.train import TrainConfig, Trainer, load_dataset
+        >>> config = TrainConfig(steps=5, eval_every=5, checkpoint_every=5)
+        >>> data = load_dataset(None, None, seed=0, val_fraction=0.15, test_fraction=0.2)
+        >>> trainer = Trainer(config, data)
+        >>> info = trainer.step()
+        >>> trainer.step_count, sorted(info)
+        (1, ['grad_norm', 'loss', 'lr', 'temperature'])
+    """
+
     def __init__(self, config: TrainConfig, data: Dataset) -> None:
         config.check()
         self.config = config
@@ -131,6 +145,10 @@ class Trainer:
         return stage
 
     def step(self) -> dict[str, float]:
+        """One optimisation step: a batch of anchors and positives of their class, negatives from
+        the miner of the curriculum's stage, InfoNCE at the stage's temperature (plus the optional
+        Laplacian), clipped gradients and an AdamW step at the scheduled learning rate. Returns the
+        step's loss, learning rate, temperature and gradient norm."""
         cfg, x, y = self.config, self.data.x_train, self.data.y_train
         stage = self.stage()
         batch = min(cfg.batch_size, len(y))

@@ -1,6 +1,6 @@
 //! Single-threaded blocked matrix multiply, `C (+)= A B`, on strided float32 views.
 //!
-//! The GEMM-shaped losses (shared-pool and in-batch InfoNCE) and, later, the miner need three
+//! The GEMM-shaped losses (shared-pool and in-batch InfoNCE) and the miner need three
 //! products on the same data: `A B^T`, `A B` and `A^T B`. Strided views make all three one routine
 //! (a transpose is a swap of strides), and the packing step absorbs the strides, so the micro-kernel
 //! only ever sees contiguous panels.

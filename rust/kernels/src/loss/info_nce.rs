@@ -1,6 +1,7 @@
 //! InfoNCE with negatives per anchor: value and exact gradients through the cosine normalisation.
 //!
-//! Definition (docs: api.md, "Losses"): `s(x, y) = x.y / (max(|x|, 1e-8) * max(|y|, 1e-8))`,
+//! Definition (the API contract's "Losses", as `InfoNCELoss` documents it):
+//! `s(x, y) = x.y / (max(|x|, 1e-8) * max(|y|, 1e-8))`,
 //! `loss_i = logsumexp([s(a_i, p_i), s(a_i, n_i1), ...] / t) - s(a_i, p_i) / t`.
 //!
 //! Per anchor the kernel reads its positive and negatives twice: once for the similarities (the

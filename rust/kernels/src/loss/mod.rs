@@ -64,7 +64,11 @@ pub(crate) fn check_len(name: &str, got: usize, expected: usize) -> KernelResult
     Ok(())
 }
 
-/// Clamps the temperature as the crate does (values below 0.01 become 0.01); rejects
+/// The smallest InfoNCE temperature: the crate clamps lower values up to it (1 / 0.01 = 100 is the
+/// largest logit scale). The one owner of this number: the Python layer reads it from here.
+pub const MIN_TEMPERATURE: f64 = 0.01;
+
+/// Clamps the temperature as the crate does (values below `MIN_TEMPERATURE` become it); rejects
 /// non-positive and non-finite values.
 pub fn effective_temperature(temperature: f64) -> KernelResult<f32> {
     if !temperature.is_finite() || temperature <= 0.0 {
@@ -72,5 +76,5 @@ pub fn effective_temperature(temperature: f64) -> KernelResult<f32> {
             "temperature must be a finite number > 0, got {temperature}"
         )));
     }
-    Ok(temperature.max(0.01) as f32)
+    Ok(temperature.max(MIN_TEMPERATURE) as f32)
 }
