@@ -353,3 +353,26 @@ def test_results_do_not_depend_on_thread_count(rng):
         ra.set_num_threads(threads)
     for other in out[1:]:
         np.testing.assert_array_equal(other, out[0])
+
+
+def test_the_single_array_fast_path_equals_the_list_path_and_explains_errors(rng):
+    # One array per step takes a shortcut past the list handling: same bits, same errors.
+    p0 = rng.standard_normal(1000).astype(np.float32)
+    grads = [rng.standard_normal(1000).astype(np.float32) for _ in range(20)]
+    fast, listed = p0.copy(), p0.copy()
+    a, b = AdamW(lr=0.01, weight_decay=0.1), AdamW(lr=0.01, weight_decay=0.1)
+    for i, g in enumerate(grads):
+        a.step(fast, g if i % 3 else g.astype(np.float64))  # float64: converted, general path
+        b.step([listed], [g])
+    np.testing.assert_array_equal(fast, listed)
+    assert a.steps == b.steps == 20
+    frozen = fast.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        a.step(frozen, grads[0])
+    with pytest.raises(ValueError, match=r"grads\[0\] shares memory with params\[0\]"):
+        a.step(fast, fast)
+    assert a.steps == 20
+    np.testing.assert_array_equal(fast, listed)
+    with pytest.raises(ra.ShapeError):
+        a.step(fast, grads[0][:10])

@@ -15,6 +15,7 @@ __all__ = [
     "__version__",
     "_testing",
     "adam_step",
+    "adam_step_single",
     "cached_memory",
     "clip_grad_norm",
     "csr_from_dense",
@@ -59,6 +60,20 @@ def adam_step(
     weight_decay: float,
     decoupled: bool,
 ) -> None: ...
+def adam_step_single(
+    param: npt.NDArray[np.float32],
+    grad: npt.NDArray[np.float32],
+    exp_avg: npt.NDArray[np.float32],
+    exp_avg_sq: npt.NDArray[np.float32],
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled: bool,
+    /,
+) -> bool: ...
 def clip_grad_norm(
     grads: list[npt.NDArray[np.float32]], max_norm: float, *, error_if_nonfinite: bool
 ) -> float: ...

@@ -25,6 +25,8 @@ from .errors import ShapeError
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm"]
 
+_FLOAT32 = np.dtype(np.float32)
+
 
 def _grads_for(params: list[Any], grads: object) -> list[FloatArray]:
     grads_list = as_array_list(grads, "grads")
@@ -63,6 +65,9 @@ class _Optimizer(ABC):
         # None until the first step fixes the parameter shapes and sizes the state arrays.
         self._shapes: Optional[list[tuple[int, ...]]] = None
         self._state: Optional[dict[str, list[FloatArray]]] = None
+        # The shape of the one parameter array of the last step (None: several, or no step yet):
+        # such steps take the fast path of `_step_one`.
+        self._single_shape: Optional[tuple[int, ...]] = None
 
     # -- learning rate -------------------------------------------------------------------------
 
@@ -104,6 +109,12 @@ class _Optimizer(ABC):
             ValueError: a parameter is read-only, not C-contiguous, or overlaps another array.
             ShapeError: shapes differ from the grads or from the optimizer's state.
         """
+        if (
+            type(params) is np.ndarray
+            and params.shape == self._single_shape
+            and self._step_one(params, grads)
+        ):
+            return
         params_list = as_array_list(params, "params")
         check_inplace_list(params_list, "params")
         grads_list = _grads_for(params_list, grads)
@@ -123,6 +134,12 @@ class _Optimizer(ABC):
         self._shapes = shapes
         self._state = state
         self._steps += 1
+        self._single_shape = shapes[0] if len(shapes) == 1 else None
+
+    def _step_one(self, param: np.ndarray, grad: object) -> bool:
+        """The small-step fast path (one parameter array, state already sized for it): False,
+        with nothing done, where it does not apply; the general path then checks everything."""
+        return False
 
     def _active_state_keys(self) -> tuple[str, ...]:
         return self._STATE_KEYS
@@ -156,6 +173,7 @@ class _Optimizer(ABC):
         self._shapes = None
         self._state = None
         self._steps = 0
+        self._single_shape = None
 
     # -- serialisation -------------------------------------------------------------------------
 
@@ -218,6 +236,7 @@ class _Optimizer(ABC):
         self._shapes = shapes
         self._state = state
         self._steps = steps
+        self._single_shape = None  # the next step takes the general path and records it
 
     def __getstate__(self) -> dict[str, Any]:
         return self.state_dict()
@@ -417,6 +436,27 @@ class Adam(_Optimizer):
         """Set the weight decay; returns the optimizer."""
         self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
         return self
+
+    def _step_one(self, param: np.ndarray, grad: object) -> bool:
+        state = self._state
+        assert state is not None  # a single shape is only recorded after a step
+        beta1, beta2 = self._betas
+        done = _native.adam_step_single(
+            param,
+            grad,
+            state["exp_avg"][0],
+            state["exp_avg_sq"][0],
+            self._steps + 1,
+            self._lr,
+            beta1,
+            beta2,
+            self._eps,
+            self._weight_decay,
+            self._DECOUPLED,
+        )
+        if done:
+            self._steps += 1
+        return done
 
     def _apply(
         self,

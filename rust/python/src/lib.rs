@@ -19,6 +19,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MIN_TEMPERATURE", ruvector_kernels::loss::MIN_TEMPERATURE)?;
     m.add_function(wrap_pyfunction!(optim::sgd_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::adam_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::adam_step_single, m)?)?;
     m.add_function(wrap_pyfunction!(optim::clip_grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(loss::info_nce_per_anchor, m)?)?;
     m.add_function(wrap_pyfunction!(loss::info_nce_pooled, m)?)?;

@@ -1,6 +1,7 @@
 //! Bindings of the optimizer kernels. State arrays are owned by the Python optimizer objects and
 //! passed in on every call, so the kernels stay stateless.
 
+use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use ruvector_kernels::{norm, optim};
@@ -155,4 +156,85 @@ pub fn stream_probe(
         slice(&g)?,
     );
     run_kernel(py, p.len(), move || optim::stream_probe(p, g, m, v))
+}
+
+/// `adam_step` for one parameter array with positional arguments: the path of small steps, where
+/// building and walking lists costs more than the update itself. Returns False, having done
+/// nothing, when `grad` is not a float32 C-contiguous aligned array of `param`'s shape (the
+/// Python layer then converts it and takes the general path); any other problem raises as
+/// `adam_step` does.
+#[pyfunction]
+#[pyo3(signature = (param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled, /))]
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step_single(
+    py: Python<'_>,
+    param: &Bound<'_, PyAny>,
+    grad: &Bound<'_, PyAny>,
+    exp_avg: &Bound<'_, PyAny>,
+    exp_avg_sq: &Bound<'_, PyAny>,
+    step: u64,
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    decoupled: bool,
+) -> PyResult<bool> {
+    // Every array float32, C-contiguous and aligned, and the gradient shaped like the parameter.
+    let arrays = [param, grad, exp_avg, exp_avg_sq].map(|a| a.cast::<PyArrayDyn<f32>>().ok());
+    let [Some(p), Some(g), Some(m), Some(v)] = arrays else {
+        return Ok(false);
+    };
+    let plain = |a: &Bound<'_, PyArrayDyn<f32>>| {
+        a.is_c_contiguous() && (a.data() as usize).is_multiple_of(std::mem::align_of::<f32>())
+    };
+    if !(plain(p) && plain(g) && plain(m) && plain(v)) || g.shape() != p.shape() {
+        return Ok(false);
+    }
+    let borrowed = (
+        p.try_readwrite(),
+        m.try_readwrite(),
+        v.try_readwrite(),
+        g.try_readonly(),
+    );
+    let (Ok(mut pw), Ok(mut mw), Ok(mut vw), Ok(gr)) = borrowed else {
+        // Read-only, shared or in use: the general path raises the explaining error.
+        drop(borrowed);
+        let lists = [param, grad, exp_avg, exp_avg_sq].map(|a| PyList::new(py, [a]));
+        let [params, grads, m, v] = lists;
+        let (params, grads, m, v) = (params?, grads?, m?, v?);
+        adam_step(
+            py,
+            &params,
+            &grads,
+            &m,
+            &v,
+            step,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled,
+        )?;
+        return Ok(true);
+    };
+    let slot = optim::AdamSlot {
+        param: slice_mut(&mut pw)?,
+        grad: slice(&gr)?,
+        exp_avg: slice_mut(&mut mw)?,
+        exp_avg_sq: slice_mut(&mut vw)?,
+    };
+    let hyper = optim::AdamHyper {
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        decoupled,
+        step,
+    };
+    let elements = slot.param.len();
+    run_kernel(py, elements, move || optim::adam_step(vec![slot], &hyper))?;
+    Ok(true)
 }
