@@ -62,7 +62,7 @@ def adam_step(
 ) -> None: ...
 def adam_step_single(
     param: npt.NDArray[np.float32],
-    grad: npt.NDArray[np.float32],
+    grad: object,
     exp_avg: npt.NDArray[np.float32],
     exp_avg_sq: npt.NDArray[np.float32],
     step: int,
