@@ -67,11 +67,7 @@ def adam_step_single(
     exp_avg_sq: npt.NDArray[np.float32],
     step: int,
     lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    decoupled: bool,
+    constants: tuple[float, float, float, float, bool],
     /,
 ) -> bool: ...
 def clip_grad_norm(

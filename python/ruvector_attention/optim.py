@@ -80,6 +80,11 @@ class _Optimizer(ABC):
     def lr(self, value: float) -> None:
         self._lr = check.float32_non_negative("lr", value)
 
+    @property
+    def weight_decay(self) -> float:
+        """The weight decay (L2 for SGD and Adam, decoupled for AdamW)."""
+        return float(self._weight_decay)
+
     def learning_rate(self) -> float:
         """The learning rate (the crate's name for :attr:`lr`)."""
         return self._lr
@@ -177,11 +182,14 @@ class _Optimizer(ABC):
 
     # -- serialisation -------------------------------------------------------------------------
 
-    @abstractmethod
-    def _hyper(self) -> dict[str, Any]: ...
+    def _hyper(self) -> dict[str, Any]:
+        """The constructor's arguments (``_HYPER_KEYS``), each kept as attribute ``_<key>``."""
+        return {key: getattr(self, f"_{key}") for key in self._HYPER_KEYS}
 
-    @abstractmethod
-    def _set_hyper(self, hyper: dict[str, Any]) -> None: ...
+    def _set_hyper(self, hyper: dict[str, Any]) -> None:
+        fresh = type(self)(**hyper)  # the constructor validates every value
+        for key in self._HYPER_KEYS:
+            setattr(self, f"_{key}", getattr(fresh, f"_{key}"))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume bit for bit: hyper-parameters, step count and copies of
@@ -301,10 +309,6 @@ class SGD(_Optimizer):
         return self._momentum
 
     @property
-    def weight_decay(self) -> float:
-        return self._weight_decay
-
-    @property
     def nesterov(self) -> bool:
         return self._nesterov
 
@@ -344,21 +348,6 @@ class SGD(_Optimizer):
             weight_decay=self._weight_decay,
             nesterov=self._nesterov,
         )
-
-    def _hyper(self) -> dict[str, Any]:
-        return {
-            "dim": self._dim,
-            "lr": self._lr,
-            "momentum": self._momentum,
-            "weight_decay": self._weight_decay,
-            "nesterov": self._nesterov,
-        }
-
-    def _set_hyper(self, hyper: dict[str, Any]) -> None:
-        fresh = SGD(**hyper)  # validates every value
-        self._dim, self._lr = fresh._dim, fresh._lr
-        self._momentum, self._weight_decay = fresh._momentum, fresh._weight_decay
-        self._nesterov = fresh._nesterov
 
 
 class Adam(_Optimizer):
@@ -418,10 +407,6 @@ class Adam(_Optimizer):
     def eps(self) -> float:
         return self._eps
 
-    @property
-    def weight_decay(self) -> float:
-        return self._weight_decay
-
     def with_betas(self, beta1: float, beta2: float) -> Adam:
         """Set ``(beta1, beta2)``; returns the optimizer (crate-style builder)."""
         self._betas = self._check_betas((beta1, beta2))
@@ -448,11 +433,7 @@ class Adam(_Optimizer):
             state["exp_avg_sq"][0],
             self._steps + 1,
             self._lr,
-            beta1,
-            beta2,
-            self._eps,
-            self._weight_decay,
-            self._DECOUPLED,
+            (beta1, beta2, self._eps, self._weight_decay, self._DECOUPLED),
         )
         if done:
             self._steps += 1
@@ -478,21 +459,6 @@ class Adam(_Optimizer):
             weight_decay=self._weight_decay,
             decoupled=self._DECOUPLED,
         )
-
-    def _hyper(self) -> dict[str, Any]:
-        return {
-            "dim": self._dim,
-            "lr": self._lr,
-            "betas": self._betas,
-            "eps": self._eps,
-            "weight_decay": self._weight_decay,
-        }
-
-    def _set_hyper(self, hyper: dict[str, Any]) -> None:
-        fresh = type(self)(**hyper)  # validates every value
-        self._dim, self._lr = fresh._dim, fresh._lr
-        self._betas, self._eps = fresh._betas, fresh._eps
-        self._weight_decay = fresh._weight_decay
 
 
 class AdamW(Adam):

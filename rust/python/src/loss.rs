@@ -109,6 +109,26 @@ impl LossCall {
     }
 }
 
+type Input<'py> = PyReadonlyArrayDyn<'py, f32>;
+
+/// Anchors (B x D), positives and negatives borrowed for reading, with B and D.
+fn borrow_inputs<'py>(
+    py: Python<'py>,
+    anchors: &Bound<'py, PyAny>,
+    positives: &Bound<'py, PyAny>,
+    negatives: &Bound<'py, PyAny>,
+) -> PyResult<(Input<'py>, Input<'py>, Input<'py>, usize, usize)> {
+    let a = readonly(anchors, "anchors")?;
+    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
+    Ok((
+        a,
+        readonly(positives, "positives")?,
+        readonly(negatives, "negatives")?,
+        batch,
+        dim,
+    ))
+}
+
 /// InfoNCE with negatives per anchor (`negatives` is B x N x D).
 #[pyfunction]
 #[pyo3(signature = (anchors, positives, negatives, *, temperature, grad_scale=None))]
@@ -120,10 +140,7 @@ pub fn info_nce_per_anchor<'py>(
     temperature: f64,
     grad_scale: Option<f64>,
 ) -> PyResult<(Losses<'py>, Grads<'py>)> {
-    let a = readonly(anchors, "anchors")?;
-    let p = readonly(positives, "positives")?;
-    let ng = readonly(negatives, "negatives")?;
-    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
+    let (a, p, ng, batch, dim) = borrow_inputs(py, anchors, positives, negatives)?;
     let count = match ng.shape() {
         &[_, count, _] => count,
         other => {
@@ -199,10 +216,7 @@ pub fn local_contrastive<'py>(
     margin: f64,
     grad_scale: Option<f64>,
 ) -> PyResult<(Losses<'py>, Grads<'py>)> {
-    let a = readonly(anchors, "anchors")?;
-    let p = readonly(positives, "positives")?;
-    let ng = readonly(negatives, "negatives")?;
-    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
+    let (a, p, ng, batch, dim) = borrow_inputs(py, anchors, positives, negatives)?;
     let (count, shared) = match ng.shape() {
         &[_, count, _] => (count, false),
         &[count, _] => (count, true),

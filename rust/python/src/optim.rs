@@ -82,6 +82,27 @@ pub fn adam_step(
     weight_decay: f64,
     decoupled: bool,
 ) -> PyResult<()> {
+    let hyper = optim::AdamHyper {
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        decoupled,
+        step,
+    };
+    adam_lists(py, params, grads, exp_avg, exp_avg_sq, &hyper)
+}
+
+/// The Adam step over lists (the general path).
+fn adam_lists(
+    py: Python<'_>,
+    params: &Bound<'_, PyList>,
+    grads: &Bound<'_, PyList>,
+    exp_avg: &Bound<'_, PyList>,
+    exp_avg_sq: &Bound<'_, PyList>,
+    hyper: &optim::AdamHyper,
+) -> PyResult<()> {
     let n = params.len();
     let all: CallLists = &[
         (params, "params"),
@@ -102,17 +123,16 @@ pub fn adam_step(
             exp_avg_sq: slice_mut(v)?,
         });
     }
-    let hyper = optim::AdamHyper {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        decoupled,
-        step,
-    };
+    run_adam(py, slots, hyper)
+}
+
+fn run_adam(
+    py: Python<'_>,
+    slots: Vec<optim::AdamSlot<'_>>,
+    hyper: &optim::AdamHyper,
+) -> PyResult<()> {
     let elements = slots.iter().map(|s| s.param.len()).sum();
-    run_kernel(py, elements, move || optim::adam_step(slots, &hyper))
+    run_kernel(py, elements, move || optim::adam_step(slots, hyper))
 }
 
 /// In-place global-norm clipping of a list of gradient arrays; returns the norm before clipping.
@@ -164,7 +184,7 @@ pub fn stream_probe(
 /// Python layer then converts it and takes the general path); any other problem raises as
 /// `adam_step` does.
 #[pyfunction]
-#[pyo3(signature = (param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled, /))]
+#[pyo3(signature = (param, grad, exp_avg, exp_avg_sq, step, lr, constants, /))]
 #[allow(clippy::too_many_arguments)]
 pub fn adam_step_single(
     py: Python<'_>,
@@ -174,12 +194,19 @@ pub fn adam_step_single(
     exp_avg_sq: &Bound<'_, PyAny>,
     step: u64,
     lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-    decoupled: bool,
+    constants: (f64, f64, f64, f64, bool),
 ) -> PyResult<bool> {
+    // (beta1, beta2, eps, weight_decay, decoupled): what stays the same from step to step.
+    let (beta1, beta2, eps, weight_decay, decoupled) = constants;
+    let hyper = optim::AdamHyper {
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        decoupled,
+        step,
+    };
     // Every array float32, C-contiguous and aligned, and the gradient shaped like the parameter.
     let arrays = [param, grad, exp_avg, exp_avg_sq].map(|a| a.cast::<PyArrayDyn<f32>>().ok());
     let [Some(p), Some(g), Some(m), Some(v)] = arrays else {
@@ -200,23 +227,9 @@ pub fn adam_step_single(
     let (Ok(mut pw), Ok(mut mw), Ok(mut vw), Ok(gr)) = borrowed else {
         // Read-only, shared or in use: the general path raises the explaining error.
         drop(borrowed);
-        let lists = [param, grad, exp_avg, exp_avg_sq].map(|a| PyList::new(py, [a]));
-        let [params, grads, m, v] = lists;
-        let (params, grads, m, v) = (params?, grads?, m?, v?);
-        adam_step(
-            py,
-            &params,
-            &grads,
-            &m,
-            &v,
-            step,
-            lr,
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            decoupled,
-        )?;
+        let [params, grads, m, v] =
+            [param, grad, exp_avg, exp_avg_sq].map(|a| PyList::new(py, [a]));
+        adam_lists(py, &params?, &grads?, &m?, &v?, &hyper)?;
         return Ok(true);
     };
     let slot = optim::AdamSlot {
@@ -225,16 +238,6 @@ pub fn adam_step_single(
         exp_avg: slice_mut(&mut mw)?,
         exp_avg_sq: slice_mut(&mut vw)?,
     };
-    let hyper = optim::AdamHyper {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        decoupled,
-        step,
-    };
-    let elements = slot.param.len();
-    run_kernel(py, elements, move || optim::adam_step(vec![slot], &hyper))?;
+    run_adam(py, vec![slot], &hyper)?;
     Ok(true)
 }

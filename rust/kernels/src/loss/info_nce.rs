@@ -45,29 +45,20 @@ pub fn info_nce_per_anchor(
         Rescaled::new(positives, d)?,
         Rescaled::new(negatives, d)?,
     );
+    let rows = [&*a.rows, &*p.rows, &*n.rows];
     let Some(mut g) = grads else {
-        return unscaled(&a.rows, &p.rows, &n.rows, dims, temperature, losses, None);
+        return unscaled(rows, dims, temperature, losses, None);
     };
-    let (rows_a, rows_p, rows_n) = (&a.rows, &p.rows, &n.rows);
-    unscaled(
-        rows_a,
-        rows_p,
-        rows_n,
-        dims,
-        temperature,
-        losses,
-        Some(g.reborrow()),
-    )?;
+    unscaled(rows, dims, temperature, losses, Some(g.reborrow()))?;
     a.unscale_gradient(g.anchors, d);
     p.unscale_gradient(g.positives, d);
     n.unscale_gradient(g.required_negatives()?, d);
     Ok(())
 }
 
+/// The kernel proper, on rows already safe for float32 squares: `[anchors, positives, negatives]`.
 fn unscaled(
-    anchors: &[f32],
-    positives: &[f32],
-    negatives: &[f32],
+    [anchors, positives, negatives]: [&[f32]; 3],
     dims: PerAnchorDims,
     temperature: f64,
     losses: &mut [f64],
