@@ -53,6 +53,8 @@ _STATE_DICT_KEYS = ("optimizer", "hyper", "steps", "shapes", "state")
 class _Optimizer(ABC):
     """Shared mechanics: argument handling, state ownership, learning rate, serialisation."""
 
+    #: Set by every optimizer's constructor.
+    _weight_decay: float
     #: The keys of ``state_dict()["hyper"]`` (the constructor's arguments).
     _HYPER_KEYS: ClassVar[tuple[str, ...]] = ()
     #: Names of the per-array state lists this optimizer keeps (PyTorch's names).
@@ -83,7 +85,7 @@ class _Optimizer(ABC):
     @property
     def weight_decay(self) -> float:
         """The weight decay (L2 for SGD and Adam, decoupled for AdamW)."""
-        return float(self._weight_decay)
+        return self._weight_decay
 
     def learning_rate(self) -> float:
         """The learning rate (the crate's name for :attr:`lr`)."""
