@@ -1,5 +1,5 @@
-//! The mining kernel's own invariants: sizes that protect memory, and parameter domains (the
-//! Python layer checks the same with user-facing messages first).
+//! The mining kernel's own invariants: the sizes that protect memory (and the positives semi-hard
+//! reads). User-facing checks of every argument are the Python layer's (`mining.py`).
 
 use super::{MineInputs, Strategy};
 use crate::error::{KernelError, KernelResult};
@@ -55,32 +55,10 @@ pub(super) fn check(
     if n > u32::MAX as usize {
         return shape(format!("at most {} candidates, got {n}", u32::MAX));
     }
-    let invalid = |msg: String| Err(KernelError::invalid(msg));
-    match strategy {
-        Strategy::SemiHard { margin } if !(margin.is_finite() && margin >= 0.0) => {
-            invalid(format!("margin must be a finite number >= 0, got {margin}"))
-        }
-        Strategy::SemiHard { .. } if inputs.positives.is_none() => {
-            invalid("semi-hard mining needs positives".into())
-        }
-        Strategy::Softmax { temperature } if !(temperature.is_finite() && temperature > 0.0) => {
-            invalid(format!(
-                "temperature must be a finite number > 0, got {temperature}"
-            ))
-        }
-        Strategy::Wu {
-            cutoff,
-            nonzero_loss_cutoff,
-        } if !(cutoff.is_finite()
-            && cutoff > 0.0
-            && nonzero_loss_cutoff.is_finite()
-            && nonzero_loss_cutoff > cutoff
-            && nonzero_loss_cutoff < 2.0) =>
-        {
-            invalid(format!(
-                "need 0 < cutoff < nonzero_loss_cutoff < 2, got {cutoff} and {nonzero_loss_cutoff}"
-            ))
-        }
-        _ => Ok(()),
+    // Semi-hard reads the positives; the parameter domains (margin, temperature, cutoffs) are the
+    // Python layer's to check, with its messages.
+    if matches!(strategy, Strategy::SemiHard { .. }) && inputs.positives.is_none() {
+        return Err(KernelError::invalid("semi-hard mining needs positives"));
     }
+    Ok(())
 }
