@@ -10,6 +10,7 @@ _I64 = npt.NDArray[np.int64]
 _LossResult = tuple[npt.NDArray[np.float64], Optional[tuple[_F32, _F32, Optional[_F32]]]]
 
 __all__ = [
+    "MAX_THREADS",
     "MIN_TEMPERATURE",
     "MinerConfig",
     "__version__",
@@ -35,6 +36,7 @@ __all__ = [
 
 __version__: str
 MIN_TEMPERATURE: float
+MAX_THREADS: int
 
 def sgd_step(
     params: list[npt.NDArray[np.float32]],

@@ -5,8 +5,8 @@ from __future__ import annotations
 from . import _native
 from . import _validate as check
 
-#: The most threads set_num_threads accepts (the kernels' limit).
-MAX_THREADS = 4096
+#: The most threads set_num_threads accepts (owned by the kernels: ``parallel::MAX_THREADS``).
+MAX_THREADS: int = _native.MAX_THREADS
 
 __all__ = [
     "cached_memory",

@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MIN_TEMPERATURE", ruvector_kernels::loss::MIN_TEMPERATURE)?;
+    m.add("MAX_THREADS", ruvector_kernels::parallel::MAX_THREADS)?;
     m.add_function(wrap_pyfunction!(optim::sgd_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::adam_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::adam_step_single, m)?)?;
