@@ -63,7 +63,7 @@ static ACTIVE: AtomicU8 = AtomicU8::new(0);
 
 /// The best path this CPU supports.
 pub fn detect() -> SimdPath {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_simd)]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512vl")
@@ -113,7 +113,7 @@ pub fn force(path: SimdPath) -> KernelResult<()> {
 macro_rules! dispatch_simd {
     ($vis:vis fn $name:ident $(<$(const $cg:ident: $ct:ty),*>)? ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $generic:ident) => {
         $vis fn $name $(<$(const $cg: $ct),*>)? ($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(x86_simd)]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
                 fn avx512 $(<$(const $cg: $ct),*>)? ($($arg: $ty),*) $(-> $ret)? {

@@ -131,7 +131,7 @@ pub fn combine_and_accumulate(
     acc: &mut [f32],
     c3: f32,
 ) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_simd)]
     if crate::simd::active() == crate::simd::SimdPath::Avx512 {
         // SAFETY: the AVX-512 path is only active on CPUs that have it.
         unsafe { streaming_avx512(out, c1, x, c2, y, acc, c3) };
@@ -142,14 +142,14 @@ pub fn combine_and_accumulate(
 
 /// Orders earlier non-temporal stores of this thread before any later store.
 pub fn store_fence() {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_simd)]
     // SAFETY: `sfence` is part of SSE, which every x86-64 CPU has.
     unsafe {
         std::arch::x86_64::_mm_sfence()
     };
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 #[target_feature(enable = "avx512f")]
 unsafe fn streaming_avx512(
     out: &mut [f32],

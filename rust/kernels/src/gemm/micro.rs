@@ -30,16 +30,16 @@ impl MicroKernel for Portable {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 pub(crate) struct Avx512;
 
 /// AVX-512 tile: `AVX512_MR` rows by `AVX512_NV` vectors of 16 columns.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 const AVX512_MR: usize = 4;
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 const AVX512_NV: usize = 4;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 impl MicroKernel for Avx512 {
     const MR: usize = AVX512_MR;
     const NR: usize = 16 * AVX512_NV;
@@ -51,7 +51,7 @@ impl MicroKernel for Avx512 {
 
 /// `MR x NV` accumulators (16 of the 32 registers for 4 x 4): each step loads `NV` vectors of B
 /// and broadcasts `MR` values of A, so loads per FMA stay low and the FMA latency is hidden.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 #[target_feature(enable = "avx512f")]
 unsafe fn avx512_tile<const MR: usize, const NV: usize>(
     kc: usize,
@@ -93,10 +93,10 @@ unsafe fn avx512_tile<const MR: usize, const NV: usize>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 pub(crate) struct Avx2;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 impl MicroKernel for Avx2 {
     const MR: usize = 6;
     const NR: usize = 16;
@@ -106,7 +106,7 @@ impl MicroKernel for Avx2 {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2_tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool) {
     use std::arch::x86_64::*;

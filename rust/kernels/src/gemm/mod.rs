@@ -17,7 +17,7 @@ mod micro;
 
 use crate::simd::{active, SimdPath};
 use micro::Portable;
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_simd)]
 use micro::{Avx2, Avx512};
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
@@ -106,9 +106,9 @@ impl PackedB {
         assert!(b.fits(), "gemm: view exceeds its data");
         let path = active();
         let nr = match path {
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(x86_simd)]
             SimdPath::Avx512 => Avx512::NR,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(x86_simd)]
             SimdPath::Avx2 => Avx2::NR,
             _ => Portable::NR,
         };
@@ -170,9 +170,9 @@ fn run(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: BSource<'_>, accumulate: boo
         return;
     }
     match path {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(x86_simd)]
         SimdPath::Avx512 => blocked::<Avx512>(c, ldc, a, b, accumulate),
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(x86_simd)]
         SimdPath::Avx2 => blocked::<Avx2>(c, ldc, a, b, accumulate),
         _ => blocked::<Portable>(c, ldc, a, b, accumulate),
     }

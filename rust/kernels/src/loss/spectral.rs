@@ -254,7 +254,7 @@ struct RowJob<'a> {
 /// Asks the CPU to start loading the first cache lines of a row (no effect on results).
 #[inline(always)]
 fn prefetch_row(x: &[f32], start: usize, dim: usize) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_simd)]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // 16 floats per 64-byte line; the hardware prefetcher follows long rows by itself.
@@ -265,7 +265,7 @@ fn prefetch_row(x: &[f32], start: usize, dim: usize) {
             }
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(x86_simd))]
     let _ = (x, start, dim);
 }
 
