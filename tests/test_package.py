@@ -43,6 +43,18 @@ def test_names_importable_from_package_and_training(name):
     assert getattr(ra, name) is getattr(training, name)
 
 
+def test_every_public_name_has_an_example_that_runs():
+    # The examples are the package's doctests, which the test run executes.
+    import inspect
+
+    missing = [
+        name
+        for name in ra.__all__
+        if name != "__version__" and ">>>" not in (inspect.getdoc(getattr(ra, name)) or "")
+    ]
+    assert not missing
+
+
 def test_version_is_a_string():
     assert isinstance(ra.__version__, str) and ra.__version__.count(".") >= 2
 

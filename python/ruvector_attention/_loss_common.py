@@ -34,8 +34,9 @@ class Reduction(enum.Enum):
     individual losses (and gradients are those of their sum). The strings ``"mean"``, ``"sum"``
     and ``"none"`` are accepted wherever a reduction is taken.
 
-    >>> Reduction("mean") is Reduction.MEAN
-    True
+    Examples:
+        >>> Reduction("mean") is Reduction.MEAN
+        True
     """
 
     MEAN = "mean"
@@ -67,6 +68,14 @@ class Gradients(NamedTuple):
     """Gradients of a batched loss, shaped like its inputs.
 
     ``negatives`` is ``None`` for in-batch negatives (their gradient is part of ``positives``).
+
+    Examples:
+        >>> import numpy as np
+        >>> import ruvector_attention as ra
+        >>> a = np.eye(3, dtype=np.float32)
+        >>> _, grads = ra.InfoNCELoss(0.5).batch_with_gradients(a, a, a)
+        >>> grads.anchors.shape, grads.negatives.shape
+        ((3, 3), (3, 3))
     """
 
     anchors: FloatArray

@@ -23,8 +23,10 @@ class CurriculumStage:
     """One stage: its difficulty (clamped to [0, 1]), duration in samples or steps, softmax
     temperature (at least 0.01) and number of negatives (at least 1), as the crate clamps them.
 
-    >>> CurriculumStage("hard", difficulty=1.5, temperature=0.0, negative_count=0)
-    CurriculumStage(name='hard', difficulty=1.0, duration=1000, temperature=0.01, negative_count=1)
+    Examples:
+        >>> s = CurriculumStage("hard", difficulty=1.5, temperature=0.0, negative_count=0)
+        >>> s.difficulty, s.duration, s.temperature, s.negative_count
+        (1.0, 1000, 0.01, 1)
     """
 
     name: str
@@ -69,11 +71,12 @@ class CurriculumScheduler:
     Without stages: ``difficulty() == 1.0``, ``temperature() == 1.0``, ``negative_count() == 10``
     (the crate's defaults).
 
-    >>> s = CurriculumScheduler.default_curriculum(400)
-    >>> [st.name for st in s.stages]
-    ['warm_up', 'easy', 'medium', 'hard']
-    >>> s.step(150).name, s.negative_count()
-    ('easy', 10)
+    Examples:
+        >>> s = CurriculumScheduler.default_curriculum(400)
+        >>> [st.name for st in s.stages]
+        ['warm_up', 'easy', 'medium', 'hard']
+        >>> s.step(150).name, s.negative_count()
+        ('easy', 10)
     """
 
     def __init__(self, stages: Iterable[CurriculumStage] = ()) -> None:
@@ -116,9 +119,10 @@ class CurriculumScheduler:
         """The seed's preset: ``num_stages`` stages of ``samples_per_stage`` samples each, with
         negatives (rounded), temperature and difficulty (0 to 1) interpolated linearly.
 
-        >>> s = CurriculumScheduler.linear(3, 100, 4, 12, 1.0, 0.2)
-        >>> [(st.negative_count, round(st.temperature, 2), st.difficulty) for st in s.stages]
-        [(4, 1.0, 0.0), (8, 0.6, 0.5), (12, 0.2, 1.0)]
+        Examples:
+            >>> s = CurriculumScheduler.linear(3, 100, 4, 12, 1.0, 0.2)
+            >>> [(st.negative_count, round(st.temperature, 2), st.difficulty) for st in s.stages]
+            [(4, 1.0, 0.0), (8, 0.6, 0.5), (12, 0.2, 1.0)]
         """
         n = check.positive_int("num_stages", num_stages)
         duration = check.non_negative_int("samples_per_stage", samples_per_stage)
@@ -231,8 +235,9 @@ class CurriculumScheduler:
 class DecayType(enum.Enum):
     """How ``TemperatureAnnealing`` moves from ``initial`` to ``final`` (see its formulas).
 
-    >>> DecayType("cosine") is DecayType.COSINE
-    True
+    Examples:
+        >>> DecayType("cosine") is DecayType.COSINE
+        True
     """
 
     LINEAR = "linear"
@@ -250,9 +255,10 @@ class TemperatureAnnealing:
     ``step_size`` steps (default ``steps // 10``), never below ``final``. ``final`` from
     ``steps`` on.
 
-    >>> a = TemperatureAnnealing(1.0, 0.1, 10)
-    >>> [round(a.step(), 2) for _ in range(3)]
-    [1.0, 0.91, 0.82]
+    Examples:
+        >>> a = TemperatureAnnealing(1.0, 0.1, 10)
+        >>> [round(a.step(), 2) for _ in range(3)]
+        [1.0, 0.91, 0.82]
     """
 
     def __init__(

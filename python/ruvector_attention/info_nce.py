@@ -40,13 +40,14 @@ class InfoNCELoss:
     Args:
         temperature: > 0; values below 0.01 are clamped to 0.01, as the crate does.
 
-    >>> import numpy as np
-    >>> loss = InfoNCELoss(temperature=0.1)
-    >>> rng = np.random.default_rng(0)
-    >>> a, p = rng.normal(size=(2, 4, 8)).astype(np.float32)
-    >>> value, grads = loss.batch_with_gradients(a, p)  # in-batch negatives
-    >>> isinstance(value, float), grads.anchors.shape, grads.negatives is None
-    (True, (4, 8), True)
+    Examples:
+        >>> import numpy as np
+        >>> loss = InfoNCELoss(temperature=0.1)
+        >>> rng = np.random.default_rng(0)
+        >>> a, p = rng.normal(size=(2, 4, 8)).astype(np.float32)
+        >>> value, grads = loss.batch_with_gradients(a, p)  # in-batch negatives
+        >>> isinstance(value, float), grads.anchors.shape, grads.negatives is None
+        (True, (4, 8), True)
     """
 
     def __init__(self, temperature: float = 0.07) -> None:

@@ -33,11 +33,12 @@ class LocalContrastiveLoss:
         margin: finite, >= 0.
         reduction: the default reduction of every method (``"mean"``, ``"sum"``, ``"none"``).
 
-    >>> import numpy as np
-    >>> loss = LocalContrastiveLoss(margin=1.0)
-    >>> a, p = np.zeros(2, np.float32), np.array([0.0, 1.0], np.float32)
-    >>> loss.compute(a, p, np.array([[0.0, 1.5], [3.0, 0.0]], np.float32))  # (0.5 + 0) / 2
-    0.25
+    Examples:
+        >>> import numpy as np
+        >>> loss = LocalContrastiveLoss(margin=1.0)
+        >>> a, p = np.zeros(2, np.float32), np.array([0.0, 1.0], np.float32)
+        >>> loss.compute(a, p, np.array([[0.0, 1.5], [3.0, 0.0]], np.float32))  # (0.5 + 0) / 2
+        0.25
     """
 
     def __init__(self, margin: float = 1.0, reduction: ReductionLike = "mean") -> None:

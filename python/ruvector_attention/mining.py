@@ -30,8 +30,9 @@ IndexArray = npt.NDArray[np.int64]
 class MiningStrategy(enum.Enum):
     """How negatives are chosen. ``HARD_NEGATIVE`` is the crate's name for ``HARDEST``.
 
-    >>> MiningStrategy.HARD_NEGATIVE is MiningStrategy.HARDEST
-    True
+    Examples:
+        >>> MiningStrategy.HARD_NEGATIVE is MiningStrategy.HARDEST
+        True
     """
 
     RANDOM = "random"
@@ -127,14 +128,16 @@ class HardNegativeMiner:
         temperature: softmax temperature for distance-weighted sampling (> 0).
         seed: None for fresh entropy, or an int for a reproducible sequence of results.
         weighting: ``"softmax"`` or ``"wu"`` (distance-weighted only).
-        cutoff, nonzero_loss_cutoff: Wu's distance bounds (0 < cutoff < nonzero_loss_cutoff < 2).
+        cutoff: Wu's lower distance bound (0 < cutoff < nonzero_loss_cutoff).
+        nonzero_loss_cutoff: Wu's upper distance bound, from which the weight is 0 (below 2).
 
-    >>> import numpy as np
-    >>> miner = HardNegativeMiner.hardest()
-    >>> anchors = np.array([[1.0, 0.0]], np.float32)
-    >>> candidates = np.array([[0.0, 1.0], [1.0, 0.1], [-1.0, 0.0]], np.float32)
-    >>> miner.mine_batch(anchors, None, candidates, 2)
-    array([[1, 0]])
+    Examples:
+        >>> import numpy as np
+        >>> miner = HardNegativeMiner.hardest()
+        >>> anchors = np.array([[1.0, 0.0]], np.float32)
+        >>> candidates = np.array([[0.0, 1.0], [1.0, 0.1], [-1.0, 0.0]], np.float32)
+        >>> miner.mine_batch(anchors, None, candidates, 2)
+        array([[1, 0]])
     """
 
     def __init__(
@@ -174,8 +177,9 @@ class HardNegativeMiner:
     def hardest(cls, *, seed: Optional[int] = None) -> HardNegativeMiner:
         """The k most similar candidates (cosine), most similar first.
 
-        >>> HardNegativeMiner.hardest().strategy
-        <MiningStrategy.HARDEST: 'hardest'>
+        Examples:
+            >>> HardNegativeMiner.hardest().strategy
+            <MiningStrategy.HARDEST: 'hardest'>
         """
         return cls(MiningStrategy.HARDEST, seed=seed)
 
@@ -184,8 +188,9 @@ class HardNegativeMiner:
         """FaceNet's semi-hard negatives: ``d(a, p) < d(a, n) < d(a, p) + margin`` (Euclidean),
         nearest first, filled with the hardest others; ``mine_batch`` needs positives.
 
-        >>> HardNegativeMiner.semi_hard(0.5).margin
-        0.5
+        Examples:
+            >>> HardNegativeMiner.semi_hard(0.5).margin
+            0.5
         """
         return cls(MiningStrategy.SEMI_HARD, margin=margin, seed=seed)
 
@@ -200,8 +205,9 @@ class HardNegativeMiner:
         """k distinct candidates drawn with weights ``exp(cos / temperature)`` (``"softmax"``) or
         Wu et al.'s ``1 / q(d)`` (``"wu"``), without replacement.
 
-        >>> HardNegativeMiner.distance_weighted(0.5, weighting="wu").weighting
-        'wu'
+        Examples:
+            >>> HardNegativeMiner.distance_weighted(0.5, weighting="wu").weighting
+            'wu'
         """
         return cls(
             MiningStrategy.DISTANCE_WEIGHTED,
@@ -214,8 +220,9 @@ class HardNegativeMiner:
     def random(cls, *, seed: Optional[int] = None) -> HardNegativeMiner:
         """k distinct candidates drawn uniformly (reproducible from ``seed``).
 
-        >>> HardNegativeMiner.random(seed=0).strategy
-        <MiningStrategy.RANDOM: 'random'>
+        Examples:
+            >>> HardNegativeMiner.random(seed=0).strategy
+            <MiningStrategy.RANDOM: 'random'>
         """
         return cls(MiningStrategy.RANDOM, seed=seed)
 
@@ -381,8 +388,9 @@ class InBatchMiner:
     """Negatives from the same batch: every index except the anchor's (and, by default, the
     positive's).
 
-    >>> InBatchMiner().get_negatives(0, 1, 4)
-    array([2, 3])
+    Examples:
+        >>> InBatchMiner().get_negatives(0, 1, 4)
+        array([2, 3])
     """
 
     def __init__(self, exclude_positive: bool = True) -> None:

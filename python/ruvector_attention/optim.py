@@ -274,7 +274,7 @@ class SGD(_Optimizer):
         weight_decay: L2 penalty added to the gradient, >= 0.
         nesterov: use Nesterov momentum (needs ``momentum > 0``).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ruvector_attention import SGD
         >>> w = np.ones(3, dtype=np.float32)
@@ -368,7 +368,7 @@ class Adam(_Optimizer):
         eps: added to the denominator, > 0.
         weight_decay: L2 penalty added to the gradient, >= 0.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ruvector_attention import Adam
         >>> w = np.zeros(2, dtype=np.float32)
@@ -475,7 +475,7 @@ class AdamW(Adam):
         betas: ``(beta1, beta2)``, each in [0, 1).
         eps: added to the denominator, > 0.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ruvector_attention import AdamW
         >>> w = np.ones(4, dtype=np.float32)
@@ -531,7 +531,7 @@ def clip_grad_norm(grads: ArrayList, max_norm: float, *, error_if_nonfinite: boo
     Returns:
         The global norm before clipping.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ruvector_attention import clip_grad_norm
         >>> g = np.array([3.0, 4.0], dtype=np.float32)

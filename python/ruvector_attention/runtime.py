@@ -22,7 +22,7 @@ def set_num_threads(n: int) -> None:
 
     Small calls always run on the calling thread; only large ones are split.
 
-    Example:
+    Examples:
         >>> import ruvector_attention as ra
         >>> before = ra.get_num_threads()
         >>> ra.set_num_threads(1)
@@ -36,7 +36,7 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads the kernels use.
 
-    Example:
+    Examples:
         >>> import ruvector_attention as ra
         >>> ra.get_num_threads() >= 1
         True
@@ -52,7 +52,7 @@ def simd_path() -> str:
     on every path; the GEMM-based forms (shared-pool and in-batch InfoNCE) use fused multiply-add
     where the CPU has it and agree across paths to float32 round-off.
 
-    Example:
+    Examples:
         >>> import ruvector_attention as ra
         >>> ra.simd_path() in {"avx512", "avx2+fma", "baseline"}
         True
@@ -68,7 +68,7 @@ def cached_memory() -> int:
     mapped: touching fresh memory costs the OS a page fault and a page clear per 4 KiB, which
     can cost more than the computation. The cache holds at most 512 MiB.
 
-    Example:
+    Examples:
         >>> import ruvector_attention as ra
         >>> ra.cached_memory() >= 0
         True
@@ -79,7 +79,7 @@ def cached_memory() -> int:
 def release_cached_memory() -> int:
     """Return the cached buffers (see :func:`cached_memory`) to the system; returns the bytes freed.
 
-    Example:
+    Examples:
         >>> import ruvector_attention as ra
         >>> _ = ra.release_cached_memory()
         >>> ra.cached_memory()

@@ -30,7 +30,7 @@ class LearningRateScheduler:
         decay_steps: steps of cosine decay after warmup, >= 1.
         min_lr: the floor, >= 0.
 
-    Example:
+    Examples:
         >>> from ruvector_attention import LearningRateScheduler
         >>> sched = LearningRateScheduler(0.1, warmup_steps=2, decay_steps=2, min_lr=0.0)
         >>> [round(sched.step(), 4) for _ in range(5)]

@@ -63,9 +63,10 @@ class Graph:
         num_nodes: N, the number of nodes (rows of the signal).
         weights: (E,) edge weights, for an edge list only (default 1).
 
-    >>> g = Graph([[0, 1], [1, 2]], num_nodes=3)
-    >>> g.num_nodes, g.num_edges
-    (3, 2)
+    Examples:
+        >>> g = Graph([[0, 1], [1, 2]], num_nodes=3)
+        >>> g.num_nodes, g.num_edges
+        (3, 2)
     """
 
     __slots__ = ("_csr", "_n")
@@ -80,8 +81,9 @@ class Graph:
     def from_edges(cls, edges: object, num_nodes: int, *, weights: object = None) -> Graph:
         """A graph from an integer (E, 2) edge list (each undirected edge once).
 
-        >>> Graph.from_edges([[0, 1], [1, 0]], num_nodes=2).num_edges  # listed twice: 2 edges
-        2
+        Examples:
+            >>> Graph.from_edges([[0, 1], [1, 0]], num_nodes=2).num_edges  # listed twice: 2 edges
+            2
         """
         n = check.positive_int("num_nodes", num_nodes)
         return cls._of_csr(_edges_csr(edges, n, weights), n)
@@ -90,8 +92,9 @@ class Graph:
     def from_adjacency(cls, matrix: object) -> Graph:
         """A graph from a dense symmetric (N, N) weight matrix (bool, int or float).
 
-        >>> Graph.from_adjacency([[0, 1], [1, 0]]).num_edges
-        1
+        Examples:
+            >>> Graph.from_adjacency([[0, 1], [1, 0]]).num_edges
+            1
         """
         csr = _adjacency_csr(matrix)
         return cls._of_csr(csr, int(csr[0].shape[0]) - 1)
@@ -211,11 +214,12 @@ class SpectralRegularization:
     Args:
         weight: finite, >= 0.
 
-    >>> import numpy as np
-    >>> reg = SpectralRegularization(weight=1.0)
-    >>> x = np.array([[0.0], [1.0], [3.0]], np.float32)
-    >>> reg.laplacian(x, np.array([[0, 1], [1, 2]]))  # 1^2 + 2^2
-    5.0
+    Examples:
+        >>> import numpy as np
+        >>> reg = SpectralRegularization(weight=1.0)
+        >>> x = np.array([[0.0], [1.0], [3.0]], np.float32)
+        >>> reg.laplacian(x, np.array([[0, 1], [1, 2]]))  # 1^2 + 2^2
+        5.0
     """
 
     def __init__(self, weight: float = 0.01) -> None:

@@ -40,7 +40,20 @@ _ARRAY, _OBJECT = "__array__", "__object__"
 
 
 class StateFileError(RuvectorError, ValueError):
-    """A state file is missing, unreadable, truncated, corrupt, foreign or from a newer version."""
+    """A state file is missing, unreadable, truncated, corrupt, foreign or from a newer version.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import ruvector_attention as ra
+        >>> path = os.path.join(tempfile.mkdtemp(), "broken.safetensors")
+        >>> with open(path, "wb") as f:
+        ...     _ = f.write(b"not a state file")
+        >>> try:
+        ...     ra.load_state(path)
+        ... except ra.StateFileError as exc:
+        ...     print("refused:", str(exc).split(": ", 1)[1])
+        refused: truncated or not a state file (header of 8391086132249784174 bytes)
+    """
 
 
 def _is_stateful(value: object) -> bool:
@@ -110,7 +123,7 @@ def save_state(path: str | os.PathLike[str], **objects: Any) -> None:
     ``CurriculumScheduler``, ``TemperatureAnnealing``, ``HardNegativeMiner``: its ``state_dict``
     is saved), a NumPy array, or numbers, strings, lists and dicts of these.
 
-    Example:
+    Examples:
         >>> import os, tempfile
         >>> import numpy as np
         >>> import ruvector_attention as ra
@@ -164,7 +177,20 @@ def load_state(path: str | os.PathLike[str], **objects: Any) -> dict[str, Any]:
     Raises:
         StateFileError: the file is missing, unreadable, truncated, corrupt (checksum), foreign,
             from a newer format version, or lacks a requested name.
-        TypeError, ValueError: a saved state does not fit the object it is loaded into.
+        TypeError: a saved state does not fit the object it is loaded into.
+        ValueError: a saved state does not fit the object it is loaded into.
+
+    Examples:
+        >>> import os, tempfile
+        >>> import ruvector_attention as ra
+        >>> path = os.path.join(tempfile.mkdtemp(), "s.safetensors")
+        >>> sched = ra.LearningRateScheduler(0.1, warmup_steps=2)
+        >>> _ = sched.step()
+        >>> ra.save_state(path, scheduler=sched)
+        >>> fresh = ra.LearningRateScheduler(0.1, warmup_steps=2)
+        >>> _ = ra.load_state(path, scheduler=fresh)
+        >>> fresh.get_lr() == sched.get_lr()
+        True
     """
     name = os.fspath(path)
     try:

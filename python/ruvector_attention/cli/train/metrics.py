@@ -51,8 +51,10 @@ def _neighbours(
 def recall_at_1(emb: npt.NDArray[np.floating], labels: npt.NDArray[np.integer]) -> float:
     """The fraction of samples whose nearest other sample (cosine) shares their label.
 
-    >>> recall_at_1(np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]]), np.array([0, 0, 1, 1]))
-    1.0
+    Examples:
+        >>> emb = np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
+        >>> recall_at_1(emb, np.array([0, 0, 1, 1]))
+        1.0
     """
     labels = np.asarray(labels)
     hits = 0
@@ -65,8 +67,10 @@ def recall_at_1(emb: npt.NDArray[np.floating], labels: npt.NDArray[np.integer]) 
 def map_at_r(emb: npt.NDArray[np.floating], labels: npt.NDArray[np.integer]) -> float:
     """Mean average precision at R (R: the other samples of the query's class).
 
-    >>> map_at_r(np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]]), np.array([0, 0, 1, 1]))
-    1.0
+    Examples:
+        >>> emb = np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
+        >>> map_at_r(emb, np.array([0, 0, 1, 1]))
+        1.0
     """
     labels = np.asarray(labels)
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)

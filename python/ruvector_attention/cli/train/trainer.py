@@ -70,7 +70,7 @@ class Trainer:
     """One training run of the embedding head on ``data.x_train``: its model, optimizer, schedules,
     curriculum, miners and random generators, with checkpoints that resume it bit for bit.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from ruvector_attention.cli.train import TrainConfig, Trainer, load_dataset
         >>> config = TrainConfig(steps=5, eval_every=5, checkpoint_every=5)
