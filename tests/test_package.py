@@ -10,6 +10,7 @@ import pytest
 
 import ruvector_attention as ra
 import ruvector_attention.training as training
+from platforms import posix_only
 from ruvector_attention import _native
 
 API_NAMES = [
@@ -59,6 +60,11 @@ def test_version_is_a_string():
     assert isinstance(ra.__version__, str) and ra.__version__.count(".") >= 2
 
 
+def test_one_version_source():
+    # Cargo workspace -> extension (CARGO_PKG_VERSION) and package metadata (maturin).
+    assert ra.__version__ == _native.__version__
+
+
 def test_exception_hierarchy():
     assert issubclass(ra.RuvectorError, Exception)
     assert issubclass(ra.ShapeError, ra.RuvectorError)
@@ -87,6 +93,7 @@ def _child_step(queue):
     queue.put(float(p[0]))
 
 
+@posix_only
 def test_safe_after_fork():
     # Warm the parent's pool so the child inherits one whose threads do not exist there.
     ra.set_num_threads(2)

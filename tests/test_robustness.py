@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 import reference as ref
 import ruvector_attention as ra
+from platforms import linux_only, posix_only
 from ruvector_attention import ShapeError
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -82,6 +83,7 @@ LIMIT = 4_000_000 * 1024  # ulimit -v 4000000, as in the report
         "ra.InfoNCELoss(0.1).batch_with_gradients(a, a, neg)",
     ],
 )
+@linux_only
 def test_allocation_failure_raises_memory_error_instead_of_aborting(call):
     code = f"""
         import numpy as np
@@ -255,6 +257,7 @@ def test_a_non_canonical_sparse_graph_is_left_as_it_was():
 # -- 13. the buffer cache -------------------------------------------------------------------------
 
 
+@linux_only
 def test_released_cache_memory_is_returned_to_the_os():
     code = """
         import numpy as np
@@ -421,6 +424,7 @@ def test_nan_graph_weights_are_refused_alike_in_every_form():
 
 
 @pytest.mark.parametrize("kind", ["mine", "info_nce"])
+@posix_only
 def test_ctrl_c_ends_a_long_kernel_call_promptly(kind):
     # Before the fix KeyboardInterrupt came only when the call ended (4.2 s for a 4.6 s call).
     child = subprocess.Popen(

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import ruvector_attention as ra
+from platforms import posix_only
 from ruvector_attention.state import FORMAT
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -196,6 +197,7 @@ def test_a_crafted_pickle_checkpoint_runs_nothing(tmp_path):
     assert not (tmp_path / "PWNED").exists()
 
 
+@posix_only
 def test_a_killed_writer_always_leaves_a_whole_previous_file(tmp_path):
     path = tmp_path / "state.safetensors"
     rng = np.random.default_rng(0)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import ruvector_attention.cli as cli
+from platforms import linux_only, posix_only
 from ruvector_attention.cli.train import command, map_at_r, recall_at_1
 
 SMALL = ["--steps", "90", "--eval-every", "30", "--checkpoint-every", "30", "--no-progress"]
@@ -108,6 +109,7 @@ def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, monke
     assert ma["history"] == mb["history"] and ma["test"] == mb["test"]
 
 
+@posix_only
 def test_ctrl_c_checkpoints_between_steps_and_resume_is_bit_exact(tmp_path):
     # A real SIGINT to the command: it lands in the middle of some step; the step finishes,
     # the checkpoint is written, the exit code is 130; --resume then ends where an
@@ -243,6 +245,7 @@ def one_line_error(capsys) -> str:
     return err
 
 
+@posix_only
 def test_out_that_is_a_file_or_unwritable_is_one_line(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     code, _ = run(tmp_path, *SMALL, name="afile")
@@ -272,6 +275,7 @@ def test_an_earlier_checkpoint_is_never_silently_overwritten(tmp_path, capsys):
     assert code == 0 and (out / "checkpoint.safetensors").read_bytes() != before
 
 
+@posix_only
 def test_a_second_run_on_the_same_out_is_refused(tmp_path, capsys):
     import fcntl
 
@@ -316,6 +320,7 @@ COMMAND = [sys.executable, "-m", "ruvector_attention", "train", "--no-progress"]
 CHILD_ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
 
 
+@posix_only
 def test_ctrl_c_during_the_final_report_is_one_line_and_leaves_no_temporary_file(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
@@ -342,6 +347,7 @@ def test_ctrl_c_during_the_final_report_is_one_line_and_leaves_no_temporary_file
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
 
 
+@linux_only
 def test_a_full_disk_is_one_line_and_leaves_the_previous_files_whole(tmp_path):
     import resource
 
