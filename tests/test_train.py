@@ -298,9 +298,11 @@ def test_resume_refuses_other_data_and_damaged_checkpoints(tmp_path, files, caps
         code, _ = run(tmp_path, "--features", save("x.npy", changed), *flags, "--resume")
         assert code == 2 and "different data" in one_line_error(capsys)
     ckpt = out / "checkpoint.safetensors"
-    ckpt.write_bytes(ckpt.read_bytes()[:-10])
+    damaged = ckpt.read_bytes()[:-10]
+    ckpt.write_bytes(damaged)
     code, _ = run(tmp_path, "--features", save("x.npy", x), *flags, "--resume")
     assert code == 2 and "checkpoint.safetensors: truncated" in one_line_error(capsys)
+    assert ckpt.read_bytes() == damaged  # nothing overwritten
 
 
 def test_a_class_short_of_training_samples_after_the_split_stops_before_training(
