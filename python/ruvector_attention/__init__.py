@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._loss_common import Gradients, Reduction
+from .corpus import HardNegatives, mine_hard_negatives
 from .curriculum import CurriculumScheduler, CurriculumStage, DecayType, TemperatureAnnealing
 from .errors import RuvectorError, ShapeError
 from .info_nce import InfoNCELoss
@@ -41,6 +42,7 @@ __all__ = [
     "Gradients",
     "Graph",
     "HardNegativeMiner",
+    "HardNegatives",
     "InBatchMiner",
     "InfoNCELoss",
     "LearningRateScheduler",
@@ -57,6 +59,7 @@ __all__ = [
     "clip_grad_norm",
     "get_num_threads",
     "load_state",
+    "mine_hard_negatives",
     "release_cached_memory",
     "save_state",
     "set_num_threads",

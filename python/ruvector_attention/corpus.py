@@ -1,0 +1,434 @@
+"""Corpus-scale hard-negative mining: ``mine_hard_negatives``.
+
+For every query of a retrieval dataset, negatives from a corpus that may be larger than memory
+(a NumPy array or a memory-mapped ``.npy`` file, float32 or float16), positive-aware as in
+NV-Retriever and sentence-transformers' ``util.mine_hard_negatives``.
+
+Definitions, per query ``q`` (``s(q, c)`` is the cosine similarity, norms clamped at 1e-8):
+
+- Excluded from everything: ``q``'s positives, corpus row ``q`` when ``exclude_self``, and rows
+  whose similarity is NaN (rows with NaN or Inf).
+- The ranking: the other candidates by similarity, highest first, ties by lower corpus index.
+- The window: ranks ``range_min <= rank < range_max`` of that ranking (``range_max=None``: no end).
+- Within the window, a candidate passes when ``min_score <= s <= max_score`` and, for a query with
+  positives (``positive_score`` = the lowest similarity among them, NaN ones ignored),
+  ``s <= positive_score - absolute_margin`` and ``s <= positive_score * (1 - relative_margin)``.
+- ``sampling="top"``: the first ``k`` passing candidates in ranking order. ``"random"``: ``k``
+  distinct passing candidates drawn uniformly; each candidate's draw is a pure function of
+  ``(seed, query, corpus index)``, so the result does not depend on chunking or threads.
+
+The corpus is streamed in row chunks (each converted to float32 on its own, so a float16 corpus
+is never copied whole); per query only the few candidates that can still matter are kept: the
+number of candidates above the score cap, and the best ``range_min + k`` below it (or the best
+``range_max``), so memory does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _validate as check
+from ._arrays import float_matrix
+from .errors import ShapeError
+
+__all__ = ["HardNegatives", "mine_hard_negatives"]
+
+IndexArray = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+
+#: Similarities computed per chunk: about this many floats (queries x chunk rows), so the working
+#: memory stays in the tens of MB whatever the corpus size.
+_BLOCK_FLOATS = 1 << 22
+_NORM_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class HardNegatives:
+    """The mined negatives: ``indices`` (Q, k) int64 corpus rows, -1 padded, and ``scores``
+    (Q, k) float32 cosine similarities, NaN padded; best first for ``sampling="top"``.
+
+    Examples:
+        >>> import numpy as np
+        >>> import ruvector_attention as ra
+        >>> corpus = np.eye(4, dtype=np.float32) + 0.1
+        >>> result = ra.mine_hard_negatives(corpus[:2], corpus, positives=np.array([0, 1]), k=2)
+        >>> result.indices.shape, result.scores.dtype
+        ((2, 2), dtype('float32'))
+    """
+
+    indices: IndexArray
+    scores: F32
+
+
+def _unit_rows(x: F32) -> F32:
+    x64 = x.astype(np.float64)
+    norms = np.maximum(np.linalg.norm(x64, axis=1, keepdims=True), _NORM_EPS)
+    with np.errstate(invalid="ignore", over="ignore"):
+        unit: F32 = (x64 / norms).astype(np.float32)
+    return unit
+
+
+def _optional_real(name: str, value: object) -> Optional[float]:
+    return None if value is None else check.real(name, value)
+
+
+def _positive_pairs(
+    positives: object, queries: int, corpus_size: int
+) -> tuple[IndexArray, IndexArray]:
+    """``(query, corpus index)`` of every positive, from (Q,) ints, a list of int arrays or a
+    scipy.sparse (Q, N) matrix."""
+    if positives is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if hasattr(positives, "tocoo") and hasattr(positives, "shape"):  # scipy.sparse
+        if tuple(positives.shape) != (queries, corpus_size):
+            raise ShapeError(
+                f"positives as a sparse matrix must be ({queries}, {corpus_size}), got "
+                f"{tuple(positives.shape)}"
+            )
+        coo = positives.tocoo()
+        keep = np.asarray(coo.data) != 0
+        return (
+            np.asarray(coo.row, np.int64)[keep],
+            np.asarray(coo.col, np.int64)[keep],
+        )
+    if isinstance(positives, np.ndarray) and positives.ndim == 1:
+        if positives.dtype.kind not in "iu":
+            raise TypeError(f"positives must hold integer corpus indices, got {positives.dtype}")
+        if positives.shape != (queries,):
+            raise ShapeError(f"positives must have shape ({queries},), got {positives.shape}")
+        rows, cols = np.arange(queries, dtype=np.int64), positives.astype(np.int64)
+    elif isinstance(positives, Sequence) and not isinstance(positives, (str, bytes)):
+        if len(positives) != queries:
+            raise ShapeError(f"positives has {len(positives)} entries for {queries} queries")
+        lists = []
+        for i, item in enumerate(positives):
+            arr = np.atleast_1d(np.asarray(item))
+            if arr.size and arr.dtype.kind not in "iu":
+                raise TypeError(f"positives[{i}] must hold integer corpus indices, got {arr.dtype}")
+            lists.append(arr.astype(np.int64).ravel())
+        rows = np.repeat(np.arange(queries, dtype=np.int64), [len(a) for a in lists])
+        cols = np.concatenate(lists) if lists else np.zeros(0, np.int64)
+    else:
+        raise TypeError(
+            "positives must be an int array (Q,), a list of int arrays, or a scipy.sparse (Q, N) "
+            f"matrix, got {type(positives).__name__}"
+        )
+    bad = (cols < 0) | (cols >= corpus_size)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"positive index {int(cols[i])} of query {int(rows[i])} is outside 0..{corpus_size}"
+        )
+    return rows, cols
+
+
+def _corpus_rows(corpus: Any, start: int, stop: int) -> F32:
+    """Rows ``start:stop`` of the corpus as float32 (a float16 corpus converts only this chunk)."""
+    return np.ascontiguousarray(corpus[start:stop], dtype=np.float32)
+
+
+def _corpus_take(corpus: Any, rows: IndexArray) -> F32:
+    """The given (sorted) rows of the corpus as float32."""
+    return np.ascontiguousarray(corpus[rows], dtype=np.float32)
+
+
+def _uniform_keys(
+    seed_key: int, queries: IndexArray, columns: IndexArray
+) -> npt.NDArray[np.float64]:
+    """A uniform number in [0, 1) per (query, corpus index), a pure function of the pair and the
+    seed (SplitMix64's mixer on a counter), so draws never depend on chunking."""
+    with np.errstate(over="ignore"):
+        z = (
+            np.uint64(seed_key)
+            ^ (queries.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+            ^ (columns.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03))
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    keys: npt.NDArray[np.float64] = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return keys
+
+
+class _BestList:
+    """Per query, the best ``size`` (value, corpus index) pairs seen so far, in a total order:
+    higher value first, then lower index. Merging chunks in any order gives the same lists."""
+
+    def __init__(self, queries: int, size: int) -> None:
+        self.size = size
+        self.values = np.full((queries, size), -np.inf, np.float64)
+        self.index = np.full((queries, size), -1, np.int64)
+
+    def offer(self, values: npt.NDArray[np.float64], first_column: int) -> None:
+        """Offers a (Q, C) block whose column j is corpus row ``first_column + j``; -inf entries
+        are not candidates."""
+        if self.size == 0 or values.shape[1] == 0:
+            return
+        columns = values.shape[1]
+        take = min(self.size, columns)
+        # The take-th largest value per row; entries above it all enter, entries equal to it
+        # enter lowest column first (columns are in corpus order).
+        threshold = -np.partition(-values, take - 1, axis=1)[:, take - 1]
+        above = values > threshold[:, None]
+        equal = (values == threshold[:, None]) & np.isfinite(values)
+        room = take - above.sum(axis=1)
+        chosen = above | (equal & (np.cumsum(equal, axis=1) <= room[:, None]))
+        rows, cols = np.nonzero(chosen)
+        block_values = np.full((values.shape[0], take), -np.inf, np.float64)
+        block_index = np.full((values.shape[0], take), -1, np.int64)
+        slot = np.cumsum(chosen, axis=1)[rows, cols] - 1
+        block_values[rows, slot] = values[rows, cols]
+        block_index[rows, slot] = cols + first_column
+        self.merge(block_values, block_index)
+
+    def merge(self, values: npt.NDArray[np.float64], index: IndexArray) -> None:
+        """Merges candidate lists (rows of values and global indices; -1: none)."""
+        all_values = np.concatenate([self.values, values], axis=1)
+        all_index = np.concatenate([self.index, index], axis=1)
+        # Sort each row by (value desc, index asc); padding (-inf, -1) goes last.
+        missing = all_index < 0
+        order_index = np.where(missing, np.iinfo(np.int64).max, all_index)
+        order = np.lexsort((order_index, -all_values), axis=1)[:, : self.size]
+        self.values = np.take_along_axis(all_values, order, axis=1)
+        self.index = np.take_along_axis(all_index, order, axis=1)
+
+
+def mine_hard_negatives(
+    queries: object,
+    corpus: object,
+    *,
+    positives: object = None,
+    k: int = 10,
+    range_min: int = 0,
+    range_max: Optional[int] = None,
+    min_score: Optional[float] = None,
+    max_score: Optional[float] = None,
+    absolute_margin: Optional[float] = None,
+    relative_margin: Optional[float] = None,
+    sampling: str = "top",
+    seed: Optional[int] = None,
+    exclude_self: bool = False,
+    progress: bool = False,
+    chunk_rows: Optional[int] = None,
+) -> HardNegatives:
+    """Negatives for every query against the whole corpus (see the module for the definitions).
+
+    Args:
+        queries: (Q, D) real floats.
+        corpus: (N, D) float32 or float16 (or any real float) NumPy array, including
+            ``np.memmap`` / ``np.load(..., mmap_mode="r")``; read in row chunks.
+        positives: each query's known positives as corpus indices: an int array (Q,), a list of
+            int arrays, or a scipy.sparse (Q, N) matrix. Never returned.
+        k: negatives per query (>= 0).
+        range_min, range_max: the rank window ``[range_min, range_max)`` (``range_max`` None: to
+            the end).
+        min_score, max_score: the similarity interval a negative must lie in.
+        absolute_margin, relative_margin: positive-aware caps, ``s <= positive_score -
+            absolute_margin`` and ``s <= positive_score * (1 - relative_margin)``; margins >= 0,
+            ``relative_margin`` in [0, 1).
+        sampling: ``"top"`` or ``"random"``.
+        seed: for ``"random"``: None for fresh entropy, or an int for a reproducible draw.
+        exclude_self: queries are rows of the corpus; query i never gets corpus row i.
+        progress: show a progress bar (tqdm, when installed).
+        chunk_rows: corpus rows per chunk (default: sized to keep the working memory small).
+
+    Returns:
+        :class:`HardNegatives` with ``indices`` (Q, k) int64 (-1 padded) and ``scores`` (Q, k)
+        float32 (NaN padded).
+
+    Examples:
+        >>> import numpy as np
+        >>> import ruvector_attention as ra
+        >>> rng = np.random.default_rng(0)
+        >>> corpus = rng.standard_normal((100, 8)).astype(np.float32)
+        >>> queries = corpus[:5] + 0.01
+        >>> mined = ra.mine_hard_negatives(queries, corpus, positives=np.arange(5), k=3)
+        >>> bool((mined.indices != np.arange(5)[:, None]).all())  # positives never returned
+        True
+    """
+    q = float_matrix(queries, "queries", min_rows=0)
+    n_queries, dim = q.shape
+    shape = getattr(corpus, "shape", None)
+    if shape is None or len(shape) != 2 or (shape[1] != dim and shape[0] > 0):
+        raise ShapeError(f"corpus must be (N, {dim}), got shape {shape}")
+    dtype = np.dtype(getattr(corpus, "dtype", np.float32))
+    if dtype.kind != "f":
+        raise TypeError(f"corpus must contain real floating-point numbers, got dtype {dtype}")
+    n_corpus = int(shape[0])
+    k = check.non_negative_int("k", k)
+    range_min = check.non_negative_int("range_min", range_min)
+    if range_max is not None:
+        range_max = check.integer("range_max", range_max, minimum=range_min)
+    lo = _optional_real("min_score", min_score)
+    hi_score = _optional_real("max_score", max_score)
+    abs_margin = (
+        None if absolute_margin is None else check.non_negative("absolute_margin", absolute_margin)
+    )
+    rel_margin = None if relative_margin is None else check.beta("relative_margin", relative_margin)
+    if sampling not in ("top", "random"):
+        raise ValueError(f"sampling must be 'top' or 'random', got {sampling!r}")
+    exclude_self = check.boolean("exclude_self", exclude_self)
+    if seed is not None:
+        seed = check.non_negative_int("seed", seed)
+    if chunk_rows is not None:
+        chunk_rows = check.positive_int("chunk_rows", chunk_rows)
+    pos_rows, pos_cols = _positive_pairs(positives, n_queries, n_corpus)
+
+    out_index = np.full((n_queries, k), -1, np.int64)
+    out_scores = np.full((n_queries, k), np.nan, np.float32)
+    if n_queries == 0 or k == 0 or n_corpus == 0:
+        return HardNegatives(out_index, out_scores)
+
+    unit_q = _unit_rows(q)
+    # Excluded pairs: positives and (exclude_self) the query's own row, sorted by corpus index.
+    if exclude_self:
+        own = np.arange(min(n_queries, n_corpus), dtype=np.int64)
+        pos_rows_x, pos_cols_x = np.concatenate([pos_rows, own]), np.concatenate([pos_cols, own])
+    else:
+        pos_rows_x, pos_cols_x = pos_rows, pos_cols
+    order = np.argsort(pos_cols_x, kind="stable")
+    ex_rows, ex_cols = pos_rows_x[order], pos_cols_x[order]
+
+    # Each query's positive score (the lowest similarity among its positives) and score cap.
+    positive_score = np.full(n_queries, np.nan)
+    if pos_cols.size:
+        # Only the positives' rows are read (sorted, as a memory map reads best).
+        distinct, where = np.unique(pos_cols, return_inverse=True)
+        rows = _unit_rows(_corpus_take(corpus, distinct))
+        sims = np.einsum(
+            "ij,ij->i", unit_q[pos_rows].astype(np.float64), rows[where].astype(np.float64)
+        )
+        # fmin skips NaN: a positive row with NaN or Inf does not set the positive score.
+        positive_score = np.full(n_queries, np.inf)
+        np.fmin.at(positive_score, pos_rows, sims)
+        positive_score[np.isinf(positive_score)] = np.nan
+    cap = np.full(n_queries, np.inf)
+    if hi_score is not None:
+        cap = np.minimum(cap, hi_score)
+    has_pos = ~np.isnan(positive_score)
+    if abs_margin is not None:
+        cap[has_pos] = np.minimum(cap[has_pos], positive_score[has_pos] - abs_margin)
+    if rel_margin is not None:
+        cap[has_pos] = np.minimum(cap[has_pos], positive_score[has_pos] * (1.0 - rel_margin))
+    floor = -np.inf if lo is None else lo
+
+    # What is kept per query: the count above the cap, the best candidates below it by score,
+    # and (random sampling, open window) the best by random key among those that pass.
+    head_size = range_max if range_max is not None else range_min + (k if sampling == "top" else 0)
+    by_score = _BestList(n_queries, head_size)
+    by_key = (
+        _BestList(n_queries, range_min + k)
+        if (sampling == "random" and range_max is None)
+        else None
+    )
+    above_cap = np.zeros(n_queries, np.int64)
+    seed_key = int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0])
+
+    # Without a score cap the best candidates per chunk come straight from the HARDEST miner's
+    # fused GEMM and top-k (the common case, and much faster than scoring whole blocks here).
+    uncapped = bool(np.isinf(cap).all()) and by_key is None
+    step = chunk_rows or (1 << 16 if uncapped else max(256, _BLOCK_FLOATS // max(n_queries, 1)))
+    for start in _progress(range(0, n_corpus, step), n_corpus, step, progress):
+        stop = min(start + step, n_corpus)
+        block = _unit_rows(_corpus_rows(corpus, start, stop))
+        lo_i, hi_i = np.searchsorted(ex_cols, [start, stop])
+        if uncapped:
+            _offer_top(by_score, unit_q, block, start, ex_rows[lo_i:hi_i], ex_cols[lo_i:hi_i])
+            continue
+        scores = (unit_q @ block.T).astype(np.float64)
+        scores[ex_rows[lo_i:hi_i], ex_cols[lo_i:hi_i] - start] = np.nan
+        valid = ~np.isnan(scores)
+        over = valid & (scores > cap[:, None])
+        above_cap += over.sum(axis=1)
+        under = np.where(valid & ~over, scores, -np.inf)
+        by_score.offer(under, start)
+        if by_key is not None:
+            passing = valid & ~over & (scores >= floor)
+            rows_p, cols_p = np.nonzero(passing)
+            keys = np.full(scores.shape, -np.inf)
+            keys[rows_p, cols_p] = _uniform_keys(seed_key, rows_p, cols_p + start)
+            by_key.offer(keys, start)
+
+    # Finish per query: positions in the capped list map to ranks above_cap + position.
+    for i in range(n_queries):
+        first = max(0, range_min - int(above_cap[i]))
+        last = head_size if range_max is None else max(0, range_max - int(above_cap[i]))
+        last = min(last, head_size)
+        window_idx = by_score.index[i, first:last]
+        window_val = by_score.values[i, first:last]
+        ok = (window_idx >= 0) & (window_val >= floor)
+        if sampling == "top":
+            picks, vals = window_idx[ok][:k], window_val[ok][:k]
+        elif by_key is None:  # random, closed window: every window candidate is in the list
+            cand, cand_val = window_idx[ok], window_val[ok]
+            keys = _uniform_keys(seed_key, np.full(len(cand), i, np.int64), cand)
+            best = np.lexsort((cand, -keys))[:k]
+            picks, vals = cand[best], cand_val[best]
+        else:  # random, open window: the key list minus the head above range_min's rank
+            excluded = set(by_score.index[i, :first].tolist())
+            keep = [j for j, c in enumerate(by_key.index[i]) if c >= 0 and int(c) not in excluded]
+            picks = by_key.index[i, keep][:k]
+            vals = _scores_of(unit_q[i], corpus, picks)
+        out_index[i, : len(picks)] = picks
+        out_scores[i, : len(picks)] = vals
+    return HardNegatives(out_index, out_scores)
+
+
+def _offer_top(
+    best: _BestList,
+    unit_q: F32,
+    block: F32,
+    start: int,
+    ex_rows: IndexArray,
+    ex_cols: IndexArray,
+) -> None:
+    """Offers each query's best candidates of one chunk (excluded pairs removed) to ``best``."""
+    from .mining import HardNegativeMiner
+
+    excluded_per_query = np.bincount(ex_rows, minlength=len(unit_q)) if ex_rows.size else None
+    extra = int(excluded_per_query.max()) if excluded_per_query is not None else 0
+    take = min(best.size + extra, len(block))
+    if take == 0:
+        return
+    picks = HardNegativeMiner.hardest().mine_batch(unit_q, None, block, take)
+    found = picks >= 0
+    safe = np.where(found, picks, 0)
+    values = np.einsum("qd,qkd->qk", unit_q.astype(np.float64), block[safe].astype(np.float64))
+    keep = found
+    if ex_rows.size:
+        width = np.int64(len(block) + 1)
+        pair = np.arange(len(unit_q), dtype=np.int64)[:, None] * width + safe
+        keep &= ~np.isin(pair, ex_rows * width + (ex_cols - start))
+    values = np.where(keep, values, -np.inf)
+    index = np.where(keep, safe + start, -1)
+    best.merge(values, index)
+
+
+def _scores_of(query_unit: F32, corpus: Any, picks: IndexArray) -> npt.NDArray[np.float64]:
+    if len(picks) == 0:
+        return np.zeros(0)
+    order = np.argsort(picks)
+    rows = _unit_rows(_corpus_take(corpus, picks[order]))
+    sims = np.empty(len(picks))
+    sims[order] = rows @ query_unit
+    return sims
+
+
+def _progress(chunks: range, total: int, step: int, show: bool) -> Iterator[int]:
+    if not show:
+        yield from chunks
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        yield from chunks
+        return
+    with tqdm(total=total, unit="rows", desc="mining") as bar:
+        for start in chunks:
+            yield start
+            bar.update(min(step, total - start))

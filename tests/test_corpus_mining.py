@@ -1,0 +1,256 @@
+"""mine_hard_negatives against a float64 brute force of its definition, every filter alone and
+combined, the three forms of positives, memmap and float16 corpora, chunking, errors and the
+memory of the out-of-core path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import ruvector_attention as ra
+from platforms import linux_only
+from ruvector_attention.corpus import _uniform_keys
+
+
+def seed_key(seed):
+    return int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0])
+
+
+def brute_force(queries, corpus, positives, *, k, range_min=0, range_max=None, min_score=None,
+                max_score=None, absolute_margin=None, relative_margin=None, sampling="top",
+                seed=None, exclude_self=False):  # fmt: skip
+    """The module's definition, written directly in float64."""
+    q = np.asarray(queries, np.float64)
+    c = np.asarray(corpus, np.float64)
+    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-8)
+    with np.errstate(invalid="ignore"):
+        cn = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-8)
+        sims = qn @ cn.T
+    idx_out = np.full((len(q), k), -1, np.int64)
+    for i in range(len(q)):
+        pos = set(positives[i])
+        excluded = set(pos) | ({i} if exclude_self and i < len(c) else set())
+        cand = np.array(
+            [j for j in range(len(c)) if j not in excluded and not np.isnan(sims[i, j])]
+        )
+        cand = cand.astype(np.int64)
+        ranked = cand[np.lexsort((cand, -sims[i, cand]))] if len(cand) else cand
+        window = ranked[range_min:range_max]
+        s = sims[i, window]
+        ok = np.ones(len(window), bool)
+        if min_score is not None:
+            ok &= s >= min_score
+        if max_score is not None:
+            ok &= s <= max_score
+        pos_sims = [sims[i, j] for j in pos if not np.isnan(sims[i, j])]
+        if pos_sims:
+            ps = min(pos_sims)
+            if absolute_margin is not None:
+                ok &= s <= ps - absolute_margin
+            if relative_margin is not None:
+                ok &= s <= ps * (1 - relative_margin)
+        passing = window[ok]
+        if sampling == "top":
+            picks = passing[:k]
+        else:
+            keys = _uniform_keys(seed_key(seed), np.full(len(passing), i, np.int64), passing)
+            picks = passing[np.lexsort((passing, -keys))][:k]
+        idx_out[i, : len(picks)] = picks
+    return idx_out
+
+
+def data(seed=0, q=12, n=200, d=16):
+    rng = np.random.default_rng(seed)
+    corpus = rng.standard_normal((n, d)).astype(np.float32)
+    queries = corpus[:q] + 0.3 * rng.standard_normal((q, d)).astype(np.float32)
+    positives = [np.array([i, (i + 50) % n]) for i in range(q)]
+    return queries, corpus, positives
+
+
+FILTERS = [
+    {},
+    {"range_min": 5},
+    {"range_min": 3, "range_max": 20},
+    {"min_score": 0.0},
+    {"max_score": 0.3},
+    {"absolute_margin": 0.05},
+    {"relative_margin": 0.2},
+    {"range_min": 2, "range_max": 60, "min_score": -0.2, "max_score": 0.5, "absolute_margin": 0.1,
+     "relative_margin": 0.1},
+    {"exclude_self": True},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("filters", FILTERS)
+@pytest.mark.parametrize("sampling", ["top", "random"])
+def test_every_filter_alone_and_combined_matches_the_brute_force(filters, sampling):
+    queries, corpus, positives = data()
+    kwargs = dict(k=7, sampling=sampling, seed=3, **filters)
+    got = ra.mine_hard_negatives(queries, corpus, positives=positives, **kwargs)
+    expected = brute_force(queries, corpus, positives, **kwargs)
+    np.testing.assert_array_equal(got.indices, expected)
+    # Scores are the float32 cosine similarities of the picks, NaN padded.
+    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    cn = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
+    for i, row in enumerate(got.indices):
+        real = row >= 0
+        np.testing.assert_allclose(got.scores[i, real], cn[row[real]] @ qn[i], atol=2e-6)
+        assert np.isnan(got.scores[i, ~real]).all()
+    if sampling == "top":  # best first
+        for i, row in enumerate(got.indices):
+            real = got.scores[i, row >= 0]
+            assert (np.diff(real) <= 0).all()
+
+
+def test_positives_in_all_three_forms_give_the_same_result():
+    queries, corpus, positives = data()
+    one = np.array([p[0] for p in positives])
+    matrix = sp.csr_matrix(
+        (np.ones(len(one)), (np.arange(len(one)), one)), shape=(len(queries), len(corpus))
+    )
+    results = [
+        ra.mine_hard_negatives(queries, corpus, positives=form, k=6, absolute_margin=0.05)
+        for form in (one, [np.array([p]) for p in one], matrix)
+    ]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r.indices, results[0].indices)
+    expected = brute_force(queries, corpus, [[p] for p in one], k=6, absolute_margin=0.05)
+    np.testing.assert_array_equal(results[0].indices, expected)
+    assert (results[0].indices != one[:, None]).all()  # each query's own positive never
+
+
+def test_ties_nan_rows_short_rows_empty_corpus_and_one_dimension():
+    queries, corpus, positives = data(q=5, n=40)
+    corpus[10] = corpus[11]  # an exact tie: the lower index first
+    corpus[[3, 20]] = np.nan  # never picked
+    got = ra.mine_hard_negatives(queries, corpus, positives=positives, k=50)
+    np.testing.assert_array_equal(got.indices, brute_force(queries, corpus, positives, k=50))
+    assert not np.isin(got.indices, [3, 20]).any()
+    assert (got.indices[:, -3:] == -1).all()  # at most 36 candidates: padded
+    empty = ra.mine_hard_negatives(queries, corpus[:0], k=3)
+    assert (empty.indices == -1).all() and np.isnan(empty.scores).all()
+    q1, c1 = np.array([[1.0], [-2.0]]), np.array([[0.5], [-1.0], [3.0], [-0.1]])
+    got1 = ra.mine_hard_negatives(q1, c1, k=2)
+    np.testing.assert_array_equal(got1.indices, brute_force(q1, c1, [[], []], k=2))
+
+
+@pytest.mark.parametrize("sampling", ["top", "random"])
+def test_memmap_float16_and_any_chunking_give_the_same_result(tmp_path, sampling):
+    queries, corpus, positives = data(n=500)
+    path = tmp_path / "corpus.npy"
+    np.save(path, corpus.astype(np.float16))
+    mapped = np.load(path, mmap_mode="r")
+    kwargs = dict(k=8, sampling=sampling, seed=9, range_min=2, relative_margin=0.05)
+    got = ra.mine_hard_negatives(queries, mapped, positives=positives, **kwargs)
+    # float16 against the float16 values themselves.
+    expected = brute_force(queries, corpus.astype(np.float16), positives, **kwargs)
+    np.testing.assert_array_equal(got.indices, expected)
+    in_memory = ra.mine_hard_negatives(
+        queries, np.asarray(mapped), positives=positives, chunk_rows=37, **kwargs
+    )
+    np.testing.assert_array_equal(in_memory.indices, got.indices)
+    np.testing.assert_allclose(in_memory.scores, got.scores, atol=1e-6)
+
+
+def test_random_draws_are_reproducible_and_differ_between_seeds():
+    queries, corpus, positives = data()
+    a = ra.mine_hard_negatives(queries, corpus, positives=positives, k=5, sampling="random", seed=1)
+    b = ra.mine_hard_negatives(queries, corpus, positives=positives, k=5, sampling="random", seed=1)
+    c = ra.mine_hard_negatives(queries, corpus, positives=positives, k=5, sampling="random", seed=2)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert (a.indices != c.indices).any()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"k": -1}, ValueError, "k must be >= 0"),
+        ({"range_min": 5, "range_max": 2}, ValueError, "range_max must be >= 5"),
+        ({"relative_margin": 1.0}, ValueError, r"relative_margin must be in \[0, 1\)"),
+        ({"absolute_margin": -0.1}, ValueError, "absolute_margin must be >= 0"),
+        ({"sampling": "best"}, ValueError, "sampling must be"),
+        ({"positives": np.array([0, 999])}, ValueError, "positive index 999 of query 1"),
+        ({"positives": np.array([0.5, 1.0])}, TypeError, "integer corpus indices"),
+        ({"positives": [np.array([1])]}, ra.ShapeError, "1 entries for 2 queries"),
+        ({"exclude_self": "yes"}, TypeError, "exclude_self must be a bool"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(kwargs, error, message):
+    queries, corpus, _ = data(q=2)
+    with pytest.raises(error, match=message):
+        ra.mine_hard_negatives(queries, corpus, **kwargs)
+
+
+def test_shape_and_dtype_errors():
+    queries, corpus, _ = data(q=2)
+    with pytest.raises(ra.ShapeError, match=r"corpus must be \(N, 16\)"):
+        ra.mine_hard_negatives(queries, corpus[:, :8])
+    with pytest.raises(TypeError, match="corpus must contain real floating-point"):
+        ra.mine_hard_negatives(queries, corpus.astype(np.int32))
+
+
+@linux_only
+def test_the_out_of_core_path_keeps_anonymous_memory_small(tmp_path):
+    # A 256 MB float16 memmap (2,000,000 x 64) against 512 queries: the anonymous memory of the
+    # call (RssAnon, sampled while it runs) stays far below the corpus size.
+    path = tmp_path / "corpus.npy"
+    code = f"""
+        import threading, time
+        import numpy as np
+        import ruvector_attention as ra
+
+        path = {str(path)!r}
+        rows, dim = 2_000_000, 64
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(rows, dim))
+        rng = np.random.default_rng(0)
+        for start in range(0, rows, 100_000):
+            out[start:start + 100_000] = rng.standard_normal((100_000, dim)).astype(np.float16)
+        out.flush()
+        del out
+
+        def rss_anon():
+            for line in open("/proc/self/status"):
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+
+        corpus = np.load(path, mmap_mode="r")
+        queries = rng.standard_normal((512, dim)).astype(np.float32)
+        base, peak, done = rss_anon(), [0], threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak[0] = max(peak[0], rss_anon())
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        result = ra.mine_hard_negatives(queries, corpus, k=10)
+        done.set()
+        watcher.join()
+        assert (result.indices >= 0).all()
+        print((peak[0] - base) >> 20)
+        """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    extra_mib = int(done.stdout.split()[-1])
+    assert extra_mib < 160, f"{extra_mib} MiB of anonymous memory for a 256 MB corpus"
+
+
+@pytest.mark.parametrize("filters", [{}, {"range_min": 4, "range_max": 30}, {"exclude_self": True}])
+def test_the_uncapped_fast_path_is_chunking_invariant_and_exact(filters):
+    # Without a score cap the miner's fused top-k feeds the lists; chunks of 37 rows and one chunk
+    # give the brute force's picks.
+    queries, corpus, positives = data(n=300)
+    kwargs = dict(k=9, **filters)
+    whole = ra.mine_hard_negatives(queries, corpus, positives=positives, **kwargs)
+    pieces = ra.mine_hard_negatives(queries, corpus, positives=positives, chunk_rows=37, **kwargs)
+    expected = brute_force(queries, corpus, positives, **kwargs)
+    np.testing.assert_array_equal(whole.indices, expected)
+    np.testing.assert_array_equal(pieces.indices, expected)
