@@ -133,8 +133,11 @@ def _corpus_rows(corpus: Any, start: int, stop: int) -> F32:
 
 
 def _corpus_take(corpus: Any, rows: IndexArray) -> F32:
-    """The given (sorted) rows of the corpus as float32."""
-    return np.ascontiguousarray(corpus[rows], dtype=np.float32)
+    """The given (sorted) rows of the corpus as float32 (a Dask array computes just these)."""
+    taken = corpus[rows]
+    if hasattr(taken, "compute"):
+        taken = taken.compute()
+    return np.ascontiguousarray(taken, dtype=np.float32)
 
 
 def _uniform_keys(
@@ -188,6 +191,8 @@ class _BestList:
 
     def merge(self, values: npt.NDArray[np.float64], index: IndexArray) -> None:
         """Merges candidate lists (rows of values and global indices; -1: none)."""
+        if self.size == 0:
+            return
         all_values = np.concatenate([self.values, values], axis=1)
         all_index = np.concatenate([self.index, index], axis=1)
         # Sort each row by (value desc, index asc); padding (-inf, -1) goes last.
@@ -320,63 +325,125 @@ def mine_hard_negatives(
     # What is kept per query: the count above the cap, the best candidates below it by score,
     # and (random sampling, open window) the best by random key among those that pass.
     head_size = range_max if range_max is not None else range_min + (k if sampling == "top" else 0)
-    by_score = _BestList(n_queries, head_size)
-    by_key = (
-        _BestList(n_queries, range_min + k)
-        if (sampling == "random" and range_max is None)
-        else None
+    plan = _Plan(
+        unit_q=unit_q,
+        cap=cap,
+        floor=floor,
+        ex_rows=ex_rows,
+        ex_cols=ex_cols,
+        head_size=head_size,
+        key_size=range_min + k if (sampling == "random" and range_max is None) else 0,
+        seed_key=int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0]),
     )
-    above_cap = np.zeros(n_queries, np.int64)
-    seed_key = int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0])
+    if _is_dask_array(corpus):
+        from ._dask import reduce_blocks
 
-    # Without a score cap the best candidates per chunk come straight from the HARDEST miner's
-    # fused GEMM and top-k (the common case, and much faster than scoring whole blocks here).
-    uncapped = bool(np.isinf(cap).all()) and by_key is None
-    step = chunk_rows or (1 << 16 if uncapped else max(256, _BLOCK_FLOATS // max(n_queries, 1)))
-    for start in _progress(range(0, n_corpus, step), n_corpus, step, progress):
-        stop = min(start + step, n_corpus)
-        block = _unit_rows(_corpus_rows(corpus, start, stop))
-        lo_i, hi_i = np.searchsorted(ex_cols, [start, stop])
-        if uncapped:
-            _offer_top(by_score, unit_q, block, start, ex_rows[lo_i:hi_i], ex_cols[lo_i:hi_i])
-            continue
-        scores = (unit_q @ block.T).astype(np.float64)
-        scores[ex_rows[lo_i:hi_i], ex_cols[lo_i:hi_i] - start] = np.nan
-        valid = ~np.isnan(scores)
-        over = valid & (scores > cap[:, None])
-        above_cap += over.sum(axis=1)
-        under = np.where(valid & ~over, scores, -np.inf)
-        by_score.offer(under, start)
-        if by_key is not None:
-            passing = valid & ~over & (scores >= floor)
-            rows_p, cols_p = np.nonzero(passing)
-            keys = np.full(scores.shape, -np.inf)
-            keys[rows_p, cols_p] = _uniform_keys(seed_key, rows_p, cols_p + start)
-            by_key.offer(keys, start)
+        state = reduce_blocks(plan, corpus, progress)
+    else:
+        step = chunk_rows or plan.default_chunk_rows()
+        state = plan.empty()
+        for start in _progress(range(0, n_corpus, step), n_corpus, step, progress):
+            stop = min(start + step, n_corpus)
+            state.merge(plan.absorb(_corpus_rows(corpus, start, stop), start))
 
     # Finish per query: positions in the capped list map to ranks above_cap + position.
     for i in range(n_queries):
-        first = max(0, range_min - int(above_cap[i]))
-        last = head_size if range_max is None else max(0, range_max - int(above_cap[i]))
+        first = max(0, range_min - int(state.above_cap[i]))
+        last = head_size if range_max is None else max(0, range_max - int(state.above_cap[i]))
         last = min(last, head_size)
-        window_idx = by_score.index[i, first:last]
-        window_val = by_score.values[i, first:last]
+        window_idx = state.by_score.index[i, first:last]
+        window_val = state.by_score.values[i, first:last]
         ok = (window_idx >= 0) & (window_val >= floor)
         if sampling == "top":
-            picks, vals = window_idx[ok][:k], window_val[ok][:k]
-        elif by_key is None:  # random, closed window: every window candidate is in the list
-            cand, cand_val = window_idx[ok], window_val[ok]
-            keys = _uniform_keys(seed_key, np.full(len(cand), i, np.int64), cand)
-            best = np.lexsort((cand, -keys))[:k]
-            picks, vals = cand[best], cand_val[best]
+            picks = window_idx[ok][:k]
+        elif plan.key_size == 0:  # random, closed window: every window candidate is in the list
+            cand = window_idx[ok]
+            keys = _uniform_keys(plan.seed_key, np.full(len(cand), i, np.int64), cand)
+            picks = cand[np.lexsort((cand, -keys))][:k]
         else:  # random, open window: the key list minus the head above range_min's rank
-            excluded = set(by_score.index[i, :first].tolist())
+            excluded = set(state.by_score.index[i, :first].tolist())
+            by_key = state.by_key
             keep = [j for j, c in enumerate(by_key.index[i]) if c >= 0 and int(c) not in excluded]
             picks = by_key.index[i, keep][:k]
-            vals = _scores_of(unit_q[i], corpus, picks)
         out_index[i, : len(picks)] = picks
-        out_scores[i, : len(picks)] = vals
+    # The reported similarities are computed once, for the picks, in one fixed way: the same
+    # bits whatever the chunking (or the number of Dask workers).
+    out_scores[:] = _scores_of(unit_q, corpus, out_index)
     return HardNegatives(out_index, out_scores)
+
+
+def _is_dask_array(value: object) -> bool:
+    import sys
+
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(value, module.Array)
+
+
+@dataclass
+class _State:
+    """What one chunk (or a merge of chunks) leaves per query; merges are order-independent."""
+
+    above_cap: IndexArray
+    by_score: _BestList
+    by_key: _BestList
+
+    def merge(self, other: _State) -> None:
+        self.above_cap += other.above_cap
+        self.by_score.merge(other.by_score.values, other.by_score.index)
+        self.by_key.merge(other.by_key.values, other.by_key.index)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a chunk's work needs (sent once to every Dask worker)."""
+
+    unit_q: F32
+    cap: npt.NDArray[np.float64]
+    floor: float
+    ex_rows: IndexArray
+    ex_cols: IndexArray
+    head_size: int
+    key_size: int
+    seed_key: int
+
+    @property
+    def uncapped(self) -> bool:
+        # Without a score cap the best candidates per chunk come straight from the HARDEST
+        # miner's fused GEMM and top-k (the common case, much faster than scoring blocks here).
+        return bool(np.isinf(self.cap).all()) and self.key_size == 0
+
+    def default_chunk_rows(self) -> int:
+        return 1 << 16 if self.uncapped else max(256, _BLOCK_FLOATS // max(len(self.unit_q), 1))
+
+    def empty(self) -> _State:
+        n = len(self.unit_q)
+        return _State(
+            np.zeros(n, np.int64), _BestList(n, self.head_size), _BestList(n, self.key_size)
+        )
+
+    def absorb(self, rows: F32, start: int) -> _State:
+        """The state of corpus rows ``start:start + len(rows)`` alone."""
+        state = self.empty()
+        block = _unit_rows(rows)
+        lo_i, hi_i = np.searchsorted(self.ex_cols, [start, start + len(rows)])
+        ex_rows, ex_cols = self.ex_rows[lo_i:hi_i], self.ex_cols[lo_i:hi_i]
+        if self.uncapped:
+            _offer_top(state.by_score, self.unit_q, block, start, ex_rows, ex_cols)
+            return state
+        # float64 products: per element the same bits whatever the chunk's size.
+        scores = self.unit_q.astype(np.float64) @ block.astype(np.float64).T
+        scores[ex_rows, ex_cols - start] = np.nan
+        valid = ~np.isnan(scores)
+        over = valid & (scores > self.cap[:, None])
+        state.above_cap += over.sum(axis=1)
+        state.by_score.offer(np.where(valid & ~over, scores, -np.inf), start)
+        if self.key_size:
+            passing = valid & ~over & (scores >= self.floor)
+            rows_p, cols_p = np.nonzero(passing)
+            keys = np.full(scores.shape, -np.inf)
+            keys[rows_p, cols_p] = _uniform_keys(self.seed_key, rows_p, cols_p + start)
+            state.by_key.offer(keys, start)
+        return state
 
 
 def _offer_top(
@@ -409,14 +476,18 @@ def _offer_top(
     best.merge(values, index)
 
 
-def _scores_of(query_unit: F32, corpus: Any, picks: IndexArray) -> npt.NDArray[np.float64]:
-    if len(picks) == 0:
-        return np.zeros(0)
-    order = np.argsort(picks)
-    rows = _unit_rows(_corpus_take(corpus, picks[order]))
-    sims = np.empty(len(picks))
-    sims[order] = rows @ query_unit
-    return sims
+def _scores_of(unit_q: F32, corpus: Any, index: IndexArray) -> F32:
+    """Cosine similarities of each query with its picks (NaN where there is none)."""
+    scores = np.full(index.shape, np.nan, np.float32)
+    found = index >= 0
+    if not found.any():
+        return scores
+    distinct, where = np.unique(index[found], return_inverse=True)
+    rows = _unit_rows(_corpus_take(corpus, distinct)).astype(np.float64)
+    query_rows = np.nonzero(found)[0]
+    sims = np.einsum("ij,ij->i", unit_q[query_rows].astype(np.float64), rows[where])
+    scores[found] = sims.astype(np.float32)
+    return scores
 
 
 def _progress(chunks: range, total: int, step: int, show: bool) -> Iterator[int]:
