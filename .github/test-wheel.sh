@@ -8,7 +8,7 @@ python -m venv venv
 if [ -x venv/bin/python ]; then PY=$PWD/venv/bin/python; else PY=$PWD/venv/Scripts/python.exe; fi
 "$PY" -m pip install --upgrade pip
 WHEEL=$(ls dist/*.whl)
-"$PY" -m pip install "$WHEEL[test]"
+"$PY" -m pip install "$WHEEL[test,dask]"
 mkdir -p outside
 cd outside
 "$PY" -m pytest -p no:cacheprovider ../tests -q \
