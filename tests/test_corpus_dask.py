@@ -94,3 +94,26 @@ def test_a_worker_killed_while_the_graph_runs_changes_nothing(cluster):
     assert time.perf_counter() - started > 0.3, "the graph finished before the worker was killed"
     assert_identical(got, expected)
     cluster.wait_for_workers(2, timeout=60)  # the nanny restarts it for the other tests
+
+
+def test_the_mine_command_on_a_dask_scheduler(cluster, tmp_path):
+    # --scheduler: the workers read their row blocks from the .npy file themselves.
+    import subprocess
+    import sys
+
+    queries, corpus, _ = data(n=2000, d=16, q=10)
+    np.save(tmp_path / "q.npy", queries)
+    np.save(tmp_path / "c.npy", corpus.astype(np.float16))
+    out = tmp_path / "neg.npz"
+    address = cluster.scheduler.address
+    done = subprocess.run(
+        [sys.executable, "-m", "ruvector_attention", "mine", "--no-progress", "--queries",
+         str(tmp_path / "q.npy"), "--corpus", str(tmp_path / "c.npy"), "--k", "6",
+         "--scheduler", address, "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    expected = ra.mine_hard_negatives(queries, corpus.astype(np.float16), k=6)
+    with np.load(out) as saved:
+        np.testing.assert_array_equal(saved["indices"], expected.indices)
+        assert saved["scores"].tobytes() == expected.scores.tobytes()

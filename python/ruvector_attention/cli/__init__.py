@@ -5,6 +5,8 @@ One subcommand per job, each in its own module of this package:
 - ``ruvector-attention train`` (``cli/train/``) trains an embedding head with contrastive learning
   on labelled vectors (scikit-learn's digits by default) and reports test retrieval quality beside
   PCA and LDA baselines of the same dimension. See ``ruvector-attention train --help``.
+- ``ruvector-attention mine`` (``cli/mine/``) mines hard negatives for every query against a
+  corpus in a ``.npy`` file, in this process or on a Dask cluster.
 
 Every command ends bad input and file-system problems with exit 2 and one line on stderr, and
 Ctrl-C with exit 130, never a traceback.
@@ -21,6 +23,7 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .mine import add_parser as add_mine
     from .train.command import add_parser as add_train
 
     parser = argparse.ArgumentParser(
@@ -29,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     add_train(sub)
+    add_mine(sub)
     return parser
 
 

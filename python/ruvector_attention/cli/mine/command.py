@@ -1,0 +1,162 @@
+"""``ruvector-attention mine``: flags, input checks before any work, the mining, the output.
+
+Inputs are ``.npy`` files: queries (Q, D), the corpus (N, D) float32 or float16 (memory-mapped,
+never loaded whole), and optionally positives as corpus indices: (Q,) or (Q, P) integers, -1
+padded. The result goes to ``--out`` as an ``.npz`` with ``indices`` (Q, k) int64 (-1 padded)
+and ``scores`` (Q, k) float32 (NaN padded), written atomically. With ``--scheduler ADDRESS``
+the corpus is mined on that Dask cluster, each worker reading its row blocks from the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from typing import Any, Optional
+
+import numpy as np
+
+__all__ = ["add_parser", "run"]
+
+#: Corpus rows per Dask block (the in-process path chooses its own chunks).
+_DASK_BLOCK_ROWS = 1 << 18
+
+
+def add_parser(sub: Any) -> None:
+    mine = sub.add_parser(
+        "mine",
+        help="hard negatives for every query against a corpus (.npy, memory-mapped)",
+        description=(
+            "Mines hard negatives for every query against the whole corpus: positive-aware "
+            "(positives are never returned; margins relative to each query's positive score), "
+            "with a rank window and score filters, best first or sampled. Bad input stops with "
+            "exit 2 before any work; --out is written atomically."
+        ),
+    )
+    add = mine.add_argument
+    add("--queries", required=True, help=".npy file of queries (Q, D)")
+    add("--corpus", required=True, help=".npy file of the corpus (N, D), float32 or float16")
+    add("--positives", help=".npy file of positives: (Q,) or (Q, P) corpus indices, -1 padded")
+    add("--k", type=int, default=10, help="negatives per query (default 10)")
+    add("--range-min", type=int, default=0, help="first rank of the window (default 0)")
+    add("--range-max", type=int, help="end of the rank window (default: none)")
+    add("--min-score", type=float, help="lowest similarity a negative may have")
+    add("--max-score", type=float, help="highest similarity a negative may have")
+    add("--absolute-margin", type=float, help="s <= positive_score - margin")
+    add("--relative-margin", type=float, help="s <= positive_score * (1 - margin), in [0, 1)")
+    add("--sampling", choices=["top", "random"], default="top", help="default top")
+    add("--seed", type=int, help="seed of --sampling random")
+    add("--exclude-self", action="store_true", help="query i is corpus row i: never pick it")
+    add("--scheduler", help="address of a running Dask scheduler (needs the [dask] extra)")
+    add("--out", required=True, help="output .npz (indices, scores)")
+    add("--no-progress", action="store_true", help="no progress bar")
+    mine.set_defaults(run=run)
+
+
+def fail(message: str) -> int:
+    print(f"ruvector-attention mine: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _load(path: str, what: str, *, mmap: bool = False) -> np.ndarray:
+    if not os.path.exists(path):
+        raise _InputError(f"{what} file not found: {path}")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as exc:
+        raise _InputError(f"cannot read {what} from {path} as a .npy array: {exc}") from None
+    if not isinstance(arr, np.ndarray):
+        raise _InputError(f"{what} file {path} holds several arrays; save one array with np.save")
+    return arr
+
+
+class _InputError(Exception):
+    pass
+
+
+def _positives(path: Optional[str], queries: int) -> Optional[list[np.ndarray]]:
+    if path is None:
+        return None
+    arr = _load(path, "positives")
+    if arr.dtype.kind not in "iu":
+        raise _InputError(f"positives must be integer corpus indices, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] != queries:
+        raise _InputError(f"positives must be ({queries},) or ({queries}, P), got {arr.shape}")
+    return [row[row >= 0].astype(np.int64) for row in arr]
+
+
+def _dask_corpus(path: str, shape: tuple[int, int], dtype: np.dtype) -> Any:
+    """The .npy corpus as a dask.array whose blocks each worker reads from the file itself."""
+    import dask.array as da
+    from dask import delayed
+
+    blocks = []
+    for start in range(0, shape[0], _DASK_BLOCK_ROWS):
+        stop = min(start + _DASK_BLOCK_ROWS, shape[0])
+        rows = delayed(_read_rows, pure=True)(path, start, stop)
+        blocks.append(da.from_delayed(rows, shape=(stop - start, shape[1]), dtype=dtype))
+    return da.concatenate(blocks, axis=0) if blocks else da.zeros((0, shape[1]), dtype=dtype)
+
+
+def _read_rows(path: str, start: int, stop: int) -> np.ndarray:
+    return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..._atomic_file import write_atomically
+    from ...corpus import mine_hard_negatives
+
+    if os.path.isdir(args.out):
+        return fail(f"--out {args.out} is a directory; name the .npz file to write")
+    try:
+        queries = _load(args.queries, "queries")
+        corpus = _load(args.corpus, "corpus", mmap=True)
+        positives = _positives(args.positives, queries.shape[0] if queries.ndim else 0)
+    except _InputError as exc:
+        return fail(str(exc))
+    options = dict(
+        positives=positives,
+        k=args.k,
+        range_min=args.range_min,
+        range_max=args.range_max,
+        min_score=args.min_score,
+        max_score=args.max_score,
+        absolute_margin=args.absolute_margin,
+        relative_margin=args.relative_margin,
+        sampling=args.sampling,
+        seed=args.seed,
+        exclude_self=args.exclude_self,
+        progress=not args.no_progress,
+    )
+    source: Any = corpus
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            return fail(
+                '--scheduler needs the "dask" extra: pip install "ruvector-attention[dask]"'
+            )
+        if corpus.ndim != 2:
+            return fail(f"corpus must be a 2-D array (N, D), got shape {corpus.shape}")
+        try:
+            client = Client(args.scheduler, timeout=30)
+        except OSError as exc:
+            return fail(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}")
+        source = _dask_corpus(args.corpus, corpus.shape, corpus.dtype)
+    try:
+        result = mine_hard_negatives(queries, source, **options)
+    except (ValueError, TypeError) as exc:  # checked before any work
+        return fail(str(exc))
+    finally:
+        if client is not None:
+            client.close()
+    buffer = io.BytesIO()
+    np.savez(buffer, indices=result.indices, scores=result.scores)
+    write_atomically(args.out, buffer.getvalue())
+    found = int((result.indices >= 0).sum())
+    print(f"wrote {args.out}: {result.indices.shape[0]} queries, {found} negatives")
+    return 0

@@ -1,0 +1,76 @@
+"""`ruvector-attention mine` run as a subprocess: the result of the API, memory-mapped float16
+input, exit 2 with one line for bad input before any work, and --out never half-written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ruvector_attention as ra
+
+COMMAND = [sys.executable, "-m", "ruvector_attention", "mine", "--no-progress"]
+
+
+def run(*flags, cwd):
+    return subprocess.run([*COMMAND, *flags], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    corpus = rng.standard_normal((500, 16)).astype(np.float16)
+    queries = corpus[:20].astype(np.float32) + 0.1
+    positives = np.stack([np.arange(20), np.full(20, -1)], axis=1)  # (Q, P), -1 padded
+    paths = {}
+    for name, arr in (("q", queries), ("c", corpus), ("p", positives)):
+        paths[name] = str(tmp_path / f"{name}.npy")
+        np.save(paths[name], arr)
+    return queries, corpus, paths
+
+
+def test_the_command_writes_what_the_api_returns(tmp_path, files):
+    queries, corpus, paths = files
+    out = tmp_path / "neg.npz"
+    flags = ["--k", "7", "--range-min", "2", "--relative-margin", "0.05", "--sampling", "random"]
+    done = run("--queries", paths["q"], "--corpus", paths["c"], "--positives", paths["p"],
+               "--seed", "4", "--out", str(out), *flags, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "20 queries" in done.stdout
+    expected = ra.mine_hard_negatives(
+        queries, corpus, positives=[np.array([i]) for i in range(20)], k=7, range_min=2,
+        relative_margin=0.05, sampling="random", seed=4,
+    )  # fmt: skip
+    with np.load(out) as saved:
+        np.testing.assert_array_equal(saved["indices"], expected.indices)
+        assert saved["scores"].tobytes() == expected.scores.tobytes()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"--corpus": "missing.npy"}, "corpus file not found"),
+        ({"--k": "-1"}, "k must be >= 0"),
+        ({"--relative-margin": "1.5"}, "relative_margin must be in [0, 1)"),
+        ({"--positives": "bad_positives.npy"}, "positive index 999"),
+        ({"--queries": "narrow.npy"}, "corpus must be (N, 8)"),
+        ({"--queries": "text.npy"}, "cannot read queries"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_leaves_out_alone(tmp_path, files, change, message):
+    _, _, paths = files
+    np.save(tmp_path / "bad_positives.npy", np.full(20, 999))
+    np.save(tmp_path / "narrow.npy", np.ones((20, 8), np.float32))
+    (tmp_path / "text.npy").write_text("not an array")
+    out = tmp_path / "neg.npz"
+    out.write_bytes(b"previous result")
+    flags = {"--queries": paths["q"], "--corpus": paths["c"], "--positives": paths["p"],
+             "--k": "5", "--out": str(out)}  # fmt: skip
+    flags.update(change)
+    done = run(*[x for pair in flags.items() for x in pair], cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert message in done.stderr
+    assert out.read_bytes() == b"previous result"
