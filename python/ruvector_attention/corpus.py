@@ -230,12 +230,13 @@ def mine_hard_negatives(
         positives: each query's known positives as corpus indices: an int array (Q,), a list of
             int arrays, or a scipy.sparse (Q, N) matrix. Never returned.
         k: negatives per query (>= 0).
-        range_min, range_max: the rank window ``[range_min, range_max)`` (``range_max`` None: to
-            the end).
-        min_score, max_score: the similarity interval a negative must lie in.
-        absolute_margin, relative_margin: positive-aware caps, ``s <= positive_score -
-            absolute_margin`` and ``s <= positive_score * (1 - relative_margin)``; margins >= 0,
-            ``relative_margin`` in [0, 1).
+        range_min: the first rank of the window ``[range_min, range_max)``.
+        range_max: the end of the window (None: to the end of the ranking).
+        min_score: the lowest similarity a negative may have.
+        max_score: the highest similarity a negative may have.
+        absolute_margin: positive-aware cap ``s <= positive_score - absolute_margin`` (>= 0).
+        relative_margin: positive-aware cap ``s <= positive_score * (1 - relative_margin)``, in
+            [0, 1).
         sampling: ``"top"`` or ``"random"``.
         seed: for ``"random"``: None for fresh entropy, or an int for a reproducible draw.
         exclude_self: queries are rows of the corpus; query i never gets corpus row i.
