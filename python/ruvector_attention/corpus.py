@@ -425,12 +425,13 @@ class _Plan:
     def absorb(self, rows: F32, start: int) -> _State:
         """The state of corpus rows ``start:start + len(rows)`` alone."""
         state = self.empty()
-        block = _unit_rows(rows)
         lo_i, hi_i = np.searchsorted(self.ex_cols, [start, start + len(rows)])
         ex_rows, ex_cols = self.ex_rows[lo_i:hi_i], self.ex_cols[lo_i:hi_i]
         if self.uncapped:
-            _offer_top(state.by_score, self.unit_q, block, start, ex_rows, ex_cols)
+            # The miner normalises (with the same clamp) as it scores: no normalised copy.
+            _offer_top(state.by_score, self.unit_q, rows, start, ex_rows, ex_cols)
             return state
+        block = _unit_rows(rows)
         # float64 products: per element the same bits whatever the chunk's size.
         scores = self.unit_q.astype(np.float64) @ block.astype(np.float64).T
         scores[ex_rows, ex_cols - start] = np.nan
@@ -466,7 +467,9 @@ def _offer_top(
     picks = HardNegativeMiner.hardest().mine_batch(unit_q, None, block, take)
     found = picks >= 0
     safe = np.where(found, picks, 0)
-    values = np.einsum("qd,qkd->qk", unit_q.astype(np.float64), block[safe].astype(np.float64))
+    picked = block[safe].astype(np.float64)  # (Q, take, D): only the picks are normalised
+    picked /= np.maximum(np.linalg.norm(picked, axis=2, keepdims=True), _NORM_EPS)
+    values = np.einsum("qd,qkd->qk", unit_q.astype(np.float64), picked)
     keep = found
     if ex_rows.size:
         width = np.int64(len(block) + 1)
