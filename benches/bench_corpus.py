@@ -55,6 +55,29 @@ def faiss_search(queries, corpus, positives, k):
     return np.stack([row[m][:k] for row, m in zip(found, keep)])
 
 
+def dask_overhead(path, shape, queries, k, in_process_seconds):
+    """The same memmap mined by a LocalCluster of 2 single-threaded worker processes, each
+    reading its row blocks from the file (as `ruvector-attention mine --scheduler` does)."""
+    from distributed import Client, LocalCluster
+
+    from ruvector_attention.cli.mine.command import _dask_corpus
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(ra.set_num_threads, 1)
+        lazy = _dask_corpus(path, shape, np.dtype(np.float16))
+        ra.mine_hard_negatives(queries[:8], lazy, k=k)  # warm the workers
+        started = time.perf_counter()
+        ra.mine_hard_negatives(queries, lazy, k=k)
+        seconds = time.perf_counter() - started
+    print(
+        f"\nLocalCluster, 2 workers x 1 thread: {seconds:.2f} s against {in_process_seconds:.2f} s "
+        f"in process with 2 threads: Dask overhead {seconds / in_process_seconds:.2f}x"
+    )
+
+
 def rss_anon() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -71,11 +94,16 @@ def main() -> None:
     parser.add_argument("--memmap-rows", type=int, default=10_000_000)
     parser.add_argument("--memmap-dim", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--dask", action="store_true", help="also: a LocalCluster of 2 single-threaded workers"
+    )
+    parser.add_argument("--skip-ram", action="store_true", help="only the memmap part")
     args = parser.parse_args()
     threads = ra.get_num_threads()
     print(f"CPU: {cpu_name()}; {threads} threads for every contender")
     rng = np.random.default_rng(0)
-    in_ram(args, rng, threads)
+    if not args.skip_ram:
+        in_ram(args, rng, threads)
     memmapped(args, rng)
 
 
@@ -132,6 +160,8 @@ def memmapped(args: argparse.Namespace, rng: np.random.Generator) -> None:
         seconds = time.perf_counter() - started
         done.set()
         watcher.join()
+        if args.dask:
+            dask_overhead(path, (rows, dim), q, k, seconds)
         growth = (peak[0] - base) / 2**20
         print(
             f"\nfloat16 memmap: {args.queries} queries x {rows:,} x {dim}, k={k}: "
