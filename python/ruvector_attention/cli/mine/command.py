@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .._files import InputError, load_npy
+
 __all__ = ["add_parser", "run"]
 
 #: Corpus rows per Dask block (the in-process path chooses its own chunks).
@@ -59,32 +61,16 @@ def fail(message: str) -> int:
     return 2
 
 
-def _load(path: str, what: str, *, mmap: bool = False) -> np.ndarray:
-    if not os.path.exists(path):
-        raise _InputError(f"{what} file not found: {path}")
-    try:
-        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except Exception as exc:
-        raise _InputError(f"cannot read {what} from {path} as a .npy array: {exc}") from None
-    if not isinstance(arr, np.ndarray):
-        raise _InputError(f"{what} file {path} holds several arrays; save one array with np.save")
-    return arr
-
-
-class _InputError(Exception):
-    pass
-
-
 def _positives(path: Optional[str], queries: int) -> Optional[list[np.ndarray]]:
     if path is None:
         return None
-    arr = _load(path, "positives")
+    arr = load_npy(path, "positives")
     if arr.dtype.kind not in "iu":
-        raise _InputError(f"positives must be integer corpus indices, got dtype {arr.dtype}")
+        raise InputError(f"positives must be integer corpus indices, got dtype {arr.dtype}")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] != queries:
-        raise _InputError(f"positives must be ({queries},) or ({queries}, P), got {arr.shape}")
+        raise InputError(f"positives must be ({queries},) or ({queries}, P), got {arr.shape}")
     return [row[row >= 0].astype(np.int64) for row in arr]
 
 
@@ -112,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
     if os.path.isdir(args.out):
         return fail(f"--out {args.out} is a directory; name the .npz file to write")
     try:
-        queries = _load(args.queries, "queries")
-        corpus = _load(args.corpus, "corpus", mmap=True)
+        queries = load_npy(args.queries, "queries")
+        corpus = load_npy(args.corpus, "corpus", mmap=True)
         positives = _positives(args.positives, queries.shape[0] if queries.ndim else 0)
-    except _InputError as exc:
+    except InputError as exc:
         return fail(str(exc))
     options = dict(
         positives=positives,

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 import numpy.typing as npt
 
+from .._files import InputError, load_npy
+
 __all__ = ["DataError", "Dataset", "load_dataset"]
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """The input data cannot be trained on (the message says why)."""
 
 
@@ -53,15 +54,7 @@ class Dataset:
 
 
 def _load_array(path: str, what: str) -> npt.NDArray[Any]:
-    if not os.path.exists(path):
-        raise DataError(f"{what} file not found: {path}")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise DataError(f"cannot read {what} from {path} as a .npy array: {exc}") from exc
-    if not isinstance(arr, np.ndarray):
-        raise DataError(f"{what} file {path} holds several arrays; save one array with np.save")
-    return arr
+    return load_npy(path, what)
 
 
 def _check(x: npt.NDArray[Any], y: npt.NDArray[Any]) -> tuple[np.ndarray, np.ndarray]:
