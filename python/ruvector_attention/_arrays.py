@@ -13,6 +13,7 @@ extension, before anything is written.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any, Union
 
@@ -28,6 +29,7 @@ __all__ = [
     "as_float32",
     "check_inplace_list",
     "float_matrix",
+    "is_scipy_sparse",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -108,3 +110,10 @@ def float_matrix(
     if cols is not None and arr.shape[1] != cols:
         raise ShapeError(f"{name} must be (N, {cols}), got shape {arr.shape}")
     return arr
+
+
+def is_scipy_sparse(value: object) -> bool:
+    """Whether ``value`` is a scipy.sparse matrix or array. scipy is optional: if it was never
+    imported, ``value`` cannot be one of its objects."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and bool(sparse.issparse(value))

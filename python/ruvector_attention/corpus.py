@@ -25,6 +25,7 @@ number of candidates above the score cap, and the best ``range_min + k`` below i
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -33,8 +34,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _validate as check
-from ._arrays import float_matrix
+from ._arrays import float_matrix, is_scipy_sparse
 from .errors import ShapeError
+from .mining import HardNegativeMiner
 
 __all__ = ["HardNegatives", "mine_hard_negatives"]
 
@@ -45,6 +47,8 @@ F32 = npt.NDArray[np.float32]
 #: memory stays in the tens of MB whatever the corpus size.
 _BLOCK_FLOATS = 1 << 22
 _NORM_EPS = 1e-8
+#: One HARDEST miner for every chunk (it draws nothing; building one per chunk drew OS entropy).
+_HARDEST = HardNegativeMiner.hardest(seed=0)
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,14 @@ def _positive_pairs(
     scipy.sparse (Q, N) matrix."""
     if positives is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if hasattr(positives, "tocoo") and hasattr(positives, "shape"):  # scipy.sparse
-        if tuple(positives.shape) != (queries, corpus_size):
+    if is_scipy_sparse(positives):
+        matrix: Any = positives
+        if tuple(matrix.shape) != (queries, corpus_size):
             raise ShapeError(
                 f"positives as a sparse matrix must be ({queries}, {corpus_size}), got "
-                f"{tuple(positives.shape)}"
+                f"{tuple(matrix.shape)}"
             )
-        coo = positives.tocoo()
+        coo = matrix.tocoo()
         keep = np.asarray(coo.data) != 0
         return (
             np.asarray(coo.row, np.int64)[keep],
@@ -303,12 +308,7 @@ def mine_hard_negatives(
     # Each query's positive score (the lowest similarity among its positives) and score cap.
     positive_score = np.full(n_queries, np.nan)
     if pos_cols.size:
-        # Only the positives' rows are read (sorted, as a memory map reads best).
-        distinct, where = np.unique(pos_cols, return_inverse=True)
-        rows = _unit_rows(_corpus_take(corpus, distinct))
-        sims = np.einsum(
-            "ij,ij->i", unit_q[pos_rows].astype(np.float64), rows[where].astype(np.float64)
-        )
+        sims = _pair_similarities(unit_q, corpus, pos_rows, pos_cols)
         # fmin skips NaN: a positive row with NaN or Inf does not set the positive score.
         positive_score = np.full(n_queries, np.inf)
         np.fmin.at(positive_score, pos_rows, sims)
@@ -374,8 +374,6 @@ def mine_hard_negatives(
 
 
 def _is_dask_array(value: object) -> bool:
-    import sys
-
     module = sys.modules.get("dask.array")
     return module is not None and isinstance(value, module.Array)
 
@@ -457,14 +455,12 @@ def _offer_top(
     ex_cols: IndexArray,
 ) -> None:
     """Offers each query's best candidates of one chunk (excluded pairs removed) to ``best``."""
-    from .mining import HardNegativeMiner
-
     excluded_per_query = np.bincount(ex_rows, minlength=len(unit_q)) if ex_rows.size else None
     extra = int(excluded_per_query.max()) if excluded_per_query is not None else 0
     take = min(best.size + extra, len(block))
     if take == 0:
         return
-    picks = HardNegativeMiner.hardest().mine_batch(unit_q, None, block, take)
+    picks = _HARDEST.mine_batch(unit_q, None, block, take)
     found = picks >= 0
     safe = np.where(found, picks, 0)
     picked = block[safe].astype(np.float64)  # (Q, take, D): only the picks are normalised
@@ -480,17 +476,26 @@ def _offer_top(
     best.merge(values, index)
 
 
+def _pair_similarities(
+    unit_q: F32, corpus: Any, queries: IndexArray, columns: IndexArray
+) -> npt.NDArray[np.float64]:
+    """Cosine similarity of each (query, corpus row) pair, in one fixed way. Only those rows are
+    read, each once and in order (as a memory map or a Dask array reads best)."""
+    distinct, where = np.unique(columns, return_inverse=True)
+    rows = _unit_rows(_corpus_take(corpus, distinct)).astype(np.float64)
+    sims: npt.NDArray[np.float64] = np.einsum(
+        "ij,ij->i", unit_q[queries].astype(np.float64), rows[where]
+    )
+    return sims
+
+
 def _scores_of(unit_q: F32, corpus: Any, index: IndexArray) -> F32:
     """Cosine similarities of each query with its picks (NaN where there is none)."""
     scores = np.full(index.shape, np.nan, np.float32)
     found = index >= 0
-    if not found.any():
-        return scores
-    distinct, where = np.unique(index[found], return_inverse=True)
-    rows = _unit_rows(_corpus_take(corpus, distinct)).astype(np.float64)
-    query_rows = np.nonzero(found)[0]
-    sims = np.einsum("ij,ij->i", unit_q[query_rows].astype(np.float64), rows[where])
-    scores[found] = sims.astype(np.float32)
+    if found.any():
+        queries = np.nonzero(found)[0]
+        scores[found] = _pair_similarities(unit_q, corpus, queries, index[found])
     return scores
 
 

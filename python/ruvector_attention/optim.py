@@ -25,8 +25,6 @@ from .errors import ShapeError
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm"]
 
-_FLOAT32 = np.dtype(np.float32)
-
 
 def _grads_for(params: list[Any], grads: object) -> list[FloatArray]:
     grads_list = as_array_list(grads, "grads")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -10,19 +9,13 @@ import numpy.typing as npt
 
 from . import _native
 from . import _validate as check
-from ._arrays import FloatArray, as_float32, float_matrix
+from ._arrays import FloatArray, as_float32, float_matrix, is_scipy_sparse
 from ._loss_common import one_sample
 from .errors import ShapeError
 
 __all__ = ["Graph", "SpectralRegularization"]
 
 _CsrArrays = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]
-
-
-def _is_scipy_sparse(graph: object) -> bool:
-    # scipy is optional: if it was never imported, `graph` cannot be one of its matrices.
-    sparse = sys.modules.get("scipy.sparse")
-    return sparse is not None and bool(sparse.issparse(graph))
 
 
 def _graph_weights(values: npt.NDArray[Any], name: str) -> FloatArray:
@@ -135,7 +128,7 @@ def _csr_of(graph: object, n: int, weights: object) -> _CsrArrays:
         if graph.num_nodes != n:
             raise ShapeError(f"graph has {graph.num_nodes} nodes but X has {n} rows")
         return graph.csr()
-    if _is_scipy_sparse(graph):
+    if is_scipy_sparse(graph):
         if weights is not None:
             raise ValueError("weights= is only for edge lists; a sparse matrix holds its weights")
         matrix: Any = graph
