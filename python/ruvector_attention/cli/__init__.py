@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     from ..state import StateFileError
+    from ._common import describe, fail
 
     try:
         return int(args.run(args))
@@ -46,12 +47,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\nruvector-attention {args.command}: interrupted", file=sys.stderr)
         return 130
     except (OSError, StateFileError) as exc:  # a full disk, a permission, a damaged file, ...
-        print(f"ruvector-attention {args.command}: error: {_describe(exc)}", file=sys.stderr)
-        return 2
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f"{exc.filename}: " if exc.filename else ""
-        return f"{where}{exc.strerror}"
-    return str(exc)
+        return fail(args.command, describe(exc))

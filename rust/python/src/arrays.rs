@@ -43,13 +43,19 @@ fn as_f32_array<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py,
              the source array, not on a copy you then discard)"
         )));
     }
-    if !(arr.data() as usize).is_multiple_of(std::mem::align_of::<f32>()) {
+    if !is_aligned(arr) {
         return Err(value_error(format!(
             "{name} is not aligned to 4 bytes (a view at an odd byte offset of a buffer); \
              in-place arrays must be aligned: allocate it with numpy (numpy.zeros, numpy.array)"
         )));
     }
     Ok(arr.clone())
+}
+
+/// Whether a float32 array's data sit at a multiple of 4 bytes (a view at an odd byte offset of a
+/// buffer does not, and slices of it would be undefined behaviour).
+pub fn is_aligned(arr: &Bound<'_, PyArrayDyn<f32>>) -> bool {
+    (arr.data() as usize).is_multiple_of(std::mem::align_of::<f32>())
 }
 
 /// The named list arguments of one call (looked through only to explain a refused borrow).

@@ -7,7 +7,7 @@ use pyo3::types::PyList;
 use ruvector_kernels::{norm, optim};
 
 use crate::arrays::{
-    readonly, readonly_list, readwrite, readwrite_list, slice, slice_mut, CallLists,
+    is_aligned, readonly, readonly_list, readwrite, readwrite_list, slice, slice_mut, CallLists,
 };
 use crate::errors::run_kernel;
 
@@ -212,9 +212,7 @@ pub fn adam_step_single(
     let [Some(p), Some(g), Some(m), Some(v)] = arrays else {
         return Ok(false);
     };
-    let plain = |a: &Bound<'_, PyArrayDyn<f32>>| {
-        a.is_c_contiguous() && (a.data() as usize).is_multiple_of(std::mem::align_of::<f32>())
-    };
+    let plain = |a: &Bound<'_, PyArrayDyn<f32>>| a.is_c_contiguous() && is_aligned(a);
     if !(plain(p) && plain(g) && plain(m) && plain(v)) || g.shape() != p.shape() {
         return Ok(false);
     }

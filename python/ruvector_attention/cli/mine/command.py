@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import sys
 from typing import Any, Optional
 
 import numpy as np
 
-from .._files import InputError, load_npy
+from .._common import InputError, fail, load_npy
 
 __all__ = ["add_parser", "run"]
 
@@ -56,11 +55,6 @@ def add_parser(sub: Any) -> None:
     mine.set_defaults(run=run)
 
 
-def fail(message: str) -> int:
-    print(f"ruvector-attention mine: error: {message}", file=sys.stderr)
-    return 2
-
-
 def _positives(path: Optional[str], queries: int) -> Optional[list[np.ndarray]]:
     if path is None:
         return None
@@ -96,13 +90,13 @@ def run(args: argparse.Namespace) -> int:
     from ...corpus import mine_hard_negatives
 
     if os.path.isdir(args.out):
-        return fail(f"--out {args.out} is a directory; name the .npz file to write")
+        return fail("mine", f"--out {args.out} is a directory; name the .npz file to write")
     try:
         queries = load_npy(args.queries, "queries")
         corpus = load_npy(args.corpus, "corpus", mmap=True)
         positives = _positives(args.positives, queries.shape[0] if queries.ndim else 0)
     except InputError as exc:
-        return fail(str(exc))
+        return fail("mine", str(exc))
     options = dict(
         positives=positives,
         k=args.k,
@@ -124,19 +118,19 @@ def run(args: argparse.Namespace) -> int:
             from distributed import Client
         except ImportError:
             return fail(
-                '--scheduler needs the "dask" extra: pip install "ruvector-attention[dask]"'
+                "mine", '--scheduler needs the "dask" extra: pip install "ruvector-attention[dask]"'
             )
         if corpus.ndim != 2:
-            return fail(f"corpus must be a 2-D array (N, D), got shape {corpus.shape}")
+            return fail("mine", f"corpus must be a 2-D array (N, D), got shape {corpus.shape}")
         try:
             client = Client(args.scheduler, timeout=30)
         except OSError as exc:
-            return fail(f"cannot reach the Dask scheduler at {args.scheduler}: {exc}")
+            return fail("mine", f"cannot reach the Dask scheduler at {args.scheduler}: {exc}")
         source = _dask_corpus(args.corpus, corpus.shape, corpus.dtype)
     try:
         result = mine_hard_negatives(queries, source, **options)
     except (ValueError, TypeError) as exc:  # checked before any work
-        return fail(str(exc))
+        return fail("mine", str(exc))
     finally:
         if client is not None:
             client.close()

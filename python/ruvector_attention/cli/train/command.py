@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ...state import StateFileError
+from .._common import fail
 from .config import TrainConfig
 from .data import DataError, Dataset, load_dataset
 from .outdir import OutputDirError, check_checkpoint_policy, locked_output_dir
@@ -89,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
         import sklearn  # noqa: F401
         import tqdm  # noqa: F401
     except ImportError as exc:
-        return fail(f"{_EXTRA_HINT} (missing: {exc.name})")
+        return fail("train", f"{_EXTRA_HINT} (missing: {exc.name})")
     if not isinstance(args.repeats, int) or args.repeats < 1:
-        return fail(f"--repeats must be an integer >= 1, got {args.repeats}")
+        return fail("train", f"--repeats must be an integer >= 1, got {args.repeats}")
     seeds = [args.seed + i for i in range(args.repeats)]
     configs = [_config(args, seed) for seed in seeds]
     try:
@@ -117,12 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 _report_repeats(args.out, runs)
             return 0
     except (DataError, OutputDirError, ValueError, StateFileError) as exc:
-        return fail(str(exc))
-
-
-def fail(message: str) -> int:
-    print(f"ruvector-attention train: error: {message}", file=sys.stderr)
-    return 2
+        return fail("train", str(exc))
 
 
 def _config(args: argparse.Namespace, seed: int) -> TrainConfig:

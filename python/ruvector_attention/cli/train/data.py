@@ -9,7 +9,7 @@ from typing import Any, Optional
 import numpy as np
 import numpy.typing as npt
 
-from .._files import InputError, load_npy
+from .._common import InputError, load_npy
 
 __all__ = ["DataError", "Dataset", "load_dataset"]
 

@@ -1,14 +1,16 @@
-"""Reading the commands' ``.npy`` inputs: one rule, one set of messages, for every command."""
+"""What every command shares: reading its ``.npy`` inputs, and the one-line error it ends with
+(exit 2), so the rule and its messages are written once."""
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["InputError", "load_npy"]
+__all__ = ["InputError", "describe", "fail", "load_npy"]
 
 
 class InputError(ValueError):
@@ -26,3 +28,17 @@ def load_npy(path: str, what: str, *, mmap: bool = False) -> npt.NDArray[Any]:
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{what} file {path} holds several arrays; save one array with np.save")
     return arr
+
+
+def fail(command: str, message: str) -> int:
+    """Prints ``ruvector-attention COMMAND: error: MESSAGE`` on stderr; returns exit status 2."""
+    print(f"ruvector-attention {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line: ``file: reason`` for OS errors, its message otherwise."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return str(exc)
