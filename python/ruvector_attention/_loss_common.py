@@ -20,6 +20,7 @@ __all__ = [
     "NativeLossResult",
     "Reduction",
     "ReductionLike",
+    "check_weights",
     "grad_scale",
     "one_sample",
     "reduce",
@@ -95,6 +96,14 @@ def reduce(losses: npt.NDArray[np.float64], reduction: Reduction) -> Union[float
 def grad_scale(reduction: Reduction, count: int) -> float:
     """The factor every gradient carries: 1/count for a mean, 1 otherwise."""
     return 1.0 / count if reduction is Reduction.MEAN else 1.0
+
+
+def check_weights(weights: object, shape: tuple[int, ...]) -> FloatArray:
+    """Per-item upstream weights of an unreduced loss, as C-contiguous float32 of ``shape``."""
+    w = as_float32(weights, "weights")
+    if w.shape != shape:
+        raise ShapeError(f"weights must have the losses' shape {shape}, got {w.shape}")
+    return w
 
 
 def _check_2d(x: FloatArray, name: str) -> None:

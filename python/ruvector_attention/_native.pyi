@@ -85,6 +85,7 @@ def info_nce_per_anchor(
     *,
     temperature: float,
     grad_scale: Optional[float] = None,
+    grad_weights: Optional[_F32] = None,
 ) -> _LossResult: ...
 def info_nce_pooled(
     anchors: _F32,
@@ -93,6 +94,7 @@ def info_nce_pooled(
     *,
     temperature: float,
     grad_scale: Optional[float] = None,
+    grad_weights: Optional[_F32] = None,
 ) -> _LossResult: ...
 def local_contrastive(
     anchors: _F32,
@@ -101,6 +103,7 @@ def local_contrastive(
     *,
     margin: float,
     grad_scale: Optional[float] = None,
+    grad_weights: Optional[_F32] = None,
 ) -> _LossResult: ...
 def csr_from_edges(edges: _I64, weights: Optional[_F32], n: int) -> tuple[_I64, _I64, _F32]: ...
 def csr_from_dense(graph: _F32) -> tuple[_I64, _I64, _F32]: ...

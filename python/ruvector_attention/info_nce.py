@@ -12,6 +12,7 @@ from ._loss_common import (
     NativeLossResult,
     Reduction,
     ReductionLike,
+    check_weights,
     grad_scale,
     one_sample,
     reduce,
@@ -111,11 +112,28 @@ class InfoNCELoss:
         assert grads is not None
         return reduce(losses, mode), Gradients(*grads)
 
+    def _weighted_gradients(
+        self, anchors: object, positives: object, negatives: object, weights: FloatArray
+    ) -> Gradients:
+        """Gradients of ``sum_i weights[i] * loss_i`` (weights (B,) float32): the backward of the
+        unreduced loss in the PyTorch and JAX front ends, whose upstream gradient is ``weights``."""
+        a, p, n = triplet_inputs(anchors, positives, negatives, allow_in_batch=True)
+        _, grads = self._run(a, p, n, 1.0, check_weights(weights, (a.shape[0],)))
+        assert grads is not None
+        return Gradients(*grads)
+
     def _run(
-        self, a: FloatArray, p: FloatArray, n: Optional[FloatArray], scale: Optional[float]
+        self,
+        a: FloatArray,
+        p: FloatArray,
+        n: Optional[FloatArray],
+        scale: Optional[float],
+        weights: Optional[FloatArray] = None,
     ) -> NativeLossResult:
         if n is not None and n.ndim == 3:
             return _native.info_nce_per_anchor(
-                a, p, n, temperature=self._temperature, grad_scale=scale
+                a, p, n, temperature=self._temperature, grad_scale=scale, grad_weights=weights
             )
-        return _native.info_nce_pooled(a, p, n, temperature=self._temperature, grad_scale=scale)
+        return _native.info_nce_pooled(
+            a, p, n, temperature=self._temperature, grad_scale=scale, grad_weights=weights
+        )

@@ -11,6 +11,7 @@ from ._loss_common import (
     Gradients,
     Reduction,
     ReductionLike,
+    check_weights,
     grad_scale,
     one_sample,
     reduce,
@@ -117,3 +118,18 @@ class LocalContrastiveLoss:
         terms, grads = _native.local_contrastive(a, p, n, margin=self._margin, grad_scale=scale)
         assert grads is not None
         return reduce(terms, mode), Gradients(*grads)
+
+    def _weighted_gradients(
+        self, anchors: object, positives: object, negatives: object, weights: FloatArray
+    ) -> Gradients:
+        """Gradients of ``sum_ij weights[i, j] * term_ij`` (weights (B, N) float32): the backward
+        of the unreduced loss in the PyTorch and JAX front ends."""
+        a, p, n = triplet_inputs(anchors, positives, negatives, allow_in_batch=False)
+        assert n is not None
+        count = n.shape[1] if n.ndim == 3 else n.shape[0]
+        w = check_weights(weights, (a.shape[0], count))
+        _, grads = _native.local_contrastive(
+            a, p, n, margin=self._margin, grad_scale=1.0, grad_weights=w
+        )
+        assert grads is not None
+        return Gradients(*grads)

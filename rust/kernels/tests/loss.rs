@@ -4,7 +4,7 @@
 mod common;
 
 use common::data;
-use ruvector_kernels::loss::{info_nce_per_anchor, LossGrads, PerAnchorDims};
+use ruvector_kernels::loss::{info_nce_per_anchor, GradScale, LossGrads, PerAnchorDims};
 
 /// The definition, in f64, written independently of the kernel.
 fn reference(a: &[f64], p: &[f64], negs: &[Vec<f64>], t: f64) -> f64 {
@@ -48,7 +48,7 @@ fn run(c: &Case, t: f64, scale: f32) -> (Vec<f64>, Vec<f32>, Vec<f32>, Vec<f32>)
             anchors: &mut ga,
             positives: &mut gp,
             negatives: Some(&mut gn),
-            scale,
+            scale: GradScale::uniform(scale),
         }),
     )
     .unwrap();

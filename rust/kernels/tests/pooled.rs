@@ -6,7 +6,7 @@ mod common;
 use common::data;
 use ruvector_kernels::cancel::{Cancel, NEVER};
 use ruvector_kernels::loss::info_nce_pooled::{info_nce_pooled, PooledInputs};
-use ruvector_kernels::loss::{info_nce_per_anchor, LossGrads, PerAnchorDims};
+use ruvector_kernels::loss::{info_nce_per_anchor, GradScale, LossGrads, PerAnchorDims};
 use ruvector_kernels::scratch;
 use ruvector_kernels::KernelError;
 
@@ -37,7 +37,7 @@ fn shared_pool_equals_per_anchor_with_the_pool_repeated() {
         anchors: &mut ga1,
         positives: &mut gp1,
         negatives: Some(&mut gn1),
-        scale: 1.0,
+        scale: GradScale::uniform(1.0),
     };
     info_nce_pooled(&inputs, t, &mut l1, Some(grads)).unwrap();
     let mut l2 = vec![0.0; b];
@@ -51,7 +51,7 @@ fn shared_pool_equals_per_anchor_with_the_pool_repeated() {
         anchors: &mut ga2,
         positives: &mut gp2,
         negatives: Some(&mut gn2),
-        scale: 1.0,
+        scale: GradScale::uniform(1.0),
     };
     info_nce_per_anchor(&a, &p, &repeated, dims, t, &mut l2, Some(grads)).unwrap();
     for (x, y) in l1.iter().zip(&l2) {

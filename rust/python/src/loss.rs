@@ -12,7 +12,9 @@ use ruvector_kernels::loss::info_nce_pooled::{info_nce_pooled as pooled, PooledI
 use ruvector_kernels::loss::local_contrastive::{
     local_contrastive as margin_kernel, MarginInputs, Negatives,
 };
-use ruvector_kernels::loss::{info_nce_per_anchor as per_anchor, LossGrads, PerAnchorDims};
+use ruvector_kernels::loss::{
+    info_nce_per_anchor as per_anchor, GradScale, LossGrads, PerAnchorDims,
+};
 
 use crate::arrays::{matrix_dims, readonly, slice, Buffer};
 use crate::errors::{run_interruptible, run_kernel, shape_error};
@@ -28,6 +30,8 @@ struct GradOutputs {
     positives: Buffer,
     negatives: Option<Buffer>,
     scale: f32,
+    /// Per-item upstream weights (an autograd engine's gradient of unreduced losses).
+    weights: Option<Vec<f32>>,
 }
 
 impl GradOutputs {
@@ -36,6 +40,7 @@ impl GradOutputs {
     fn new(
         py: Python<'_>,
         scale: Option<f64>,
+        weights: Option<Vec<f32>>,
         a: &PyReadonlyArrayDyn<'_, f32>,
         p: &PyReadonlyArrayDyn<'_, f32>,
         n: Option<&PyReadonlyArrayDyn<'_, f32>>,
@@ -48,6 +53,7 @@ impl GradOutputs {
             positives: Buffer::output(py, p.shape())?,
             negatives: n.map(|n| Buffer::output(py, n.shape())).transpose()?,
             scale: scale as f32,
+            weights,
         }))
     }
 
@@ -57,7 +63,10 @@ impl GradOutputs {
             anchors: self.anchors.as_mut_slice(),
             positives: self.positives.as_mut_slice(),
             negatives: self.negatives.as_mut().map(Buffer::as_mut_slice),
-            scale: self.scale,
+            scale: GradScale {
+                scale: self.scale,
+                weights: self.weights.as_deref(),
+            },
         }
     }
 
@@ -84,13 +93,18 @@ impl LossCall {
         py: Python<'_>,
         terms: usize,
         grad_scale: Option<f64>,
+        grad_weights: Option<&Bound<'_, PyAny>>,
         a: &PyReadonlyArrayDyn<'_, f32>,
         p: &PyReadonlyArrayDyn<'_, f32>,
         n: Option<&PyReadonlyArrayDyn<'_, f32>>,
     ) -> PyResult<Self> {
+        // One weight per loss item (the kernel checks the count); a copy of B or B x N floats.
+        let weights = grad_weights
+            .map(|w| -> PyResult<Vec<f32>> { Ok(slice(&readonly(w, "grad_weights")?)?.to_vec()) })
+            .transpose()?;
         Ok(Self {
             losses: vec![0.0f64; terms],
-            grads: GradOutputs::new(py, grad_scale, a, p, n)?,
+            grads: GradOutputs::new(py, grad_scale, weights, a, p, n)?,
         })
     }
 
@@ -131,7 +145,7 @@ fn borrow_inputs<'py>(
 
 /// InfoNCE with negatives per anchor (`negatives` is B x N x D).
 #[pyfunction]
-#[pyo3(signature = (anchors, positives, negatives, *, temperature, grad_scale=None))]
+#[pyo3(signature = (anchors, positives, negatives, *, temperature, grad_scale=None, grad_weights=None))]
 pub fn info_nce_per_anchor<'py>(
     py: Python<'py>,
     anchors: &Bound<'py, PyAny>,
@@ -139,6 +153,7 @@ pub fn info_nce_per_anchor<'py>(
     negatives: &Bound<'py, PyAny>,
     temperature: f64,
     grad_scale: Option<f64>,
+    grad_weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Losses<'py>, Grads<'py>)> {
     let (a, p, ng, batch, dim) = borrow_inputs(py, anchors, positives, negatives)?;
     let count = match ng.shape() {
@@ -155,7 +170,7 @@ pub fn info_nce_per_anchor<'py>(
         negatives: count,
         dim,
     };
-    let mut call = LossCall::new(py, batch, grad_scale, &a, &p, Some(&ng))?;
+    let mut call = LossCall::new(py, batch, grad_scale, grad_weights, &a, &p, Some(&ng))?;
     let (a_s, p_s, n_s) = (slice(&a)?, slice(&p)?, slice(&ng)?);
     let (out, g) = call.outputs();
     run_kernel(py, a_s.len() + n_s.len(), move || {
@@ -166,7 +181,7 @@ pub fn info_nce_per_anchor<'py>(
 
 /// InfoNCE against a shared pool (`negatives` N x D) or in-batch (`negatives` None).
 #[pyfunction]
-#[pyo3(signature = (anchors, positives, negatives, *, temperature, grad_scale=None))]
+#[pyo3(signature = (anchors, positives, negatives, *, temperature, grad_scale=None, grad_weights=None))]
 pub fn info_nce_pooled<'py>(
     py: Python<'py>,
     anchors: &Bound<'py, PyAny>,
@@ -174,6 +189,7 @@ pub fn info_nce_pooled<'py>(
     negatives: Option<&Bound<'py, PyAny>>,
     temperature: f64,
     grad_scale: Option<f64>,
+    grad_weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Losses<'py>, Grads<'py>)> {
     let a = readonly(anchors, "anchors")?;
     let p = readonly(positives, "positives")?;
@@ -183,7 +199,7 @@ pub fn info_nce_pooled<'py>(
         Some(pool) => matrix_dims(py, pool, "negatives")?.0,
         None => batch,
     };
-    let mut call = LossCall::new(py, batch, grad_scale, &a, &p, pool.as_ref())?;
+    let mut call = LossCall::new(py, batch, grad_scale, grad_weights, &a, &p, pool.as_ref())?;
     {
         let pool_slice = pool.as_ref().map(slice).transpose()?;
         let inputs = PooledInputs {
@@ -207,7 +223,7 @@ pub fn info_nce_pooled<'py>(
 /// Local contrastive (margin) loss: returns every term (B x N) and, if asked, gradients.
 /// `negatives` is B x N x D (per anchor) or N x D (shared).
 #[pyfunction]
-#[pyo3(signature = (anchors, positives, negatives, *, margin, grad_scale=None))]
+#[pyo3(signature = (anchors, positives, negatives, *, margin, grad_scale=None, grad_weights=None))]
 pub fn local_contrastive<'py>(
     py: Python<'py>,
     anchors: &Bound<'py, PyAny>,
@@ -215,6 +231,7 @@ pub fn local_contrastive<'py>(
     negatives: &Bound<'py, PyAny>,
     margin: f64,
     grad_scale: Option<f64>,
+    grad_weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Losses<'py>, Grads<'py>)> {
     let (a, p, ng, batch, dim) = borrow_inputs(py, anchors, positives, negatives)?;
     let (count, shared) = match ng.shape() {
@@ -227,7 +244,15 @@ pub fn local_contrastive<'py>(
             ))
         }
     };
-    let mut call = LossCall::new(py, batch * count, grad_scale, &a, &p, Some(&ng))?;
+    let mut call = LossCall::new(
+        py,
+        batch * count,
+        grad_scale,
+        grad_weights,
+        &a,
+        &p,
+        Some(&ng),
+    )?;
     {
         let n_s = slice(&ng)?;
         let inputs = MarginInputs {

@@ -94,6 +94,7 @@ fn unscaled(
         }
         Some(g) => {
             let (ga, gp, gn, scale) = g.explicit()?;
+            scale.check_items(batch)?;
             check_len("grad anchors", ga.len(), batch * dim)?;
             check_len("grad positives", gp.len(), batch * dim)?;
             check_len("grad negatives", gn.len(), batch * n * dim)?;
@@ -102,13 +103,17 @@ fn unscaled(
                     .map(Some)
                     .chain(std::iter::repeat_with(|| None)),
             );
-            let tasks: Vec<_> = row_inputs.zip(losses.iter_mut()).zip(grad_rows).collect();
+            let tasks: Vec<_> = row_inputs
+                .zip(losses.iter_mut())
+                .zip(grad_rows)
+                .enumerate()
+                .collect();
             map_tasks(
                 tasks,
                 batch * (n + 2) * dim,
-                |((((a, p), negs), out), ((ga, gp), gn))| {
+                |(i, ((((a, p), negs), out), ((ga, gp), gn)))| {
                     let gn: &mut [f32] = gn.unwrap_or_default();
-                    *out = row(a, p, negs, n, t, Some((ga, gp, gn, scale)));
+                    *out = row(a, p, negs, n, t, Some((ga, gp, gn, scale.at(i))));
                 },
             );
         }

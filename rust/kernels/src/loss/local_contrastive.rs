@@ -128,6 +128,7 @@ fn unscaled(
         return Ok(());
     };
     let (grad_anchors, grad_positives, grad_negatives, scale) = g.explicit()?;
+    scale.check_items(b * n)?;
     check_len("grad anchors", grad_anchors.len(), b * d)?;
     check_len("grad positives", grad_positives.len(), b * d)?;
     check_len("grad negatives", grad_negatives.len(), negatives_len)?;
@@ -149,22 +150,23 @@ fn unscaled(
     for_each_task(tasks, work, |(i, (((out, ga), gp), mut gn))| {
         let (a, p) = row(i);
         let d_pos = squared_distance(a, p).sqrt();
-        let pos_coef = direction_coef(d_pos, scale);
+        let pos_coef = direction_coef(d_pos, scale.scale);
         ga.fill(0.0);
         gp.fill(0.0);
         if let Some(gn) = gn.as_deref_mut() {
             gn.fill(0.0);
         }
-        let mut active = 0u32;
+        // The active terms' upstream weights (1 each without weights: their count, exactly).
+        let mut active_weight = 0.0f32;
         for (j, t) in out.iter_mut().enumerate() {
             let neg = negative(i, j);
             let d_neg = squared_distance(a, neg).sqrt();
             let value = hinge(d_pos - d_neg + margin);
             *t = f64::from(value);
             if is_active(value) {
-                active += 1;
+                active_weight += scale.weights.map_or(1.0, |w| w[i * n + j]);
                 // d term / d a gets -(a - n) / |a - n|; d term / d n gets +(a - n) / |a - n|.
-                let c = direction_coef(d_neg, scale);
+                let c = direction_coef(d_neg, scale.at(i * n + j));
                 if c != 0.0 {
                     axpy(ga, -c, a);
                     axpy(ga, c, neg);
@@ -176,7 +178,7 @@ fn unscaled(
             }
         }
         // Each active term adds (a - p) / |a - p| to the anchor and its negative to the positive.
-        let c = pos_coef * active as f32;
+        let c = pos_coef * active_weight;
         axpy(ga, c, a);
         axpy(ga, -c, p);
         axpy(gp, -c, a);
@@ -201,7 +203,7 @@ fn unscaled(
                 let (a, _) = row(i);
                 let d_neg = squared_distance(a, neg).sqrt();
                 let value = hinge(dp - d_neg + margin);
-                let c = direction_coef(d_neg, scale);
+                let c = direction_coef(d_neg, scale.at(i * n + j));
                 if is_active(value) && c != 0.0 {
                     axpy(gn, c, a);
                     axpy(gn, -c, neg);

@@ -21,7 +21,43 @@ pub struct LossGrads<'a> {
     pub anchors: &'a mut [f32],
     pub positives: &'a mut [f32],
     pub negatives: Option<&'a mut [f32]>,
+    pub scale: GradScale<'a>,
+}
+
+/// The factor of each item's loss in the differentiated sum: `scale * weights[i]` for item `i`
+/// (an InfoNCE row, a margin term), or `scale` for every item without weights. Weights are an
+/// upstream gradient, as an autograd engine passes to the backward of an unreduced loss.
+#[derive(Clone, Copy, Debug)]
+pub struct GradScale<'a> {
     pub scale: f32,
+    pub weights: Option<&'a [f32]>,
+}
+
+impl<'a> GradScale<'a> {
+    /// The same factor for every item.
+    pub fn uniform(scale: f32) -> Self {
+        Self {
+            scale,
+            weights: None,
+        }
+    }
+
+    /// `scale * weights[i]`; without weights exactly `scale` (multiplying by 1 is exact).
+    #[inline]
+    pub fn at(&self, item: usize) -> f32 {
+        match self.weights {
+            Some(w) => self.scale * w[item],
+            None => self.scale,
+        }
+    }
+
+    /// Checks that there is one weight per item.
+    pub(crate) fn check_items(&self, items: usize) -> KernelResult<()> {
+        match self.weights {
+            Some(w) => check_len("gradient weights", w.len(), items),
+            None => Ok(()),
+        }
+    }
 }
 
 impl LossGrads<'_> {
@@ -42,7 +78,7 @@ impl LossGrads<'_> {
 }
 
 /// The parts of a `LossGrads` with explicit negatives: (anchors, positives, negatives, scale).
-type ExplicitGrads<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], f32);
+type ExplicitGrads<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], GradScale<'a>);
 
 impl<'a> LossGrads<'a> {
     fn explicit(self) -> KernelResult<ExplicitGrads<'a>> {

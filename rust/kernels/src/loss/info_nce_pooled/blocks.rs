@@ -5,6 +5,7 @@
 use crate::dispatch_simd;
 use crate::fastmath::exp_f32;
 use crate::gemm::{gemm, gemm_packed, MatRef, PackedB};
+use crate::loss::GradScale;
 use crate::simd::{pairwise_sum, LANES};
 use crate::vecops::{dot, max_ignoring_nan, scale_into};
 #[derive(Clone, Copy)]
@@ -119,7 +120,7 @@ impl Context<'_> {
         &self,
         i0: usize,
         stats: &[RowStats],
-        scale: f32,
+        scale: GradScale<'_>,
         panel: &mut Vec<f32>,
         ga_blk: &mut [f32],
         pool_acc: &mut [f32],
@@ -133,13 +134,14 @@ impl Context<'_> {
             columns,
         } = self.shape;
         let rows = stats.len();
-        let coef = scale * inv_t;
+        // Each row's factor: the reduction's scale (times the row's upstream weight) over t.
+        let coef = |r: usize| scale.at(i0 + r) * inv_t;
         let ga = &mut ga_blk[..rows * d];
         // The target's coefficient is (softmax - 1) / t = -others_share / t.
         if let Some(gp) = gp_rows {
             for (r, st) in stats.iter().enumerate() {
                 let i = i0 + r;
-                let c0 = -st.others_share * coef;
+                let c0 = -st.others_share * coef(r);
                 let a_i = &self.a_hat[i * d..(i + 1) * d];
                 let p_i = &self.p_hat[i * d..(i + 1) * d];
                 scale_into(&mut gp[r * d..(r + 1) * d], c0, a_i);
@@ -155,9 +157,10 @@ impl Context<'_> {
                 self.similarities(i0, rows, j0, cols, panel);
             }
             for (r, (row, st)) in panel.chunks_exact_mut(cols).zip(stats).enumerate() {
-                softmax_coefficients(row, inv_t, st.max, st.ln_sum, coef);
+                let c = coef(r);
+                softmax_coefficients(row, inv_t, st.max, st.ln_sum, c);
                 if in_batch && (j0..j0 + cols).contains(&(i0 + r)) {
-                    row[i0 + r - j0] = -st.others_share * coef;
+                    row[i0 + r - j0] = -st.others_share * c;
                 }
             }
             let c = MatRef::row_major(panel, rows, cols);

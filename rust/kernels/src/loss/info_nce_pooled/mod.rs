@@ -181,6 +181,7 @@ fn unscaled(
     // The pool's gradient (in-batch: the positives') sums over all anchors; chunk 0 accumulates
     // straight into the output, later chunks into their own buffers, added in order afterwards.
     let scale = g.scale;
+    scale.check_items(b)?;
     let (grad_a, grad_p, grad_pool) = (g.anchors, g.positives, g.negatives);
     let blocks = b.div_ceil(ROW_BLOCK);
     let blocks_per_chunk = blocks.div_ceil(chunk_count(b, n * d).min(blocks));
