@@ -24,8 +24,19 @@ def _check_device(tensor: torch.Tensor, name: str) -> None:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {tensor.layout}")
 
 
+_CPU = torch.device("cpu")
+
+
 def as_array(tensor: object, name: str) -> np.ndarray:
     """A float32 NumPy array of ``tensor``'s values: a view for CPU float32 tensors."""
+    if (
+        isinstance(tensor, torch.Tensor)
+        and tensor.dtype is torch.float32
+        and tensor.device == _CPU
+        and tensor.layout is torch.strided
+        and not tensor.is_neg()
+    ):
+        return tensor.detach().numpy()  # the common case, checked in as few steps as possible
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     _check_device(tensor, name)

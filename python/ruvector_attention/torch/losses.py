@@ -55,7 +55,7 @@ def _value_tensor(value: object, like: torch.Tensor) -> torch.Tensor:
     """The forward's result in the anchors' dtype: 0-d for a float, else the per-item array."""
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value).to(like.dtype)
-    return torch.tensor(value, dtype=like.dtype)
+    return torch.scalar_tensor(value, dtype=like.dtype)
 
 
 def _scaled(grad: Optional[np.ndarray], like: Optional[torch.Tensor], factor: float) -> Any:
@@ -237,7 +237,7 @@ class _SpectralFunction(torch.autograd.Function):
             value = kernel.compute_batch(as_array(x, "X"))
         else:
             value = kernel.laplacian(as_array(x, "X"), graph)
-        return torch.tensor(value, dtype=x.dtype)
+        return torch.scalar_tensor(value, dtype=x.dtype)
 
     @staticmethod
     @_first_order

@@ -43,7 +43,41 @@ class _NativeOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: _Params, defaults: dict[str, Any]) -> None:
         self._check_hyper(defaults, "defaults")
+        # NumPy views of the tensors the kernels update in place (parameters and state), made
+        # once: id -> (tensor, its data pointer, view). A tensor given new storage gets a new view.
+        self._views: dict[int, tuple[torch.Tensor, int, np.ndarray]] = {}
+        # The hyper-parameters of each group as last checked (a step re-checks only on change).
+        self._checked: dict[int, tuple[Any, ...]] = {}
         super().__init__(params, defaults)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._views.clear()
+        self._checked.clear()
+        super().load_state_dict(state_dict)
+
+    def _view(self, tensor: torch.Tensor, name: str) -> np.ndarray:
+        """``inplace_array(tensor)``, cached while the tensor keeps its storage and shape."""
+        entry = self._views.get(id(tensor))
+        if (
+            entry is not None
+            and entry[0] is tensor
+            and entry[1] == tensor.data_ptr()
+            and entry[2].shape == tensor.shape
+        ):
+            return entry[2]
+        view = inplace_array(tensor, name)
+        self._views[id(tensor)] = (tensor, tensor.data_ptr(), view)
+        return view
+
+    def _check_group(self, index: int, group: dict[str, Any], where: str) -> None:
+        """``_check_hyper`` unless this group's values are those last found valid."""
+        values = tuple(v for k, v in sorted(group.items()) if k != "params")
+        if any(isinstance(v, torch.Tensor) for v in values):
+            self._check_hyper(group, where)  # tensors do not compare as plain values
+            return
+        if self._checked.get(index) != values:
+            self._check_hyper(group, where)
+            self._checked[index] = values
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -74,7 +108,7 @@ class _NativeOptimizer(torch.optim.Optimizer):
                 loss = closure()
         for g, group in enumerate(self.param_groups):
             where = f"param_groups[{g}]"
-            self._check_hyper(group, where)
+            self._check_group(g, group, where)
             params, grads = [], []
             for i, p in enumerate(group["params"]):
                 if p.grad is None:
@@ -173,9 +207,9 @@ class SGD(_NativeOptimizer):
                     state["momentum_buffer"] = torch.zeros_like(
                         p, memory_format=torch.contiguous_format
                     )
-                buffers.append(inplace_array(state["momentum_buffer"], f"{where} momentum_buffer"))
+                buffers.append(self._view(state["momentum_buffer"], f"{where} momentum_buffer"))
         _native.sgd_step(
-            [inplace_array(p, name) for name, p in params],
+            [self._view(p, name) for name, p in params],
             [self._grad_array(g, name) for (name, _), g in zip(params, grads)],
             buffers,
             lr=_number(group, "lr"),
@@ -251,7 +285,7 @@ class Adam(_NativeOptimizer):
         for k, (_, p) in enumerate(params):
             state = self.state[p]
             if not state:
-                state["step"] = torch.tensor(0.0, dtype=torch.float32)
+                state["step"] = torch.scalar_tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
             by_step.setdefault(int(float(state["step"])), []).append(k)
@@ -260,14 +294,14 @@ class Adam(_NativeOptimizer):
             chosen = [params[k] for k in members]
             states = [self.state[p] for _, p in chosen]
             _native.adam_step(
-                [inplace_array(p, name) for name, p in chosen],
+                [self._view(p, name) for name, p in chosen],
                 [self._grad_array(grads[k], params[k][0]) for k in members],
                 [
-                    inplace_array(s["exp_avg"], f"{name} exp_avg")
+                    self._view(s["exp_avg"], f"{name} exp_avg")
                     for (name, _), s in zip(chosen, states)
                 ],
                 [
-                    inplace_array(s["exp_avg_sq"], f"{name} exp_avg_sq")
+                    self._view(s["exp_avg_sq"], f"{name} exp_avg_sq")
                     for (name, _), s in zip(chosen, states)
                 ],
                 step=step + 1,
@@ -279,7 +313,7 @@ class Adam(_NativeOptimizer):
                 decoupled=self._DECOUPLED,
             )
             for s in states:
-                s["step"] = torch.tensor(float(step + 1), dtype=torch.float32)
+                s["step"] = torch.scalar_tensor(float(step + 1), dtype=torch.float32)
 
 
 class AdamW(Adam):
