@@ -123,9 +123,7 @@ def main() -> None:
         )
 
     needed = (loss_t["torch"] + opt_t["torch"]) / 2
-    print(
-        f"three {batch}x{batch}x256 SGEMMs by NumPy's BLAS (the loss's floor): {gemm_t * 1e3:.2f} ms"
-    )
+    print(f"three {batch}x{batch}x256 SGEMMs by NumPy's BLAS (the floor): {gemm_t * 1e3:.2f} ms")
     print(f"2x torch's loss + optimizer would need {needed * 1e3:.2f} ms")
 
     # Framework overhead at B=256: the torch module vs the NumPy call it wraps.
@@ -156,9 +154,7 @@ def main() -> None:
     print(f"\n== Framework overhead, in-batch InfoNCE B={small}, D=256, value + both gradients")
     print(f"NumPy API {o['numpy'] * 1e6:.1f} us, torch module fwd+bwd {o['torch'] * 1e6:.1f} us")
     print(f"overhead {(o['torch'] - o['numpy']) * 1e6:.1f} us per call, of which PyTorch's own")
-    print(
-        f"autograd floor ((a * p).sum().backward() on the same tensors) is {o['floor'] * 1e6:.1f} us"
-    )
+    print(f"autograd floor ((a * p).sum().backward(), same tensors) is {o['floor'] * 1e6:.1f} us")
 
 
 if __name__ == "__main__":
