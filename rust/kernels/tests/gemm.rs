@@ -4,7 +4,7 @@
 mod common;
 
 use common::data;
-use ruvector_kernels::gemm::{gemm, MatRef};
+use ruvector_kernels::gemm::{gemm, gemm_packed, Blocking, CacheSizes, MatRef, PackedB};
 use ruvector_kernels::simd::{detect, force, SimdPath};
 
 fn reference(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f64> {
@@ -39,6 +39,10 @@ fn matches_float64_for_every_layout_size_and_path() {
         (1, 1, 1),
         (7, 5, 3),
         (9, 33, 17),
+        (63, 65, 7),
+        (65, 7, 63),
+        (1, 513, 65),
+        (7, 63, 1),
         (130, 300, 70),
         (64, 257, 2100),
     ];
@@ -129,7 +133,6 @@ fn mismatched_shapes_are_a_bug() {
 
 #[test]
 fn prepacked_b_gives_the_same_bits_as_packing_on_the_fly() {
-    use ruvector_kernels::gemm::{gemm_packed, PackedB};
     let _turn = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     for path in paths() {
         force(path).unwrap();
@@ -175,4 +178,43 @@ fn a_packed_b_keeps_its_kernel_when_the_path_changes() {
     gemm_packed(&mut got, 9, a, &packed, false);
     force(detect()).unwrap();
     assert_eq!(got, expected);
+}
+
+#[test]
+fn block_edges_of_this_machines_blocking_match_float64() {
+    // One past each block size the detected caches gave, on every path: the loops' remainders.
+    let _turn = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let caches = CacheSizes::detected();
+    for path in paths() {
+        force(path).unwrap();
+        let (mr, nr) = match path {
+            SimdPath::Avx512 => (4, 64),
+            SimdPath::Avx2 => (6, 16),
+            _ => (4, 8),
+        };
+        let blocks = Blocking::for_tile(mr, nr, caches);
+        for (m, k, n) in [
+            (blocks.mc + 3, blocks.kc + 1, 9),
+            (3, 2 * blocks.kc + 5, blocks.nc + 5),
+        ] {
+            let x = data(m * k, 6);
+            let y = data(n * k, 7);
+            let (a, b) = (MatRef::row_major(&x, m, k), MatRef::row_major(&y, n, k).t());
+            let expected = reference(a, b);
+            let mut c = vec![0.0f32; m * n];
+            gemm(&mut c, n, a, b, false);
+            let tol = 1e-5 * (k as f64).sqrt() + 1e-6;
+            for (i, (&got, &e)) in c.iter().zip(&expected).enumerate() {
+                assert!(
+                    (f64::from(got) - e).abs() <= tol,
+                    "{path:?} {m}x{k}x{n} [{i}]: {got} vs {e}"
+                );
+            }
+            let packed = PackedB::new(b);
+            let mut c2 = vec![0.0f32; m * n];
+            gemm_packed(&mut c2, n, a, &packed, false);
+            assert_eq!(c, c2, "{path:?}: packed B differs");
+        }
+    }
+    force(detect()).unwrap();
 }

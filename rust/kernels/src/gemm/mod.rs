@@ -7,13 +7,17 @@
 //!
 //! Blocking follows Goto's scheme: a `KC x NC` panel of B is packed once per block (it stays in the
 //! L2/L3 cache), an `MC x KC` block of A is packed per row block (L2), and the micro-kernel keeps an
-//! `MR x NR` tile of C in registers while streaming `KC` steps. Micro-kernels are written with
+//! `MR x NR` tile of C in registers while streaming `KC` steps. The sizes come from the caches
+//! of the machine it runs on (`blocking.rs`). Micro-kernels are written with
 //! `std::arch` intrinsics for AVX-512 (4 x 64 tile) and AVX2+FMA (6 x 16), chosen at run time;
 //! other CPUs get a portable 4 x 8 loop. Fused multiply-add rounds once, so results differ from
 //! the portable path in the last bits (the losses' tests allow float32 round-off, not bit
 //! identity, for GEMM-based forms). Callers parallelise over their own row blocks.
 
+mod blocking;
 mod micro;
+
+pub use blocking::{Blocking, CacheSizes};
 
 use crate::simd::{active, SimdPath};
 use micro::Portable;
@@ -77,10 +81,22 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// Rows of A / columns of B per packed block, and depth per pass.
-const MC: usize = 128;
-const KC: usize = 256;
-const NC: usize = 4096;
+/// The block sizes of the `mr x nr` micro-kernel on this machine's caches (one rule for the
+/// blocked loop and for `PackedB`, so a packed B always matches the loop that reads it).
+fn blocking_for(mr: usize, nr: usize) -> Blocking {
+    Blocking::for_tile(mr, nr, CacheSizes::detected())
+}
+
+/// The micro-kernel tile `(MR, NR)` of a SIMD path.
+fn tile_of(path: SimdPath) -> (usize, usize) {
+    match path {
+        #[cfg(x86_simd)]
+        SimdPath::Avx512 => (Avx512::MR, Avx512::NR),
+        #[cfg(x86_simd)]
+        SimdPath::Avx2 => (Avx2::MR, Avx2::NR),
+        _ => (Portable::MR, Portable::NR),
+    }
+}
 
 /// `c[m x n, row stride ldc] = A B` (or `+=` when `accumulate`). A is `m x k`, B is `k x n`.
 ///
@@ -105,20 +121,19 @@ impl PackedB {
     pub fn new(b: MatRef<'_>) -> Self {
         assert!(b.fits(), "gemm: view exceeds its data");
         let path = active();
-        let nr = match path {
-            #[cfg(x86_simd)]
-            SimdPath::Avx512 => Avx512::NR,
-            #[cfg(x86_simd)]
-            SimdPath::Avx2 => Avx2::NR,
-            _ => Portable::NR,
-        };
+        let (mr, nr) = tile_of(path);
+        let Blocking {
+            kc: kc_max,
+            nc: nc_max,
+            ..
+        } = blocking_for(mr, nr);
         let (k, n) = (b.rows, b.cols);
         let mut data = crate::scratch::take(n.next_multiple_of(nr) * k);
         let mut offset = 0;
-        for jc in (0..n).step_by(NC) {
-            let nc = NC.min(n - jc);
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
+        for jc in (0..n).step_by(nc_max) {
+            let nc = nc_max.min(n - jc);
+            for pc in (0..k).step_by(kc_max) {
+                let kc = kc_max.min(k - pc);
                 let len = nc.next_multiple_of(nr) * kc;
                 pack(&mut data[offset..offset + len], nr, b.t(), jc, nc, pc, kc);
                 offset += len;
@@ -213,19 +228,25 @@ fn blocked<K: MicroKernel>(
 ) {
     let m = a.rows;
     let (k, n) = b.dims();
-    let mut a_pack = crate::scratch::Scratch::new(MC.min(m).next_multiple_of(K::MR) * KC.min(k));
+    let Blocking {
+        mc: mc_max,
+        kc: kc_max,
+        nc: nc_max,
+    } = blocking_for(K::MR, K::NR);
+    let mut a_pack =
+        crate::scratch::Scratch::new(mc_max.min(m).next_multiple_of(K::MR) * kc_max.min(k));
     let b_len = match b {
-        BSource::View(_) => NC.min(n).next_multiple_of(K::NR) * KC.min(k),
+        BSource::View(_) => nc_max.min(n).next_multiple_of(K::NR) * kc_max.min(k),
         BSource::Packed(_) => 0,
     };
     let mut b_pack = crate::scratch::Scratch::new(b_len);
     let mut edge = [0.0f32; 512];
     let edge = &mut edge[..K::MR * K::NR];
     let mut packed_offset = 0;
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+    for jc in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - jc);
+        for pc in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - pc);
             let acc = accumulate || pc > 0;
             let panel_len = nc.next_multiple_of(K::NR) * kc;
             let b_panel: &[f32] = match b {
@@ -239,8 +260,8 @@ fn blocked<K: MicroKernel>(
                     panel
                 }
             };
-            for ic in (0..m).step_by(MC) {
-                let mc = MC.min(m - ic);
+            for ic in (0..m).step_by(mc_max) {
+                let mc = mc_max.min(m - ic);
                 pack_a::<K>(&mut a_pack[..], a, ic, mc, pc, kc);
                 for jr in (0..nc).step_by(K::NR) {
                     let nr = K::NR.min(nc - jr);
