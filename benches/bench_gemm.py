@@ -50,7 +50,8 @@ def main() -> None:
         check=True,
     )
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    print(f"{'M':>6} {'N':>6} {'K':>6} {'NumPy GF/s':>11} {'ours':>8} {'gemm':>8} {'ours/NumPy':>11}")
+    header = ("M", "N", "K", "NumPy GF/s", "ours", "gemm", "ours/NumPy")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (6, 6, 6, 11, 8, 8, 11))))
     for row in rows:
         m, n, k = row["m"], row["n"], row["k"]
         flops = 2.0 * m * n * k
