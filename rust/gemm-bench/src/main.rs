@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use ruvector_kernels::gemm::{gemm, Blocking, CacheSizes, MatRef};
+use ruvector_kernels::gemm::{blocking_of, gemm, CacheSizes, MatRef};
+use ruvector_kernels::simd::SimdPath;
 
 fn best_seconds(mut f: impl FnMut()) -> f64 {
     f();
@@ -29,12 +30,10 @@ fn main() {
     let caches = CacheSizes::detected();
     if !json {
         println!("caches {caches:?}");
-        for (name, mr, nr) in [
-            ("avx512 4x64", 4, 64),
-            ("avx2 6x16", 6, 16),
-            ("portable 4x8", 4, 8),
-        ] {
-            println!("  {name}: {:?}", Blocking::for_tile(mr, nr, caches));
+        for path in [SimdPath::Avx512, SimdPath::Avx2, SimdPath::Baseline] {
+            if path <= ruvector_kernels::simd::detect() {
+                println!("  {path:?}: {:?}", blocking_of(path));
+            }
         }
         println!("simd path: {:?}", ruvector_kernels::simd::active());
         println!(

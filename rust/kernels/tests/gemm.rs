@@ -4,7 +4,7 @@
 mod common;
 
 use common::data;
-use ruvector_kernels::gemm::{gemm, gemm_packed, Blocking, CacheSizes, MatRef, PackedB};
+use ruvector_kernels::gemm::{blocking_of, gemm, gemm_packed, MatRef, PackedB};
 use ruvector_kernels::simd::{detect, force, SimdPath};
 
 fn reference(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f64> {
@@ -184,15 +184,9 @@ fn a_packed_b_keeps_its_kernel_when_the_path_changes() {
 fn block_edges_of_this_machines_blocking_match_float64() {
     // One past each block size the detected caches gave, on every path: the loops' remainders.
     let _turn = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let caches = CacheSizes::detected();
     for path in paths() {
         force(path).unwrap();
-        let (mr, nr) = match path {
-            SimdPath::Avx512 => (4, 64),
-            SimdPath::Avx2 => (6, 16),
-            _ => (4, 8),
-        };
-        let blocks = Blocking::for_tile(mr, nr, caches);
+        let blocks = blocking_of(path);
         for (m, k, n) in [
             (blocks.mc + 3, blocks.kc + 1, 9),
             (3, 2 * blocks.kc + 5, blocks.nc + 5),

@@ -81,9 +81,10 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// The block sizes of the `mr x nr` micro-kernel on this machine's caches (one rule for the
-/// blocked loop and for `PackedB`, so a packed B always matches the loop that reads it).
-fn blocking_for(mr: usize, nr: usize) -> Blocking {
+/// The block sizes of `path`'s micro-kernel on this machine's caches: the one rule for the
+/// blocked loop and for `PackedB`, so a packed B always matches the loop that reads it.
+pub fn blocking_of(path: SimdPath) -> Blocking {
+    let (mr, nr) = tile_of(path);
     Blocking::for_tile(mr, nr, CacheSizes::detected())
 }
 
@@ -121,12 +122,12 @@ impl PackedB {
     pub fn new(b: MatRef<'_>) -> Self {
         assert!(b.fits(), "gemm: view exceeds its data");
         let path = active();
-        let (mr, nr) = tile_of(path);
+        let (_, nr) = tile_of(path);
         let Blocking {
             kc: kc_max,
             nc: nc_max,
             ..
-        } = blocking_for(mr, nr);
+        } = blocking_of(path);
         let (k, n) = (b.rows, b.cols);
         let mut data = crate::scratch::take(n.next_multiple_of(nr) * k);
         let mut offset = 0;
@@ -186,10 +187,10 @@ fn run(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: BSource<'_>, accumulate: boo
     }
     match path {
         #[cfg(x86_simd)]
-        SimdPath::Avx512 => blocked::<Avx512>(c, ldc, a, b, accumulate),
+        SimdPath::Avx512 => blocked::<Avx512>(c, ldc, a, b, accumulate, blocking_of(path)),
         #[cfg(x86_simd)]
-        SimdPath::Avx2 => blocked::<Avx2>(c, ldc, a, b, accumulate),
-        _ => blocked::<Portable>(c, ldc, a, b, accumulate),
+        SimdPath::Avx2 => blocked::<Avx2>(c, ldc, a, b, accumulate, blocking_of(path)),
+        _ => blocked::<Portable>(c, ldc, a, b, accumulate, blocking_of(path)),
     }
 }
 
@@ -225,6 +226,7 @@ fn blocked<K: MicroKernel>(
     a: MatRef<'_>,
     b: BSource<'_>,
     accumulate: bool,
+    blocking: Blocking,
 ) {
     let m = a.rows;
     let (k, n) = b.dims();
@@ -232,7 +234,7 @@ fn blocked<K: MicroKernel>(
         mc: mc_max,
         kc: kc_max,
         nc: nc_max,
-    } = blocking_for(K::MR, K::NR);
+    } = blocking;
     let mut a_pack =
         crate::scratch::Scratch::new(mc_max.min(m).next_multiple_of(K::MR) * kc_max.min(k));
     let b_len = match b {

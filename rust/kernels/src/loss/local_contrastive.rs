@@ -164,7 +164,7 @@ fn unscaled(
             let value = hinge(d_pos - d_neg + margin);
             *t = f64::from(value);
             if is_active(value) {
-                active_weight += scale.weights.map_or(1.0, |w| w[i * n + j]);
+                active_weight += scale.weight(i * n + j);
                 // d term / d a gets -(a - n) / |a - n|; d term / d n gets +(a - n) / |a - n|.
                 let c = direction_coef(d_neg, scale.at(i * n + j));
                 if c != 0.0 {

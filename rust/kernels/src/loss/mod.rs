@@ -42,13 +42,16 @@ impl<'a> GradScale<'a> {
         }
     }
 
+    /// The upstream weight of `item` alone: `weights[item]`, or 1 without weights.
+    #[inline]
+    pub fn weight(&self, item: usize) -> f32 {
+        self.weights.map_or(1.0, |w| w[item])
+    }
+
     /// `scale * weights[i]`; without weights exactly `scale` (multiplying by 1 is exact).
     #[inline]
     pub fn at(&self, item: usize) -> f32 {
-        match self.weights {
-            Some(w) => self.scale * w[item],
-            None => self.scale,
-        }
+        self.scale * self.weight(item)
     }
 
     /// Checks that there is one weight per item.
