@@ -24,6 +24,7 @@ __all__ = [
     "grad_scale",
     "one_sample",
     "reduce",
+    "terms_shape",
     "triplet_inputs",
 ]
 
@@ -104,6 +105,13 @@ def check_weights(weights: object, shape: tuple[int, ...]) -> FloatArray:
     if w.shape != shape:
         raise ShapeError(f"weights must have the losses' shape {shape}, got {w.shape}")
     return w
+
+
+def terms_shape(anchors: tuple[int, ...], negatives: tuple[int, ...]) -> tuple[int, int]:
+    """``(B, N)`` of a margin loss's terms, one per (anchor, negative), from the inputs' shapes:
+    negatives are (B, N, D) per anchor or a shared pool (N, D)."""
+    count = negatives[1] if len(negatives) == 3 else negatives[0]
+    return anchors[0], count
 
 
 def _check_2d(x: FloatArray, name: str) -> None:

@@ -15,6 +15,7 @@ from ._loss_common import (
     grad_scale,
     one_sample,
     reduce,
+    terms_shape,
     triplet_inputs,
 )
 
@@ -113,8 +114,8 @@ class LocalContrastiveLoss:
         mode = self._mode(reduction)
         a, p, n = triplet_inputs(anchors, positives, negatives, allow_in_batch=False)
         assert n is not None
-        count = n.shape[1] if n.ndim == 3 else n.shape[0]
-        scale = grad_scale(mode, a.shape[0] * count)
+        b, count = terms_shape(a.shape, n.shape)
+        scale = grad_scale(mode, b * count)
         terms, grads = _native.local_contrastive(a, p, n, margin=self._margin, grad_scale=scale)
         assert grads is not None
         return reduce(terms, mode), Gradients(*grads)
@@ -126,8 +127,7 @@ class LocalContrastiveLoss:
         of the unreduced loss in the PyTorch and JAX front ends."""
         a, p, n = triplet_inputs(anchors, positives, negatives, allow_in_batch=False)
         assert n is not None
-        count = n.shape[1] if n.ndim == 3 else n.shape[0]
-        w = check_weights(weights, (a.shape[0], count))
+        w = check_weights(weights, terms_shape(a.shape, n.shape))
         _, grads = _native.local_contrastive(
             a, p, n, margin=self._margin, grad_scale=1.0, grad_weights=w
         )

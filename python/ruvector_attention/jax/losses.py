@@ -11,7 +11,7 @@ import numpy as np
 from .. import info_nce as _info_nce
 from .. import local_contrastive as _local_contrastive
 from .. import spectral as _spectral
-from .._loss_common import Reduction, ReductionLike, triplet_inputs
+from .._loss_common import Reduction, ReductionLike, terms_shape, triplet_inputs
 from ..errors import ShapeError
 
 __all__ = ["info_nce", "local_contrastive", "spectral"]
@@ -168,8 +168,7 @@ def local_contrastive(
     p = _as_float_array(positives, "positives")
     n = _as_float_array(negatives, "negatives")
     _check_shapes(kernel, a, p, n)
-    count = n.shape[1] if n.ndim == 3 else n.shape[0]
-    return _triplet(kernel, mode, lambda a, p, n: (a.shape[0], count))(a, p, n)
+    return _triplet(kernel, mode, lambda a, p, n: terms_shape(a.shape, n.shape))(a, p, n)
 
 
 def _check_shapes(kernel: Any, a: _Array, p: _Array, n: Optional[_Array]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["as_array", "from_array", "inplace_array"]
+__all__ = ["as_array", "from_array", "grad_array", "inplace_array"]
 
 
 def _check_device(tensor: torch.Tensor, name: str) -> None:
@@ -65,3 +65,13 @@ def inplace_array(tensor: torch.Tensor, name: str) -> np.ndarray:
     if not tensor.is_contiguous():
         raise ValueError(f"{name} must be contiguous to be updated in place")
     return tensor.detach().numpy()
+
+
+def grad_array(grad: torch.Tensor, name: str) -> np.ndarray:
+    """A parameter's gradient as the float32 NumPy array an optimizer kernel reads (a view
+    unless the gradient is strided)."""
+    if grad.device.type != "cpu" or grad.dtype != torch.float32:
+        raise TypeError(
+            f"{name}.grad must be a CPU float32 tensor, got {grad.dtype} on {grad.device}"
+        )
+    return grad.detach().contiguous().numpy()

@@ -18,21 +18,20 @@ import torch
 
 from .. import _native
 from .. import _validate as check
-from ._tensors import inplace_array
+from ._tensors import grad_array, inplace_array
 
 __all__ = ["SGD", "Adam", "AdamW"]
 
 _Params = Iterable[Any]
 
 
-def _number(group: dict[str, Any], key: str) -> float:
-    """A hyper-parameter of a group; schedulers may store a 0-d tensor."""
-    value = group[key]
+def _number(value: object, name: str) -> float:
+    """A hyper-parameter that schedulers may have stored as a 0-d tensor, as a float."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"param group {key!r} must be a number, got a tensor of {value.shape}")
+            raise ValueError(f"{name} must be a number, got a tensor of shape {tuple(value.shape)}")
         return float(value.item())
-    return value
+    return value  # type: ignore[return-value]
 
 
 class _NativeOptimizer(torch.optim.Optimizer):
@@ -90,7 +89,7 @@ class _NativeOptimizer(torch.optim.Optimizer):
                     f"{where}: {key}=True is not supported by {type(self).__name__} "
                     "(use torch.optim for it)"
                 )
-        check.float32_non_negative(f"{where} lr", _number(group, "lr"))
+        check.float32_non_negative(f"{where} lr", _number(group["lr"], f"{where} lr"))
         check.float32_non_negative(f"{where} weight_decay", group["weight_decay"])
 
     @torch.no_grad()
@@ -135,14 +134,6 @@ class _NativeOptimizer(torch.optim.Optimizer):
         grads: list[torch.Tensor],
     ) -> None:
         raise NotImplementedError
-
-    @staticmethod
-    def _grad_array(grad: torch.Tensor, name: str) -> np.ndarray:
-        if grad.device.type != "cpu" or grad.dtype != torch.float32:
-            raise TypeError(
-                f"{name}.grad must be a CPU float32 tensor, got {grad.dtype} on {grad.device}"
-            )
-        return grad.detach().contiguous().numpy()
 
 
 class SGD(_NativeOptimizer):
@@ -210,9 +201,9 @@ class SGD(_NativeOptimizer):
                 buffers.append(self._view(state["momentum_buffer"], f"{where} momentum_buffer"))
         _native.sgd_step(
             [self._view(p, name) for name, p in params],
-            [self._grad_array(g, name) for (name, _), g in zip(params, grads)],
+            [grad_array(g, name) for (name, _), g in zip(params, grads)],
             buffers,
-            lr=_number(group, "lr"),
+            lr=_number(group["lr"], f"{where} lr"),
             momentum=momentum,
             weight_decay=float(group["weight_decay"]),
             nesterov=bool(group["nesterov"]),
@@ -262,8 +253,8 @@ class Adam(_NativeOptimizer):
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"{where} betas must be a pair (beta1, beta2), got {betas!r}")
-        check.beta(f"{where} beta1", _number({"b": betas[0]}, "b"))
-        check.beta(f"{where} beta2", _number({"b": betas[1]}, "b"))
+        check.beta(f"{where} beta1", _number(betas[0], f"{where} beta1"))
+        check.beta(f"{where} beta2", _number(betas[1], f"{where} beta2"))
         check.float32_divisor(f"{where} eps", group["eps"])
         decoupled = group.get("decoupled_weight_decay", self._DECOUPLED)
         if bool(decoupled) != self._DECOUPLED:
@@ -289,13 +280,13 @@ class Adam(_NativeOptimizer):
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
             by_step.setdefault(int(float(state["step"])), []).append(k)
-        beta1, beta2 = (_number({"b": b}, "b") for b in group["betas"])
+        beta1, beta2 = (_number(b, f"{where} betas") for b in group["betas"])
         for step, members in by_step.items():
             chosen = [params[k] for k in members]
             states = [self.state[p] for _, p in chosen]
             _native.adam_step(
                 [self._view(p, name) for name, p in chosen],
-                [self._grad_array(grads[k], params[k][0]) for k in members],
+                [grad_array(grads[k], params[k][0]) for k in members],
                 [
                     self._view(s["exp_avg"], f"{name} exp_avg")
                     for (name, _), s in zip(chosen, states)
@@ -305,7 +296,7 @@ class Adam(_NativeOptimizer):
                     for (name, _), s in zip(chosen, states)
                 ],
                 step=step + 1,
-                lr=_number(group, "lr"),
+                lr=_number(group["lr"], f"{where} lr"),
                 beta1=beta1,
                 beta2=beta2,
                 eps=float(group["eps"]),
