@@ -210,3 +210,19 @@ def wu_weights(anchor, candidates, cutoff=0.5, nonzero_loss_cutoff=1.4):
     log_w = (2.0 - dim) * np.log(dc) - ((dim - 3) / 2) * np.log(1.0 - 0.25 * dc**2)
     w = np.exp(log_w - log_w[d < nonzero_loss_cutoff].max())
     return np.where(d < nonzero_loss_cutoff, w, 0.0)
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+def loss_inputs(rng, layout, b, n, d):
+    """float32 anchors (b, d), positives near them, and negatives for ``layout``: "per_anchor"
+    (b, n, d), "shared" (n, d) or "in_batch" (None)."""
+    a = rng.normal(size=(b, d)).astype(np.float32)
+    p = (a + 0.5 * rng.normal(size=(b, d))).astype(np.float32)
+    negatives = {
+        "per_anchor": rng.normal(size=(b, n, d)).astype(np.float32),
+        "shared": rng.normal(size=(n, d)).astype(np.float32),
+        "in_batch": None,
+    }[layout]
+    return a, p, negatives

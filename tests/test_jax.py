@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from frameworks import require
-from reference import info_nce, local_contrastive_terms, numeric_grad, variance_penalty
+from reference import (
+    info_nce,
+    local_contrastive_terms,
+    loss_inputs,
+    numeric_grad,
+    variance_penalty,
+)
 
 jax = require("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -19,14 +25,7 @@ B, N, D = 5, 4, 6
 
 
 def _inputs(rng, layout):
-    a = rng.normal(size=(B, D)).astype(np.float32)
-    p = (a + 0.5 * rng.normal(size=(B, D))).astype(np.float32)
-    n = {
-        "per_anchor": rng.normal(size=(B, N, D)).astype(np.float32),
-        "shared": rng.normal(size=(N, D)).astype(np.float32),
-        "in_batch": None,
-    }[layout]
-    return a, p, n
+    return loss_inputs(rng, layout, B, N, D)
 
 
 @pytest.mark.parametrize("layout", ["per_anchor", "shared", "in_batch"])
