@@ -16,7 +16,8 @@ const ROUNDER: f32 = 12_582_912.0;
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-86.0, 88.0);
-    let n = (x * LOG2E + ROUNDER) - ROUNDER;
+    let shifted = x * LOG2E + ROUNDER;
+    let n = shifted - ROUNDER;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -25,8 +26,15 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    // n is an integer in [-124, 127]; NaN gives 0 here and NaN through `y`.
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n is an integer in [-124, 127], and it is also in the low bits of `shifted` (1.5 * 2^23 + n
+    // has an ulp of 1): reading it from there is integer arithmetic that vectorises, where
+    // `n as i32` (a saturating conversion) compiles to a scalar convert per lane. NaN gives an
+    // arbitrary scale here and NaN through `y`.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUNDER.to_bits())
+        .wrapping_add(127);
+    let scale = f32::from_bits(biased << 23);
     y * scale
 }
 

@@ -4,7 +4,9 @@
 mod common;
 
 use common::data;
-use ruvector_kernels::gemm::{blocking_of, gemm, gemm_packed, MatRef, PackedB};
+use ruvector_kernels::gemm::{
+    blocking_of, gemm, gemm_packed, gemm_packed_then, MatRef, PackedB, TileEpilogue,
+};
 use ruvector_kernels::simd::{detect, force, SimdPath};
 
 fn reference(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f64> {
@@ -192,22 +194,112 @@ fn block_edges_of_this_machines_blocking_match_float64() {
             (3, 2 * blocks.kc + 5, blocks.nc + 5),
         ] {
             let x = data(m * k, 6);
+            let xt = data(k * m, 8);
             let y = data(n * k, 7);
-            let (a, b) = (MatRef::row_major(&x, m, k), MatRef::row_major(&y, n, k).t());
-            let expected = reference(a, b);
-            let mut c = vec![0.0f32; m * n];
-            gemm(&mut c, n, a, b, false);
-            let tol = 1e-5 * (k as f64).sqrt() + 1e-6;
-            for (i, (&got, &e)) in c.iter().zip(&expected).enumerate() {
-                assert!(
-                    (f64::from(got) - e).abs() <= tol,
-                    "{path:?} {m}x{k}x{n} [{i}]: {got} vs {e}"
-                );
+            let b = MatRef::row_major(&y, n, k).t();
+            // A row-major, and transposed (its packing reads columns: `pack_columns`).
+            for a in [
+                MatRef::row_major(&x, m, k),
+                MatRef::row_major(&xt, k, m).t(),
+            ] {
+                let expected = reference(a, b);
+                let mut c = vec![0.0f32; m * n];
+                gemm(&mut c, n, a, b, false);
+                let tol = 1e-5 * (k as f64).sqrt() + 1e-6;
+                for (i, (&got, &e)) in c.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (f64::from(got) - e).abs() <= tol,
+                        "{path:?} {m}x{k}x{n} [{i}]: {got} vs {e}"
+                    );
+                }
+                let packed = PackedB::new(b);
+                let mut c2 = vec![0.0f32; m * n];
+                gemm_packed(&mut c2, n, a, &packed, false);
+                assert_eq!(c, c2, "{path:?}: packed B differs");
             }
+        }
+    }
+    force(detect()).unwrap();
+}
+
+/// Records every tile an epilogue is handed, and its values at that moment.
+struct Recorder {
+    tiles: Vec<(usize, usize, usize, usize)>,
+    seen: Vec<f32>,
+    n: usize,
+}
+
+impl TileEpilogue for Recorder {
+    fn finish(
+        &mut self,
+        tile: &mut [f32],
+        ldc: usize,
+        row0: usize,
+        col0: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        self.tiles.push((row0, col0, rows, cols));
+        for r in 0..rows {
+            for j in 0..cols {
+                self.seen[(row0 + r) * self.n + col0 + j] = tile[r * ldc + j];
+                // What the epilogue writes is what C keeps.
+                tile[r * ldc + j] *= 2.0;
+            }
+        }
+    }
+}
+
+#[test]
+fn the_epilogue_sees_each_finished_tile_once_in_column_order() {
+    let _turn = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for path in paths() {
+        force(path).unwrap();
+        let blocks = blocking_of(path);
+        // Depth past one block (the epilogue must see only complete sums), edge tiles both ways,
+        // and more columns than one column block.
+        for (m, k, n) in [
+            (7, 5, 3),
+            (blocks.mc + 3, blocks.kc + 1, 70),
+            (5, 9, blocks.nc + 5),
+        ] {
+            let x = data(m * k, 9);
+            let y = data(n * k, 10);
+            let (a, b) = (MatRef::row_major(&x, m, k), MatRef::row_major(&y, n, k).t());
             let packed = PackedB::new(b);
-            let mut c2 = vec![0.0f32; m * n];
-            gemm_packed(&mut c2, n, a, &packed, false);
-            assert_eq!(c, c2, "{path:?}: packed B differs");
+            let mut plain = vec![0.0f32; m * n];
+            gemm_packed(&mut plain, n, a, &packed, false);
+            let mut c = vec![0.0f32; m * n];
+            let mut rec = Recorder {
+                tiles: Vec::new(),
+                seen: vec![f32::NAN; m * n],
+                n,
+            };
+            gemm_packed_then(&mut c, n, a, &packed, &mut rec);
+            assert_eq!(
+                rec.seen, plain,
+                "{path:?} {m}x{k}x{n}: the epilogue saw partial sums"
+            );
+            let doubled: Vec<f32> = plain.iter().map(|v| v * 2.0).collect();
+            assert_eq!(c, doubled, "{path:?}: the epilogue's writes were lost");
+            let mut covered = vec![0u8; m * n];
+            let mut last_col = vec![None; m];
+            for &(row0, col0, rows, cols) in &rec.tiles {
+                for r in row0..row0 + rows {
+                    assert!(
+                        last_col[r].is_none_or(|c| c < col0),
+                        "{path:?}: row {r} out of order"
+                    );
+                    last_col[r] = Some(col0);
+                    for j in col0..col0 + cols {
+                        covered[r * n + j] += 1;
+                    }
+                }
+            }
+            assert!(
+                covered.iter().all(|&t| t == 1),
+                "{path:?}: a tile was missed or repeated"
+            );
         }
     }
     force(detect()).unwrap();

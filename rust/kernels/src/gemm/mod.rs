@@ -105,7 +105,15 @@ fn tile_of(path: SimdPath) -> (usize, usize) {
 /// a panic here is a bug, and the Python layer turns it into an exception.
 pub fn gemm(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
     assert!(b.fits(), "gemm: view exceeds its data");
-    run(c, ldc, a, BSource::View(b), accumulate, active());
+    run(
+        c,
+        ldc,
+        a,
+        BSource::View(b),
+        accumulate,
+        active(),
+        &mut NoEpilogue,
+    );
 }
 
 /// B packed once into the micro-kernel's layout, for products that reuse the same B with many
@@ -161,11 +169,64 @@ impl Drop for PackedB {
 /// `c = A B` (or `+=`) with B packed beforehand. Runs the micro-kernel B was packed for (even
 /// if another path was forced since: the packing fixes the tile width).
 pub fn gemm_packed(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: &PackedB, accumulate: bool) {
-    run(c, ldc, a, BSource::Packed(b), accumulate, b.path);
+    run(
+        c,
+        ldc,
+        a,
+        BSource::Packed(b),
+        accumulate,
+        b.path,
+        &mut NoEpilogue,
+    );
+}
+
+/// `c = A B` with B packed beforehand, handing each finished tile of C to `epilogue` while the
+/// tile is still in L1.
+pub fn gemm_packed_then<E: TileEpilogue>(
+    c: &mut [f32],
+    ldc: usize,
+    a: MatRef<'_>,
+    b: &PackedB,
+    epilogue: &mut E,
+) {
+    run(c, ldc, a, BSource::Packed(b), false, b.path, epilogue);
+}
+
+/// Work on each finished tile of C (every step of K summed), done right after the micro-kernel
+/// wrote it, while it is in L1: it saves the caller a pass over C from memory (InfoNCE turns
+/// similarities into exponentials and row sums here).
+pub trait TileEpilogue {
+    /// `tile[r * ldc + j]`, for `r < rows` and `j < cols`, is C's element `(row0 + r, col0 + j)`.
+    /// Tiles of a row arrive in increasing `col0` order, so sums over a row are deterministic.
+    fn finish(
+        &mut self,
+        tile: &mut [f32],
+        ldc: usize,
+        row0: usize,
+        col0: usize,
+        rows: usize,
+        cols: usize,
+    );
+}
+
+/// Plain products: nothing to do per tile.
+struct NoEpilogue;
+
+impl TileEpilogue for NoEpilogue {
+    #[inline(always)]
+    fn finish(&mut self, _: &mut [f32], _: usize, _: usize, _: usize, _: usize, _: usize) {}
 }
 
 /// Checks shapes (a mismatch is a caller's bug: panic), handles empty products, dispatches.
-fn run(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: BSource<'_>, accumulate: bool, path: SimdPath) {
+fn run<E: TileEpilogue>(
+    c: &mut [f32],
+    ldc: usize,
+    a: MatRef<'_>,
+    b: BSource<'_>,
+    accumulate: bool,
+    path: SimdPath,
+    epilogue: &mut E,
+) {
     let (k, n) = b.dims();
     let m = a.rows;
     assert_eq!(a.cols, k, "gemm: inner dimensions differ");
@@ -183,14 +244,17 @@ fn run(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: BSource<'_>, accumulate: boo
                 row[..n].fill(0.0);
             }
         }
+        finish_whole(c, ldc, m, n, epilogue);
         return;
     }
     match path {
         #[cfg(x86_simd)]
-        SimdPath::Avx512 => blocked::<Avx512>(c, ldc, a, b, accumulate, blocking_of(path)),
+        SimdPath::Avx512 => {
+            blocked::<Avx512, E>(c, ldc, a, b, accumulate, blocking_of(path), epilogue)
+        }
         #[cfg(x86_simd)]
-        SimdPath::Avx2 => blocked::<Avx2>(c, ldc, a, b, accumulate, blocking_of(path)),
-        _ => blocked::<Portable>(c, ldc, a, b, accumulate, blocking_of(path)),
+        SimdPath::Avx2 => blocked::<Avx2, E>(c, ldc, a, b, accumulate, blocking_of(path), epilogue),
+        _ => blocked::<Portable, E>(c, ldc, a, b, accumulate, blocking_of(path), epilogue),
     }
 }
 
@@ -220,13 +284,21 @@ pub(crate) trait MicroKernel {
     unsafe fn run(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool);
 }
 
-fn blocked<K: MicroKernel>(
+/// The epilogue over a C whose product had nothing to sum (K = 0), in tiles of one row.
+fn finish_whole<E: TileEpilogue>(c: &mut [f32], ldc: usize, m: usize, n: usize, epilogue: &mut E) {
+    for r in 0..m {
+        epilogue.finish(&mut c[r * ldc..], ldc, r, 0, 1, n);
+    }
+}
+
+fn blocked<K: MicroKernel, E: TileEpilogue>(
     c: &mut [f32],
     ldc: usize,
     a: MatRef<'_>,
     b: BSource<'_>,
     accumulate: bool,
     blocking: Blocking,
+    epilogue: &mut E,
 ) {
     let m = a.rows;
     let (k, n) = b.dims();
@@ -250,6 +322,7 @@ fn blocked<K: MicroKernel>(
         for pc in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - pc);
             let acc = accumulate || pc > 0;
+            let last_step = pc + kc == k;
             let panel_len = nc.next_multiple_of(K::NR) * kc;
             let b_panel: &[f32] = match b {
                 BSource::View(view) => {
@@ -281,6 +354,9 @@ fn blocked<K: MicroKernel>(
                             unsafe {
                                 K::run(kc, ap.as_ptr(), bp.as_ptr(), c[c0..].as_mut_ptr(), ldc, acc)
                             };
+                            if last_step {
+                                epilogue.finish(&mut c[c0..], ldc, ic + ir, jc + jr, mr, nr);
+                            }
                         } else {
                             // Edge tile: compute into a full scratch tile, copy the valid part.
                             for (r, row) in edge.chunks_exact_mut(K::NR).enumerate().take(mr) {
@@ -294,6 +370,9 @@ fn blocked<K: MicroKernel>(
                             };
                             for (r, row) in edge.chunks_exact(K::NR).enumerate().take(mr) {
                                 c[c0 + r * ldc..c0 + r * ldc + nr].copy_from_slice(&row[..nr]);
+                            }
+                            if last_step {
+                                epilogue.finish(&mut c[c0..], ldc, ic + ir, jc + jr, mr, nr);
                             }
                         }
                     }
@@ -329,7 +408,8 @@ fn pack_b<K: MicroKernel>(
 
 /// Packs `x[o0..o0+count, d0..d0+depth]` into strips of `width` rows: strip s holds, for each
 /// depth step, the `width` values of its rows (zero past `count`). The two loops are arranged so
-/// that the source is read along whichever axis is contiguous.
+/// that the source is read along whichever axis is contiguous. Compiled per SIMD path, so that
+/// the short fixed-size copies are vector moves, not memcpy calls.
 fn pack(
     out: &mut [f32],
     width: usize,
@@ -339,6 +419,25 @@ fn pack(
     d0: usize,
     depth: usize,
 ) {
+    pack_dispatch(out, width, x, o0, count, d0, depth);
+}
+
+crate::dispatch_simd!(fn pack_dispatch(out: &mut [f32], width: usize, x: MatRef<'_>, o0: usize, count: usize, d0: usize, depth: usize) => pack_generic);
+
+#[inline(always)]
+fn pack_generic(
+    out: &mut [f32],
+    width: usize,
+    x: MatRef<'_>,
+    o0: usize,
+    count: usize,
+    d0: usize,
+    depth: usize,
+) {
+    if x.row_stride == 1 && x.col_stride != 1 {
+        pack_columns(out, width, x, o0, count, d0, depth);
+        return;
+    }
     for (strip, dst) in out.chunks_exact_mut(width * depth).enumerate() {
         let first = strip * width;
         if first >= count {
@@ -352,6 +451,19 @@ fn pack(
             // Rows are contiguous: a transpose. Go through the depth in chunks of 8, so that
             // each row is read in runs and the packed steps being written stay in L1.
             let mut p0 = 0;
+            if width == 4 && rows == 4 {
+                // The A strips of the AVX-512 and portable tiles: fixed 4 x 8 blocks, which
+                // compile to shuffles instead of 32 scalar stores.
+                while p0 + 8 <= depth {
+                    let start = (o0 + first) * x.row_stride + d0 + p0;
+                    transpose_4x8(
+                        &mut dst[p0 * 4..(p0 + 8) * 4],
+                        &x.data[start..],
+                        x.row_stride,
+                    );
+                    p0 += 8;
+                }
+            }
             while p0 < depth {
                 let chunk = 8.min(depth - p0);
                 for r in 0..rows {
@@ -361,13 +473,6 @@ fn pack(
                     }
                 }
                 p0 += chunk;
-            }
-        } else if x.row_stride == 1 {
-            // Columns are contiguous: each depth step's values are adjacent in the source.
-            // The copies are only `width` floats long: an element loop, not a memcpy call each.
-            for (p, step) in dst.chunks_exact_mut(width).enumerate() {
-                let start = (d0 + p) * x.col_stride + o0 + first;
-                copy_short(&mut step[..rows], &x.data[start..start + rows]);
             }
         } else {
             for (p, step) in dst.chunks_exact_mut(width).enumerate() {
@@ -379,21 +484,98 @@ fn pack(
     }
 }
 
-/// `dst = src` for the few floats of one packed step. A memcpy call per step costs more than
-/// the copy; the tile widths get fixed-size copies that compile to a few vector moves.
+/// `dst[q * 4 + r] = src[r * stride + q]` for 4 rows and 8 steps: one block of an A strip.
 #[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
-    fn fixed<const W: usize>(dst: &mut [f32], src: &[f32]) {
-        let to: &mut [f32; W] = dst.try_into().expect("length checked by the caller");
-        let from: &[f32; W] = src.try_into().expect("length checked by the caller");
-        *to = *from;
+fn transpose_4x8(dst: &mut [f32], src: &[f32], stride: usize) {
+    let mut rows = [[0.0f32; 8]; 4];
+    for (r, row) in rows.iter_mut().enumerate() {
+        *row = src[r * stride..r * stride + 8]
+            .try_into()
+            .expect("the caller checked 8 steps");
     }
-    match dst.len() {
-        4 => fixed::<4>(dst, src),
-        6 => fixed::<6>(dst, src),
-        8 => fixed::<8>(dst, src),
-        16 => fixed::<16>(dst, src),
-        64 => fixed::<64>(dst, src),
-        _ => dst.copy_from_slice(src),
+    let dst: &mut [f32; 32] = dst.try_into().expect("the caller passes 32 floats");
+    for q in 0..8 {
+        for r in 0..4 {
+            dst[q * 4 + r] = rows[r][q];
+        }
+    }
+}
+
+/// `pack` of a view whose columns are contiguous (`row_stride == 1`: a transposed row-major
+/// matrix): each depth step's `count` values are adjacent in the source. The source is read
+/// along those runs (strip by strip, narrow A strips would use 16 bytes of each line and come
+/// back to it later), and the strips are written a cache line at a time: a few depth steps per
+/// strip before moving on (one step at a time would write 16 bytes to each of many strips
+/// `depth` floats apart, which map to the same L1 set).
+#[inline(always)]
+fn pack_columns(
+    out: &mut [f32],
+    width: usize,
+    x: MatRef<'_>,
+    o0: usize,
+    count: usize,
+    d0: usize,
+    depth: usize,
+) {
+    let strips = count.div_ceil(width);
+    let full = count / width;
+    let out = &mut out[..strips * width * depth];
+    if full < strips {
+        out[full * width * depth..].fill(0.0);
+    }
+    let step = |p: usize| {
+        let start = (d0 + p) * x.col_stride + o0;
+        &x.data[start..start + count]
+    };
+    // One loop per tile width, each with copies of fixed size (a few vector moves): a loop with
+    // a `match` on the length inside gets merged back into a memcpy call per copy.
+    match width {
+        4 => scatter_steps::<4>(out, step, depth, full),
+        6 => scatter_steps::<6>(out, step, depth, full),
+        8 => scatter_steps::<8>(out, step, depth, full),
+        16 => scatter_steps::<16>(out, step, depth, full),
+        64 => scatter_steps::<64>(out, step, depth, full),
+        _ => {
+            for p in 0..depth {
+                let src = step(p);
+                for s in 0..full {
+                    let at = s * width * depth + p * width;
+                    out[at..at + width].copy_from_slice(&src[s * width..(s + 1) * width]);
+                }
+            }
+        }
+    }
+    if full < strips {
+        for p in 0..depth {
+            let rest = &step(p)[full * width..];
+            let at = full * width * depth + p * width;
+            out[at..at + rest.len()].copy_from_slice(rest);
+        }
+    }
+}
+
+/// The first `full` strips of width `W`, from the depth steps `step(p)`, in groups of steps that
+/// fill a 64-byte line of a strip.
+#[inline(always)]
+fn scatter_steps<'s, const W: usize>(
+    out: &mut [f32],
+    step: impl Fn(usize) -> &'s [f32],
+    depth: usize,
+    full: usize,
+) {
+    let group = (16 / W).max(1);
+    for p0 in (0..depth).step_by(group) {
+        let steps = group.min(depth - p0);
+        let mut sources: [&[f32]; 16] = [&[]; 16];
+        for (q, src) in sources.iter_mut().enumerate().take(steps) {
+            *src = step(p0 + q);
+        }
+        for s in 0..full {
+            for (q, src) in sources.iter().enumerate().take(steps) {
+                let at = s * W * depth + (p0 + q) * W;
+                let to: &mut [f32; W] = (&mut out[at..at + W]).try_into().expect("W floats");
+                *to = src[s * W..(s + 1) * W].try_into().expect("W floats");
+            }
+        }
     }
 }
