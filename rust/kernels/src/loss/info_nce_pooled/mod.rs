@@ -6,13 +6,15 @@
 //!
 //! The similarities form a B x N matrix; it is never built. Rows are normalised once, then blocks
 //! of `ROW_BLOCK` anchors go through:
-//! 1. similarity panels `A_blk P^T` (blocked GEMM), one column block at a time, with a running
-//!    max and sum per row (online log-sum-exp);
-//! 2. for gradients, the coefficients `C = (softmax - target) * scale / t` of each panel, then
-//!    `dA_blk += C P_blk` and `dP_blk += C^T A_blk` (two more GEMMs).
+//! 1. similarity panels `A_blk P^T` (blocked GEMM), one column block at a time, turned into
+//!    exponentials `e = exp(z - shift)` with their row sums in the GEMM's tile epilogue
+//!    (`blocks.rs`: the shift is the bound 1/t at usual temperatures, else each row's maximum);
+//! 2. for gradients, `dA_blk = f (e P)` and `dP_blk += e^T (f A_blk)` with one factor per row
+//!    (two more GEMMs).
 //!
 //! When a row block's whole panel fits in `PANEL_FLOATS` it is kept between the two steps (three
-//! GEMMs in all); otherwise step 2 recomputes it (four). The pool gradient is a sum over every
+//! GEMMs in all); otherwise step 2 recomputes it (four; five below t = 0.05, where the row maxima
+//! take a pass of their own). The pool gradient is a sum over every
 //! anchor; to stay deterministic it is accumulated in a number of chunks that depends on the sizes
 //! only (never on the thread count) and the chunks are added in order. Finally the gradients are
 //! carried through the normalisation.
