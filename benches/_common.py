@@ -11,7 +11,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["cpu_name", "interleaved", "measure_in_fresh_process", "median_seconds"]
+import numpy as np
+
+__all__ = [
+    "cpu_name",
+    "interleaved",
+    "measure_in_fresh_process",
+    "median_seconds",
+    "sgemm_only",
+]
 
 #: Defines `status(key)` for the measuring scripts: a line of /proc/self/status in bytes.
 #: VmHWM is this address space's peak; ru_maxrss would also count the parent before exec.
@@ -75,15 +83,25 @@ def interleaved(
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            # PyTorch's OpenMP workers spin for a while after each call; on a 2-core machine a
-            # spinning worker would steal a core from whichever contender runs next. A short
-            # pause lets them go to sleep so each contender starts on a quiet machine.
-            time.sleep(0.05)
+            # PyTorch's OpenMP workers and OpenBLAS's threads (NumPy, faiss) spin for a while
+            # after each call (OpenBLAS: 2^28 cycles, about 0.1 s here); on a 2-core machine a
+            # spinning worker would steal a core from whichever contender runs next. A pause
+            # longer than that lets them go to sleep so each contender starts on a quiet machine.
+            time.sleep(0.2)
             start = time.perf_counter()
             for _ in range(calls[name]):
                 fn()
             samples[name].append((time.perf_counter() - start) / calls[name])
     return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
+def sgemm_only(queries: np.ndarray, corpus: np.ndarray, chunk: int = 65_536) -> None:
+    """The floor of any exact search: every query-passage dot product by NumPy's BLAS SGEMM,
+    in chunks into one reused buffer, with no normalisation and no selection at all."""
+    out = np.empty((queries.shape[0], chunk), dtype=np.float32)
+    for start in range(0, corpus.shape[0], chunk):
+        block = corpus[start : start + chunk]
+        np.matmul(queries, block.T, out=out[:, : block.shape[0]])
 
 
 def cpu_name() -> str:

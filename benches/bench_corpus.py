@@ -18,7 +18,7 @@ import threading
 import time
 
 import numpy as np
-from _common import cpu_name, interleaved
+from _common import cpu_name, interleaved, sgemm_only
 
 import ruvector_attention as ra
 
@@ -41,15 +41,6 @@ def numpy_loop(queries, corpus, positives, k, chunk=65_536):
         best_i = np.take_along_axis(best_i, order, axis=1)
     keep = best_i != positives[:, None]
     return np.stack([row[m][:k] for row, m in zip(best_i, keep)])
-
-
-def sgemm_only(queries, corpus, chunk=65_536):
-    """The floor of any exact search: every query-passage dot product by NumPy's BLAS SGEMM,
-    in chunks into one reused buffer, with no normalisation and no selection at all."""
-    out = np.empty((queries.shape[0], chunk), dtype=np.float32)
-    for start in range(0, corpus.shape[0], chunk):
-        block = corpus[start : start + chunk]
-        np.matmul(queries, block.T, out=out[:, : block.shape[0]])
 
 
 def faiss_search(queries, corpus, positives, k):
