@@ -406,23 +406,11 @@ fn pack_b<K: MicroKernel>(
     pack(out, K::NR, b.t(), jc, nc, pc, kc);
 }
 
-/// Packs `x[o0..o0+count, d0..d0+depth]` into strips of `width` rows: strip s holds, for each
-/// depth step, the `width` values of its rows (zero past `count`). The two loops are arranged so
-/// that the source is read along whichever axis is contiguous. Compiled per SIMD path, so that
-/// the short fixed-size copies are vector moves, not memcpy calls.
-fn pack(
-    out: &mut [f32],
-    width: usize,
-    x: MatRef<'_>,
-    o0: usize,
-    count: usize,
-    d0: usize,
-    depth: usize,
-) {
-    pack_dispatch(out, width, x, o0, count, d0, depth);
-}
-
-crate::dispatch_simd!(fn pack_dispatch(out: &mut [f32], width: usize, x: MatRef<'_>, o0: usize, count: usize, d0: usize, depth: usize) => pack_generic);
+// Packs `x[o0..o0+count, d0..d0+depth]` into strips of `width` rows: strip s holds, for each
+// depth step, the `width` values of its rows (zero past `count`). The two loops are arranged so
+// that the source is read along whichever axis is contiguous. Compiled per SIMD path, so that
+// the short fixed-size copies are vector moves, not memcpy calls.
+crate::dispatch_simd!(fn pack(out: &mut [f32], width: usize, x: MatRef<'_>, o0: usize, count: usize, d0: usize, depth: usize) => pack_generic);
 
 #[inline(always)]
 fn pack_generic(
