@@ -13,8 +13,9 @@ use crate::dispatch_simd;
 use crate::fastmath::exp_f32;
 use crate::gemm::{gemm, gemm_packed, gemm_packed_then, MatRef, PackedB, TileEpilogue};
 use crate::loss::GradScale;
+use crate::scratch::Scratch;
 use crate::simd::{pairwise_sum, LANES};
-use crate::vecops::{dot, max_ignoring_nan, scale_into};
+use crate::vecops::{axpy, dot, max_ignoring_nan, scale_into};
 
 /// Largest `2/t` (the span of the logits) that uses the fixed shift `1/t`: every exponential
 /// is then at least e^-40, so row sums, their reciprocals and the scaled gradients stay far
@@ -212,7 +213,8 @@ impl Context<'_> {
             .map(|(r, st)| (f64::from(coef(r)) / st.total) as f32)
             .collect();
         let a_blk = &self.a_hat[i0 * d..(i0 + rows) * d];
-        let mut fa = vec![0.0f32; rows * d];
+        // Every element is written below: a cached buffer, not fresh zeroed memory per block.
+        let mut fa = Scratch::new(rows * d);
         for ((out, a_r), &f) in fa
             .chunks_exact_mut(d)
             .zip(a_blk.chunks_exact(d))
@@ -250,7 +252,7 @@ impl Context<'_> {
                 let a_i = &self.a_hat[i * d..(i + 1) * d];
                 let p_i = &self.p_hat[i * d..(i + 1) * d];
                 scale_into(&mut gp[r * d..(r + 1) * d], c0, a_i);
-                crate::vecops::axpy(&mut ga[r * d..(r + 1) * d], c0, p_i);
+                axpy(&mut ga[r * d..(r + 1) * d], c0, p_i);
             }
         }
     }
