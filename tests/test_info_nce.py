@@ -230,6 +230,29 @@ def test_large_pools_stream_column_blocks_and_stay_exact(rng, form, t):
     ref.assert_f32_close(got, expected_pool, scale=grad_scale(pool, t), ulps=64)
 
 
+@pytest.mark.parametrize("form", ["shared", "in_batch"])
+def test_batches_past_the_whole_panel_reduce_row_block_chunks_exactly(rng, form):
+    # 2100 x 2100 similarities are more than one kept panel (2^22 floats), so each row block
+    # keeps its own and the pool gradient is summed over chunks of row blocks; smaller problems
+    # (the other tests) keep the whole panel and take the pool gradient in one product.
+    b = n = 2100
+    d, t = 3, 0.1
+    a = rng.standard_normal((b, d)).astype(np.float32)
+    p = rng.standard_normal((b, d)).astype(np.float32)
+    neg = rng.standard_normal((n, d)).astype(np.float32) if form == "shared" else None
+    loss = InfoNCELoss(t)
+    (v1, g1), (v2, g2) = with_thread_counts(
+        lambda: loss.batch_with_gradients(a, p, neg, reduction="none")
+    )
+    np.testing.assert_array_equal(v1, v2)
+    for x, y in zip(g1, g2):
+        if x is not None:
+            np.testing.assert_array_equal(x, y)
+    pool = neg if neg is not None else p
+    got = g1.negatives if neg is not None else g1.positives
+    ref.assert_f32_close(got, _pool_gradient(a, p, neg, t), scale=grad_scale(pool, t), ulps=64)
+
+
 def _pool_gradient(a, p, neg, t):
     """d(sum of losses)/d pool in float64, written out (softmax - target) for a large pool; the
     finite-difference tests above check the same formula on small inputs."""

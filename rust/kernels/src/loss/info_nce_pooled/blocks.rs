@@ -13,7 +13,6 @@ use crate::dispatch_simd;
 use crate::fastmath::exp_f32;
 use crate::gemm::{gemm, gemm_packed, gemm_packed_then, MatRef, PackedB, TileEpilogue};
 use crate::loss::GradScale;
-use crate::scratch::Scratch;
 use crate::simd::{pairwise_sum, LANES};
 use crate::vecops::{axpy, dot, max_ignoring_nan, scale_into};
 
@@ -38,7 +37,7 @@ impl Shape {
         (2.0 * self.inv_t <= FIXED_SHIFT_SPAN).then_some(self.inv_t)
     }
 
-    fn panel_kept(&self) -> bool {
+    pub(super) fn panel_kept(&self) -> bool {
         self.columns >= self.n
     }
 }
@@ -60,17 +59,22 @@ impl Context<'_> {
         i0: usize,
         rows: usize,
         j0: usize,
-        panel: &mut Vec<f32>,
+        panel: &mut [f32],
         epilogue: &mut E,
     ) -> usize {
-        let Shape { d, n, columns, .. } = self.shape;
-        let cols = columns.min(n - j0);
-        panel.resize(rows * cols, 0.0);
+        let cols = self.columns_from(j0);
+        let d = self.shape.d;
+        let panel = &mut panel[..rows * cols];
         let a = MatRef::row_major(&self.a_hat[i0 * d..(i0 + rows) * d], rows, d);
-        let pool = &self.sim_packed[j0 / columns];
+        let pool = &self.sim_packed[j0 / self.shape.columns];
         debug_assert_eq!(pool.cols(), cols);
         gemm_packed_then(panel, cols, a, pool, epilogue);
         cols
+    }
+
+    /// Columns of the column block from `j0`.
+    fn columns_from(&self, j0: usize) -> usize {
+        self.shape.columns.min(self.shape.n - j0)
     }
 
     /// The positive's logit for anchor `i` (in-batch it is also the panel's diagonal).
@@ -97,7 +101,7 @@ impl Context<'_> {
         rows: usize,
         j0: usize,
         shifts: &[f32],
-        panel: &mut Vec<f32>,
+        panel: &mut [f32],
         others: &mut [f64],
         raw: bool,
     ) -> usize {
@@ -109,8 +113,8 @@ impl Context<'_> {
             lanes: vec![[0.0; LANES]; rows],
         };
         let cols = if raw {
-            let cols = panel.len() / rows;
-            epilogue.finish(panel, cols, 0, 0, rows, cols);
+            let cols = self.columns_from(j0);
+            epilogue.finish(&mut panel[..rows * cols], cols, 0, 0, rows, cols);
             cols
         } else {
             self.similarities(i0, rows, j0, panel, &mut epilogue)
@@ -130,7 +134,7 @@ impl Context<'_> {
         &self,
         i0: usize,
         out: &mut [f64],
-        panel: &mut Vec<f32>,
+        panel: &mut [f32],
     ) -> Vec<RowStats> {
         let rows = out.len();
         let n = self.shape.n;
@@ -167,7 +171,7 @@ impl Context<'_> {
 
     /// Each row's largest logit (the target's included; NaN ignored), by a pass of products
     /// whose last column block stays in `panel`.
-    fn row_maxima(&self, i0: usize, target: &[f32], panel: &mut Vec<f32>) -> Vec<f32> {
+    fn row_maxima(&self, i0: usize, target: &[f32], panel: &mut [f32]) -> Vec<f32> {
         let mut maxima = RowMaxima {
             inv_t: self.shape.inv_t,
             maxima: target.to_vec(),
@@ -179,42 +183,38 @@ impl Context<'_> {
     }
 
     /// Gradients for anchors `i0..i0 + stats.len()` with respect to the normalised vectors:
-    /// the anchors' rows into `ga_blk`, the pool's added into `pool_acc`, and (shared pool) the
-    /// positives' rows into `gp_rows`.
+    /// the anchors' rows into `ga_blk`, the block's scaled anchors `f A` into `fa_blk`, the
+    /// pool's part added into `pool_acc` when given (otherwise the caller multiplies the kept
+    /// panel by `f A` itself), and (shared pool) the positives' rows into `gp_rows`.
     ///
     /// The coefficients are `C = (softmax - target) * coef / t`, row by row; the panel holds
     /// `e = softmax * total`, so `C = f e` with `f = coef / total` per row, the in-batch
     /// diagonal set to `-others` (that is, `(softmax - 1) total`). The factor goes where it costs
-    /// `rows x d`, not `rows x n`: `dA = f (e P)` and `dP += e^T (f A)`.
+    /// `rows x d`, not `rows x n`: `dA = f (e P)` and `dP += e^T (f A)`. The panel is left
+    /// holding `e` with that diagonal.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn block_grads(
         &self,
         i0: usize,
         stats: &[RowStats],
         scale: GradScale<'_>,
-        panel: &mut Vec<f32>,
+        panel: &mut [f32],
         ga_blk: &mut [f32],
-        pool_acc: &mut [f32],
+        fa_blk: &mut [f32],
+        mut pool_acc: Option<&mut [f32]>,
         gp_rows: Option<&mut [f32]>,
     ) {
-        let Shape {
-            d,
-            n,
-            inv_t,
-            columns,
-            ..
-        } = self.shape;
+        let Shape { d, n, columns, .. } = self.shape;
         let rows = stats.len();
         // Each row's factor: the reduction's scale (times the row's upstream weight) over t.
-        let coef = |r: usize| scale.at(i0 + r) * inv_t;
+        let coef = |r: usize| scale.at(i0 + r) * self.shape.inv_t;
         let factor: Vec<f32> = stats
             .iter()
             .enumerate()
             .map(|(r, st)| (f64::from(coef(r)) / st.total) as f32)
             .collect();
         let a_blk = &self.a_hat[i0 * d..(i0 + rows) * d];
-        // Every element is written below: a cached buffer, not fresh zeroed memory per block.
-        let mut fa = Scratch::new(rows * d);
+        let fa = &mut fa_blk[..rows * d];
         for ((out, a_r), &f) in fa
             .chunks_exact_mut(d)
             .zip(a_blk.chunks_exact(d))
@@ -222,7 +222,7 @@ impl Context<'_> {
         {
             scale_into(out, f, a_r);
         }
-        let fa = MatRef::row_major(&fa, rows, d);
+        let fa = MatRef::row_major(fa, rows, d);
         let shifts: Vec<f32> = stats.iter().map(|st| st.shift).collect();
         let mut no_sums = vec![0.0f64; rows];
         let ga = &mut ga_blk[..rows * d];
@@ -232,6 +232,7 @@ impl Context<'_> {
             } else {
                 self.exponentials(i0, rows, j0, &shifts, panel, &mut no_sums, false)
             };
+            let panel = &mut panel[..rows * cols];
             for (r, st) in stats.iter().enumerate() {
                 if let Some(j) = self.diagonal(i0 + r, j0, cols) {
                     panel[r * cols + j] = -st.others;
@@ -239,7 +240,9 @@ impl Context<'_> {
             }
             let e = MatRef::row_major(panel, rows, cols);
             gemm_packed(ga, d, e, &self.grad_packed[j0 / columns], j0 > 0);
-            gemm(&mut pool_acc[j0 * d..(j0 + cols) * d], d, e.t(), fa, true);
+            if let Some(acc) = pool_acc.as_deref_mut() {
+                gemm(&mut acc[j0 * d..(j0 + cols) * d], d, e.t(), fa, true);
+            }
         }
         for (g, &f) in ga.chunks_exact_mut(d).zip(&factor) {
             g.iter_mut().for_each(|v| *v *= f);

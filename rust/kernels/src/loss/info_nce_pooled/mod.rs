@@ -21,11 +21,11 @@
 
 mod blocks;
 
-use super::{check_len, effective_temperature, LossGrads};
+use super::{check_len, effective_temperature, GradScale, LossGrads};
 use crate::cancel::Cancel;
 use crate::conditioning::Rescaled;
 use crate::error::{KernelError, KernelResult};
-use crate::gemm::{MatRef, PackedB};
+use crate::gemm::{gemm_packed, MatRef, PackedB};
 use crate::parallel::{for_each_task, map_tasks};
 use crate::scratch::Scratch;
 use crate::vecops::{axpy, backprop_normalisation, clamped_norm, scale_into};
@@ -180,66 +180,25 @@ fn unscaled(
         return inputs.cancel.check();
     };
 
-    // The pool's gradient (in-batch: the positives') sums over all anchors; chunk 0 accumulates
-    // straight into the output, later chunks into their own buffers, added in order afterwards.
     let scale = g.scale;
     scale.check_items(b)?;
     let (grad_a, grad_p, grad_pool) = (g.anchors, g.positives, g.negatives);
-    let blocks = b.div_ceil(ROW_BLOCK);
-    let blocks_per_chunk = blocks.div_ceil(chunk_count(b, n * d).min(blocks));
-    let chunks = blocks.div_ceil(blocks_per_chunk);
-    let chunk_rows = blocks_per_chunk * ROW_BLOCK;
     let (pool_grad_hat, mut grad_p_shared): (&mut [f32], Option<&mut [f32]>) = match grad_pool {
         Some(gp) => (gp, Some(grad_p)),
         None => (grad_p, None),
     };
-    pool_grad_hat.fill(0.0);
-    let mut extra: Vec<Scratch> = (1..chunks).map(|_| Scratch::zeroed(n * d)).collect();
-    {
-        let mut accumulators: Vec<&mut [f32]> = Vec::with_capacity(chunks);
-        accumulators.push(&mut *pool_grad_hat);
-        accumulators.extend(extra.iter_mut().map(|v| v.as_mut_slice()));
-        let a_rows = grad_a.chunks_mut(chunk_rows * d);
-        let loss_rows = losses.chunks_mut(chunk_rows);
-        let p_rows: Vec<Option<&mut [f32]>> = match grad_p_shared.as_deref_mut() {
-            Some(gp) => gp.chunks_mut(chunk_rows * d).map(Some).collect(),
-            None => (0..chunks).map(|_| None).collect(),
-        };
-        let tasks: Vec<_> = accumulators
-            .into_iter()
-            .zip(a_rows)
-            .zip(loss_rows)
-            .zip(p_rows)
-            .enumerate()
-            .collect();
-        for_each_task(tasks, usize::MAX, |(c, (((acc, ga), out), gp))| {
-            let mut panel = Scratch::new(ROW_BLOCK * columns);
-            let mut ga_blk = Scratch::new(ROW_BLOCK * d);
-            let first_row = c * chunk_rows;
-            let mut gp = gp;
-            for (k, (ga_rows, out_rows)) in ga
-                .chunks_mut(ROW_BLOCK * d)
-                .zip(out.chunks_mut(ROW_BLOCK))
-                .enumerate()
-            {
-                if inputs.cancel.is_requested() {
-                    return;
-                }
-                let i0 = first_row + k * ROW_BLOCK;
-                let gp_rows = gp
-                    .as_deref_mut()
-                    .map(|g| &mut g[k * ROW_BLOCK * d..(k * ROW_BLOCK + out_rows.len()) * d]);
-                let stats = ctx.block_losses(i0, out_rows, &mut panel);
-                ctx.block_grads(i0, &stats, scale, &mut panel, &mut ga_blk, acc, gp_rows);
-                ga_rows.copy_from_slice(&ga_blk[..ga_rows.len()]);
-            }
-        });
+    let plan = GradientPlan {
+        ctx: &ctx,
+        scale,
+        cancel: inputs.cancel,
+        batch: b,
+    };
+    if b * n <= PANEL_FLOATS && shape.panel_kept() {
+        plan.whole_panel(losses, grad_a, pool_grad_hat, grad_p_shared.as_deref_mut());
+    } else {
+        plan.chunked(losses, grad_a, pool_grad_hat, grad_p_shared.as_deref_mut());
     }
     inputs.cancel.check()?;
-    for chunk in &extra {
-        axpy(pool_grad_hat, 1.0, chunk);
-    }
-    drop(extra);
 
     // Through the normalisation, row by row.
     backprop_rows(grad_a, &a_hat, &a_norm, d);
@@ -251,6 +210,142 @@ fn unscaled(
         None => backprop_rows(pool_grad_hat, &p_hat, &p_norm, d),
     }
     Ok(())
+}
+
+/// The gradient pass over every row block, in one of two plans.
+struct GradientPlan<'p, 'a> {
+    ctx: &'p Context<'a>,
+    scale: GradScale<'p>,
+    cancel: &'p Cancel,
+    batch: usize,
+}
+
+impl GradientPlan<'_, '_> {
+    /// Small problems (the whole `B x N` panel fits in `PANEL_FLOATS`): the row blocks keep
+    /// their exponentials in one panel, then the pool's gradient is one product `e^T (f A)` over
+    /// all anchors, split by pool rows. No per-chunk accumulators to zero and add, and the
+    /// product runs the full depth `B` instead of one row block at a time.
+    fn whole_panel(
+        &self,
+        losses: &mut [f64],
+        grad_a: &mut [f32],
+        pool_grad: &mut [f32],
+        mut grad_p: Option<&mut [f32]>,
+    ) {
+        let Shape { d, n, .. } = self.ctx.shape;
+        let b = self.batch;
+        let mut panel = Scratch::new(b * n);
+        let mut fa = Scratch::new(b * d);
+        {
+            let gp_rows: Vec<Option<&mut [f32]>> = match grad_p.as_deref_mut() {
+                Some(gp) => gp.chunks_mut(ROW_BLOCK * d).map(Some).collect(),
+                None => (0..b.div_ceil(ROW_BLOCK)).map(|_| None).collect(),
+            };
+            let tasks: Vec<_> = panel
+                .chunks_mut(ROW_BLOCK * n)
+                .zip(fa.chunks_mut(ROW_BLOCK * d))
+                .zip(grad_a.chunks_mut(ROW_BLOCK * d))
+                .zip(losses.chunks_mut(ROW_BLOCK))
+                .zip(gp_rows)
+                .enumerate()
+                .collect();
+            for_each_task(tasks, usize::MAX, |(k, ((((e, fa), ga), out), gp))| {
+                if self.cancel.is_requested() {
+                    return;
+                }
+                let i0 = k * ROW_BLOCK;
+                let stats = self.ctx.block_losses(i0, out, e);
+                self.ctx
+                    .block_grads(i0, &stats, self.scale, e, ga, fa, None, gp);
+            });
+        }
+        if self.cancel.is_requested() {
+            return;
+        }
+        let e = MatRef::row_major(&panel, b, n);
+        let fa = PackedB::new(MatRef::row_major(&fa, b, d));
+        let tasks: Vec<_> = pool_grad.chunks_mut(ROW_BLOCK * d).enumerate().collect();
+        for_each_task(tasks, usize::MAX, |(k, out)| {
+            let j0 = k * ROW_BLOCK;
+            gemm_packed(out, d, e.t().rows_range(j0, out.len() / d), &fa, false);
+        });
+    }
+
+    /// Larger problems: row blocks in a number of chunks that depends on the sizes only (never
+    /// on the thread count); chunk 0 accumulates the pool's gradient straight into the output,
+    /// later chunks into their own buffers, added in order afterwards (deterministic).
+    fn chunked(
+        &self,
+        losses: &mut [f64],
+        grad_a: &mut [f32],
+        pool_grad: &mut [f32],
+        mut grad_p: Option<&mut [f32]>,
+    ) {
+        let Shape { d, n, columns, .. } = self.ctx.shape;
+        let b = self.batch;
+        let blocks = b.div_ceil(ROW_BLOCK);
+        let blocks_per_chunk = blocks.div_ceil(chunk_count(b, n * d).min(blocks));
+        let chunks = blocks.div_ceil(blocks_per_chunk);
+        let chunk_rows = blocks_per_chunk * ROW_BLOCK;
+        pool_grad.fill(0.0);
+        let mut extra: Vec<Scratch> = (1..chunks).map(|_| Scratch::zeroed(n * d)).collect();
+        {
+            let mut accumulators: Vec<&mut [f32]> = Vec::with_capacity(chunks);
+            accumulators.push(&mut *pool_grad);
+            accumulators.extend(extra.iter_mut().map(|v| v.as_mut_slice()));
+            let a_rows = grad_a.chunks_mut(chunk_rows * d);
+            let loss_rows = losses.chunks_mut(chunk_rows);
+            let p_rows: Vec<Option<&mut [f32]>> = match grad_p.as_deref_mut() {
+                Some(gp) => gp.chunks_mut(chunk_rows * d).map(Some).collect(),
+                None => (0..chunks).map(|_| None).collect(),
+            };
+            let tasks: Vec<_> = accumulators
+                .into_iter()
+                .zip(a_rows)
+                .zip(loss_rows)
+                .zip(p_rows)
+                .enumerate()
+                .collect();
+            for_each_task(tasks, usize::MAX, |(c, (((acc, ga), out), gp))| {
+                let mut panel = Scratch::new(ROW_BLOCK * columns);
+                let mut ga_blk = Scratch::new(ROW_BLOCK * d);
+                let mut fa_blk = Scratch::new(ROW_BLOCK * d);
+                let first_row = c * chunk_rows;
+                let mut gp = gp;
+                for (k, (ga_rows, out_rows)) in ga
+                    .chunks_mut(ROW_BLOCK * d)
+                    .zip(out.chunks_mut(ROW_BLOCK))
+                    .enumerate()
+                {
+                    if self.cancel.is_requested() {
+                        return;
+                    }
+                    let i0 = first_row + k * ROW_BLOCK;
+                    let gp_rows = gp
+                        .as_deref_mut()
+                        .map(|g| &mut g[k * ROW_BLOCK * d..(k * ROW_BLOCK + out_rows.len()) * d]);
+                    let stats = self.ctx.block_losses(i0, out_rows, &mut panel);
+                    self.ctx.block_grads(
+                        i0,
+                        &stats,
+                        self.scale,
+                        &mut panel,
+                        &mut ga_blk,
+                        &mut fa_blk,
+                        Some(&mut *acc),
+                        gp_rows,
+                    );
+                    ga_rows.copy_from_slice(&ga_blk[..ga_rows.len()]);
+                }
+            });
+        }
+        if self.cancel.is_requested() {
+            return;
+        }
+        for chunk in &extra {
+            axpy(pool_grad, 1.0, chunk);
+        }
+    }
 }
 
 /// How many pool-gradient accumulators: about one per 256 anchors (so two cores both have work),
