@@ -230,14 +230,14 @@ impl GradientPlan<'_, '_> {
         losses: &mut [f64],
         grad_a: &mut [f32],
         pool_grad: &mut [f32],
-        mut grad_p: Option<&mut [f32]>,
+        grad_p: Option<&mut [f32]>,
     ) {
         let Shape { d, n, .. } = self.ctx.shape;
         let b = self.batch;
         let mut panel = Scratch::new(b * n);
         let mut fa = Scratch::new(b * d);
         {
-            let gp_rows: Vec<Option<&mut [f32]>> = match grad_p.as_deref_mut() {
+            let gp_rows: Vec<Option<&mut [f32]>> = match grad_p {
                 Some(gp) => gp.chunks_mut(ROW_BLOCK * d).map(Some).collect(),
                 None => (0..b.div_ceil(ROW_BLOCK)).map(|_| None).collect(),
             };
@@ -279,7 +279,7 @@ impl GradientPlan<'_, '_> {
         losses: &mut [f64],
         grad_a: &mut [f32],
         pool_grad: &mut [f32],
-        mut grad_p: Option<&mut [f32]>,
+        grad_p: Option<&mut [f32]>,
     ) {
         let Shape { d, n, columns, .. } = self.ctx.shape;
         let b = self.batch;
@@ -295,7 +295,7 @@ impl GradientPlan<'_, '_> {
             accumulators.extend(extra.iter_mut().map(|v| v.as_mut_slice()));
             let a_rows = grad_a.chunks_mut(chunk_rows * d);
             let loss_rows = losses.chunks_mut(chunk_rows);
-            let p_rows: Vec<Option<&mut [f32]>> = match grad_p.as_deref_mut() {
+            let p_rows: Vec<Option<&mut [f32]>> = match grad_p {
                 Some(gp) => gp.chunks_mut(chunk_rows * d).map(Some).collect(),
                 None => (0..chunks).map(|_| None).collect(),
             };
