@@ -16,6 +16,7 @@
 
 mod blocking;
 mod micro;
+mod pack;
 
 pub use blocking::{Blocking, CacheSizes};
 
@@ -23,6 +24,7 @@ use crate::simd::{active, SimdPath};
 use micro::Portable;
 #[cfg(x86_simd)]
 use micro::{Avx2, Avx512};
+use pack::pack;
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy)]
@@ -404,166 +406,4 @@ fn pack_b<K: MicroKernel>(
     nc: usize,
 ) {
     pack(out, K::NR, b.t(), jc, nc, pc, kc);
-}
-
-// Packs `x[o0..o0+count, d0..d0+depth]` into strips of `width` rows: strip s holds, for each
-// depth step, the `width` values of its rows (zero past `count`). The two loops are arranged so
-// that the source is read along whichever axis is contiguous. Compiled per SIMD path, so that
-// the short fixed-size copies are vector moves, not memcpy calls.
-crate::dispatch_simd!(fn pack(out: &mut [f32], width: usize, x: MatRef<'_>, o0: usize, count: usize, d0: usize, depth: usize) => pack_generic);
-
-#[inline(always)]
-fn pack_generic(
-    out: &mut [f32],
-    width: usize,
-    x: MatRef<'_>,
-    o0: usize,
-    count: usize,
-    d0: usize,
-    depth: usize,
-) {
-    if x.row_stride == 1 && x.col_stride != 1 {
-        pack_columns(out, width, x, o0, count, d0, depth);
-        return;
-    }
-    for (strip, dst) in out.chunks_exact_mut(width * depth).enumerate() {
-        let first = strip * width;
-        if first >= count {
-            break;
-        }
-        let rows = width.min(count - first);
-        if rows < width {
-            dst.fill(0.0);
-        }
-        if x.col_stride == 1 {
-            // Rows are contiguous: a transpose. Go through the depth in chunks of 8, so that
-            // each row is read in runs and the packed steps being written stay in L1.
-            let mut p0 = 0;
-            if width == 4 && rows == 4 {
-                // The A strips of the AVX-512 and portable tiles: fixed 4 x 8 blocks, which
-                // compile to shuffles instead of 32 scalar stores.
-                while p0 + 8 <= depth {
-                    let start = (o0 + first) * x.row_stride + d0 + p0;
-                    transpose_4x8(
-                        &mut dst[p0 * 4..(p0 + 8) * 4],
-                        &x.data[start..],
-                        x.row_stride,
-                    );
-                    p0 += 8;
-                }
-            }
-            while p0 < depth {
-                let chunk = 8.min(depth - p0);
-                for r in 0..rows {
-                    let start = (o0 + first + r) * x.row_stride + d0 + p0;
-                    for (q, &v) in x.data[start..start + chunk].iter().enumerate() {
-                        dst[(p0 + q) * width + r] = v;
-                    }
-                }
-                p0 += chunk;
-            }
-        } else {
-            for (p, step) in dst.chunks_exact_mut(width).enumerate() {
-                for (r, v) in step.iter_mut().enumerate().take(rows) {
-                    *v = x.at(o0 + first + r, d0 + p);
-                }
-            }
-        }
-    }
-}
-
-/// `dst[q * 4 + r] = src[r * stride + q]` for 4 rows and 8 steps: one block of an A strip.
-#[inline(always)]
-fn transpose_4x8(dst: &mut [f32], src: &[f32], stride: usize) {
-    let mut rows = [[0.0f32; 8]; 4];
-    for (r, row) in rows.iter_mut().enumerate() {
-        *row = src[r * stride..r * stride + 8]
-            .try_into()
-            .expect("the caller checked 8 steps");
-    }
-    let dst: &mut [f32; 32] = dst.try_into().expect("the caller passes 32 floats");
-    for q in 0..8 {
-        for r in 0..4 {
-            dst[q * 4 + r] = rows[r][q];
-        }
-    }
-}
-
-/// `pack` of a view whose columns are contiguous (`row_stride == 1`: a transposed row-major
-/// matrix): each depth step's `count` values are adjacent in the source. The source is read
-/// along those runs (strip by strip, narrow A strips would use 16 bytes of each line and come
-/// back to it later), and the strips are written a cache line at a time: a few depth steps per
-/// strip before moving on (one step at a time would write 16 bytes to each of many strips
-/// `depth` floats apart, which map to the same L1 set).
-#[inline(always)]
-fn pack_columns(
-    out: &mut [f32],
-    width: usize,
-    x: MatRef<'_>,
-    o0: usize,
-    count: usize,
-    d0: usize,
-    depth: usize,
-) {
-    let strips = count.div_ceil(width);
-    let full = count / width;
-    let out = &mut out[..strips * width * depth];
-    if full < strips {
-        out[full * width * depth..].fill(0.0);
-    }
-    let step = |p: usize| {
-        let start = (d0 + p) * x.col_stride + o0;
-        &x.data[start..start + count]
-    };
-    // One loop per tile width, each with copies of fixed size (a few vector moves): a loop with
-    // a `match` on the length inside gets merged back into a memcpy call per copy.
-    match width {
-        4 => scatter_steps::<4>(out, step, depth, full),
-        6 => scatter_steps::<6>(out, step, depth, full),
-        8 => scatter_steps::<8>(out, step, depth, full),
-        16 => scatter_steps::<16>(out, step, depth, full),
-        64 => scatter_steps::<64>(out, step, depth, full),
-        _ => {
-            for p in 0..depth {
-                let src = step(p);
-                for s in 0..full {
-                    let at = s * width * depth + p * width;
-                    out[at..at + width].copy_from_slice(&src[s * width..(s + 1) * width]);
-                }
-            }
-        }
-    }
-    if full < strips {
-        for p in 0..depth {
-            let rest = &step(p)[full * width..];
-            let at = full * width * depth + p * width;
-            out[at..at + rest.len()].copy_from_slice(rest);
-        }
-    }
-}
-
-/// The first `full` strips of width `W`, from the depth steps `step(p)`, in groups of steps that
-/// fill a 64-byte line of a strip.
-#[inline(always)]
-fn scatter_steps<'s, const W: usize>(
-    out: &mut [f32],
-    step: impl Fn(usize) -> &'s [f32],
-    depth: usize,
-    full: usize,
-) {
-    let group = (16 / W).max(1);
-    for p0 in (0..depth).step_by(group) {
-        let steps = group.min(depth - p0);
-        let mut sources: [&[f32]; 16] = [&[]; 16];
-        for (q, src) in sources.iter_mut().enumerate().take(steps) {
-            *src = step(p0 + q);
-        }
-        for s in 0..full {
-            for (q, src) in sources.iter().enumerate().take(steps) {
-                let at = s * W * depth + (p0 + q) * W;
-                let to: &mut [f32; W] = (&mut out[at..at + W]).try_into().expect("W floats");
-                *to = src[s * W..(s + 1) * W].try_into().expect("W floats");
-            }
-        }
-    }
 }
