@@ -90,6 +90,16 @@ pub fn blocking_of(path: SimdPath) -> Blocking {
     Blocking::for_tile(mr, nr, CacheSizes::detected())
 }
 
+/// Packed panels start on a 64-byte boundary, so that no vector load of a B strip (a whole
+/// cache line with AVX-512) straddles two lines: the allocator only promises 16 bytes, and a
+/// large block from `mmap` starts 16 bytes past a page boundary.
+const ALIGN_FLOATS: usize = 16;
+
+/// Floats to skip from the start of `buffer` to its first 64-byte boundary.
+fn cache_line_offset(buffer: &[f32]) -> usize {
+    buffer.as_ptr().align_offset(64).min(ALIGN_FLOATS)
+}
+
 /// The micro-kernel tile `(MR, NR)` of a SIMD path.
 fn tile_of(path: SimdPath) -> (usize, usize) {
     match path {
@@ -125,6 +135,8 @@ pub struct PackedB {
     n: usize,
     path: SimdPath,
     data: Vec<f32>,
+    /// Where the packed panels start in `data`: the first 64-byte boundary (see `ALIGN_FLOATS`).
+    start: usize,
 }
 
 impl PackedB {
@@ -139,8 +151,9 @@ impl PackedB {
             ..
         } = blocking_of(path);
         let (k, n) = (b.rows, b.cols);
-        let mut data = crate::scratch::take(n.next_multiple_of(nr) * k);
-        let mut offset = 0;
+        let mut data = crate::scratch::take(n.next_multiple_of(nr) * k + ALIGN_FLOATS);
+        let start = cache_line_offset(&data);
+        let mut offset = start;
         for jc in (0..n).step_by(nc_max) {
             let nc = nc_max.min(n - jc);
             for pc in (0..k).step_by(kc_max) {
@@ -150,7 +163,13 @@ impl PackedB {
                 offset += len;
             }
         }
-        Self { k, n, path, data }
+        Self {
+            k,
+            n,
+            path,
+            data,
+            start,
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -309,13 +328,17 @@ fn blocked<K: MicroKernel, E: TileEpilogue>(
         kc: kc_max,
         nc: nc_max,
     } = blocking;
-    let mut a_pack =
-        crate::scratch::Scratch::new(mc_max.min(m).next_multiple_of(K::MR) * kc_max.min(k));
+    let a_len = mc_max.min(m).next_multiple_of(K::MR) * kc_max.min(k);
+    let mut a_buffer = crate::scratch::Scratch::new(a_len + ALIGN_FLOATS);
+    let a_start = cache_line_offset(&a_buffer);
+    let a_pack = &mut a_buffer[a_start..a_start + a_len];
     let b_len = match b {
         BSource::View(_) => nc_max.min(n).next_multiple_of(K::NR) * kc_max.min(k),
         BSource::Packed(_) => 0,
     };
-    let mut b_pack = crate::scratch::Scratch::new(b_len);
+    let mut b_buffer = crate::scratch::Scratch::new(b_len + ALIGN_FLOATS);
+    let b_start = cache_line_offset(&b_buffer);
+    let b_pack = &mut b_buffer[b_start..b_start + b_len];
     let mut edge = [0.0f32; 512];
     let edge = &mut edge[..K::MR * K::NR];
     let mut packed_offset = 0;
@@ -332,7 +355,8 @@ fn blocked<K: MicroKernel, E: TileEpilogue>(
                     &b_pack[..panel_len]
                 }
                 BSource::Packed(packed) => {
-                    let panel = &packed.data[packed_offset..packed_offset + panel_len];
+                    let panel = &packed.data
+                        [packed.start + packed_offset..packed.start + packed_offset + panel_len];
                     packed_offset += panel_len;
                     panel
                 }
@@ -406,4 +430,24 @@ fn pack_b<K: MicroKernel>(
     nc: usize,
 ) {
     pack(out, K::NR, b.t(), jc, nc, pc, kc);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_panels_start_on_a_cache_line_whatever_the_allocator_returns() {
+        for rows in [1, 7, 64, 1000, 5000] {
+            let x = vec![1.0f32; rows * 9];
+            let packed = PackedB::new(MatRef::row_major(&x, rows, 9).t());
+            assert_eq!(packed.data[packed.start..].as_ptr() as usize % 64, 0);
+            // A misaligned buffer is moved past, never read before its start.
+            let mut buffer = vec![0.0f32; 40];
+            let skew = &mut buffer[1..];
+            let offset = cache_line_offset(skew);
+            assert!(offset <= ALIGN_FLOATS);
+            assert_eq!(skew[offset..].as_ptr() as usize % 64, 0);
+        }
+    }
 }
