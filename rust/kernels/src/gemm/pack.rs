@@ -232,6 +232,24 @@ impl Transposer {
 mod avx {
     use std::arch::x86_64::*;
 
+    /// Four rows of 8 into four registers of two 4-row steps each: register `i` holds steps `i`
+    /// (low half) and `i + 4` (high half), rows in order. Pairs of rows interleaved, then pairs of
+    /// pairs.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn interleave_4(r: [__m256; 4]) -> [__m256; 4] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        [
+            _mm256_shuffle_ps::<0x44>(t0, t2),
+            _mm256_shuffle_ps::<0xEE>(t0, t2),
+            _mm256_shuffle_ps::<0x44>(t1, t3),
+            _mm256_shuffle_ps::<0xEE>(t1, t3),
+        ]
+    }
+
     /// # Safety
     /// AVX present; `src + r * src_stride + [0, 8)` readable and `dst + q * dst_stride + [0, 8)`
     /// writable for r, q < 8.
@@ -244,36 +262,15 @@ mod avx {
     ) {
         // SAFETY: the caller's contract covers every pointer below.
         unsafe {
-            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * src_stride)));
-            // Pairs of rows interleaved, then pairs of pairs, then the 128-bit halves swapped.
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-            let columns = [
-                _mm256_permute2f128_ps::<0x20>(u0, u4),
-                _mm256_permute2f128_ps::<0x20>(u1, u5),
-                _mm256_permute2f128_ps::<0x20>(u2, u6),
-                _mm256_permute2f128_ps::<0x20>(u3, u7),
-                _mm256_permute2f128_ps::<0x31>(u0, u4),
-                _mm256_permute2f128_ps::<0x31>(u1, u5),
-                _mm256_permute2f128_ps::<0x31>(u2, u6),
-                _mm256_permute2f128_ps::<0x31>(u3, u7),
-            ];
-            for (q, column) in columns.into_iter().enumerate() {
-                _mm256_storeu_ps(dst.add(q * dst_stride), column);
+            let row = |i: usize| _mm256_loadu_ps(src.add(i * src_stride));
+            let top = interleave_4([row(0), row(1), row(2), row(3)]);
+            let bottom = interleave_4([row(4), row(5), row(6), row(7)]);
+            // Step q < 4: the low halves of rows 0-3 and 4-7; step q + 4: the high halves.
+            for q in 0..4 {
+                let low = _mm256_permute2f128_ps::<0x20>(top[q], bottom[q]);
+                let high = _mm256_permute2f128_ps::<0x31>(top[q], bottom[q]);
+                _mm256_storeu_ps(dst.add(q * dst_stride), low);
+                _mm256_storeu_ps(dst.add((q + 4) * dst_stride), high);
             }
         }
     }
@@ -284,24 +281,17 @@ mod avx {
     pub(super) unsafe fn transpose_4x8(dst: *mut f32, src: *const f32, stride: usize) {
         // SAFETY: the caller's contract covers every pointer below.
         unsafe {
-            let r: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * stride)));
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            // Steps (0, 4), (1, 5), (2, 6), (3, 7): four rows each, one per 128-bit half.
-            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let row = |i: usize| _mm256_loadu_ps(src.add(i * stride));
+            let u = interleave_4([row(0), row(1), row(2), row(3)]);
+            // Output register j holds steps 2j and 2j + 1 (4 rows each).
             let out = [
-                _mm256_permute2f128_ps::<0x20>(u0, u1),
-                _mm256_permute2f128_ps::<0x20>(u2, u3),
-                _mm256_permute2f128_ps::<0x31>(u0, u1),
-                _mm256_permute2f128_ps::<0x31>(u2, u3),
+                _mm256_permute2f128_ps::<0x20>(u[0], u[1]),
+                _mm256_permute2f128_ps::<0x20>(u[2], u[3]),
+                _mm256_permute2f128_ps::<0x31>(u[0], u[1]),
+                _mm256_permute2f128_ps::<0x31>(u[2], u[3]),
             ];
-            for (i, v) in out.into_iter().enumerate() {
-                _mm256_storeu_ps(dst.add(i * 8), v);
+            for (j, v) in out.into_iter().enumerate() {
+                _mm256_storeu_ps(dst.add(j * 8), v);
             }
         }
     }
