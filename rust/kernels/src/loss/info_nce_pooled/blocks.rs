@@ -183,7 +183,7 @@ impl Context<'_> {
     }
 
     /// Gradients for anchors `i0..i0 + stats.len()` with respect to the normalised vectors:
-    /// the anchors' rows into `ga_blk`, the block's scaled anchors `f A` into `fa_blk`, the
+    /// the anchors' rows into `ga` (`rows x d`), the block's scaled anchors `f A` into `fa_blk`, the
     /// pool's part added into `pool_acc` when given (otherwise the caller multiplies the kept
     /// panel by `f A` itself), and (shared pool) the positives' rows into `gp_rows`.
     ///
@@ -199,7 +199,7 @@ impl Context<'_> {
         stats: &[RowStats],
         scale: GradScale<'_>,
         panel: &mut [f32],
-        ga_blk: &mut [f32],
+        ga: &mut [f32],
         fa_blk: &mut [f32],
         mut pool_acc: Option<&mut [f32]>,
         gp_rows: Option<&mut [f32]>,
@@ -225,7 +225,7 @@ impl Context<'_> {
         let fa = MatRef::row_major(fa, rows, d);
         let shifts: Vec<f32> = stats.iter().map(|st| st.shift).collect();
         let mut no_sums = vec![0.0f64; rows];
-        let ga = &mut ga_blk[..rows * d];
+        debug_assert_eq!(ga.len(), rows * d);
         for j0 in (0..n).step_by(columns) {
             let cols = if self.shape.panel_kept() {
                 n

@@ -237,10 +237,7 @@ impl GradientPlan<'_, '_> {
         let mut panel = Scratch::new(b * n);
         let mut fa = Scratch::new(b * d);
         {
-            let gp_rows: Vec<Option<&mut [f32]>> = match grad_p {
-                Some(gp) => gp.chunks_mut(ROW_BLOCK * d).map(Some).collect(),
-                None => (0..b.div_ceil(ROW_BLOCK)).map(|_| None).collect(),
-            };
+            let gp_rows = optional_chunks(grad_p, ROW_BLOCK * d, b.div_ceil(ROW_BLOCK));
             let tasks: Vec<_> = panel
                 .chunks_mut(ROW_BLOCK * n)
                 .zip(fa.chunks_mut(ROW_BLOCK * d))
@@ -295,10 +292,7 @@ impl GradientPlan<'_, '_> {
             accumulators.extend(extra.iter_mut().map(|v| v.as_mut_slice()));
             let a_rows = grad_a.chunks_mut(chunk_rows * d);
             let loss_rows = losses.chunks_mut(chunk_rows);
-            let p_rows: Vec<Option<&mut [f32]>> = match grad_p {
-                Some(gp) => gp.chunks_mut(chunk_rows * d).map(Some).collect(),
-                None => (0..chunks).map(|_| None).collect(),
-            };
+            let p_rows = optional_chunks(grad_p, chunk_rows * d, chunks);
             let tasks: Vec<_> = accumulators
                 .into_iter()
                 .zip(a_rows)
@@ -308,7 +302,6 @@ impl GradientPlan<'_, '_> {
                 .collect();
             for_each_task(tasks, usize::MAX, |(c, (((acc, ga), out), gp))| {
                 let mut panel = Scratch::new(ROW_BLOCK * columns);
-                let mut ga_blk = Scratch::new(ROW_BLOCK * d);
                 let mut fa_blk = Scratch::new(ROW_BLOCK * d);
                 let first_row = c * chunk_rows;
                 let mut gp = gp;
@@ -330,12 +323,11 @@ impl GradientPlan<'_, '_> {
                         &stats,
                         self.scale,
                         &mut panel,
-                        &mut ga_blk,
+                        ga_rows,
                         &mut fa_blk,
                         Some(&mut *acc),
                         gp_rows,
                     );
-                    ga_rows.copy_from_slice(&ga_blk[..ga_rows.len()]);
                 }
             });
         }
@@ -345,6 +337,15 @@ impl GradientPlan<'_, '_> {
         for chunk in &extra {
             axpy(pool_grad, 1.0, chunk);
         }
+    }
+}
+
+/// `x` in `count` chunks of `len` floats (the last may be shorter), or `count` Nones: the shared
+/// pool's positive-row gradients split like the anchors' rows; in-batch there are none.
+fn optional_chunks(x: Option<&mut [f32]>, len: usize, count: usize) -> Vec<Option<&mut [f32]>> {
+    match x {
+        Some(x) => x.chunks_mut(len).map(Some).collect(),
+        None => (0..count).map(|_| None).collect(),
     }
 }
 
