@@ -24,7 +24,7 @@ use crate::simd::{active, SimdPath};
 use micro::Portable;
 #[cfg(x86_simd)]
 use micro::{Avx2, Avx512};
-use pack::pack;
+use pack::{pack, Region};
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
 #[derive(Clone, Copy)]
@@ -100,6 +100,12 @@ fn cache_line_offset(buffer: &[f32]) -> usize {
     buffer.as_ptr().align_offset(64).min(ALIGN_FLOATS)
 }
 
+/// `len` floats of `buffer` (which holds `len + ALIGN_FLOATS`) from its first 64-byte boundary.
+fn line_aligned(buffer: &mut [f32], len: usize) -> &mut [f32] {
+    let start = cache_line_offset(buffer);
+    &mut buffer[start..start + len]
+}
+
 /// The micro-kernel tile `(MR, NR)` of a SIMD path.
 fn tile_of(path: SimdPath) -> (usize, usize) {
     match path {
@@ -159,7 +165,7 @@ impl PackedB {
             for pc in (0..k).step_by(kc_max) {
                 let kc = kc_max.min(k - pc);
                 let len = nc.next_multiple_of(nr) * kc;
-                pack(&mut data[offset..offset + len], nr, b.t(), jc, nc, pc, kc);
+                pack_b(&mut data[offset..offset + len], nr, b, pc, kc, jc, nc);
                 offset += len;
             }
         }
@@ -268,14 +274,13 @@ fn run<E: TileEpilogue>(
         finish_whole(c, ldc, m, n, epilogue);
         return;
     }
+    let blocking = blocking_of(path);
     match path {
         #[cfg(x86_simd)]
-        SimdPath::Avx512 => {
-            blocked::<Avx512, E>(c, ldc, a, b, accumulate, blocking_of(path), epilogue)
-        }
+        SimdPath::Avx512 => blocked::<Avx512, E>(c, ldc, a, b, accumulate, blocking, epilogue),
         #[cfg(x86_simd)]
-        SimdPath::Avx2 => blocked::<Avx2, E>(c, ldc, a, b, accumulate, blocking_of(path), epilogue),
-        _ => blocked::<Portable, E>(c, ldc, a, b, accumulate, blocking_of(path), epilogue),
+        SimdPath::Avx2 => blocked::<Avx2, E>(c, ldc, a, b, accumulate, blocking, epilogue),
+        _ => blocked::<Portable, E>(c, ldc, a, b, accumulate, blocking, epilogue),
     }
 }
 
@@ -330,15 +335,13 @@ fn blocked<K: MicroKernel, E: TileEpilogue>(
     } = blocking;
     let a_len = mc_max.min(m).next_multiple_of(K::MR) * kc_max.min(k);
     let mut a_buffer = crate::scratch::Scratch::new(a_len + ALIGN_FLOATS);
-    let a_start = cache_line_offset(&a_buffer);
-    let a_pack = &mut a_buffer[a_start..a_start + a_len];
+    let a_pack = line_aligned(&mut a_buffer, a_len);
     let b_len = match b {
         BSource::View(_) => nc_max.min(n).next_multiple_of(K::NR) * kc_max.min(k),
         BSource::Packed(_) => 0,
     };
     let mut b_buffer = crate::scratch::Scratch::new(b_len + ALIGN_FLOATS);
-    let b_start = cache_line_offset(&b_buffer);
-    let b_pack = &mut b_buffer[b_start..b_start + b_len];
+    let b_pack = line_aligned(&mut b_buffer, b_len);
     let mut edge = [0.0f32; 512];
     let edge = &mut edge[..K::MR * K::NR];
     let mut packed_offset = 0;
@@ -351,7 +354,7 @@ fn blocked<K: MicroKernel, E: TileEpilogue>(
             let panel_len = nc.next_multiple_of(K::NR) * kc;
             let b_panel: &[f32] = match b {
                 BSource::View(view) => {
-                    pack_b::<K>(&mut b_pack[..], view, pc, kc, jc, nc);
+                    pack_b(b_pack, K::NR, view, pc, kc, jc, nc);
                     &b_pack[..panel_len]
                 }
                 BSource::Packed(packed) => {
@@ -363,7 +366,7 @@ fn blocked<K: MicroKernel, E: TileEpilogue>(
             };
             for ic in (0..m).step_by(mc_max) {
                 let mc = mc_max.min(m - ic);
-                pack_a::<K>(&mut a_pack[..], a, ic, mc, pc, kc);
+                pack_a(a_pack, K::MR, a, ic, mc, pc, kc);
                 for jr in (0..nc).step_by(K::NR) {
                     let nr = K::NR.min(nc - jr);
                     let bp = &b_panel[jr * kc..(jr + K::NR) * kc];
@@ -408,28 +411,30 @@ fn blocked<K: MicroKernel, E: TileEpilogue>(
     }
 }
 
-/// Packs rows `ic..ic+mc`, depth `pc..pc+kc` of A into MR-row strips, depth-major, zero-padded.
-fn pack_a<K: MicroKernel>(
-    out: &mut [f32],
-    a: MatRef<'_>,
-    ic: usize,
-    mc: usize,
-    pc: usize,
-    kc: usize,
-) {
-    pack(out, K::MR, a, ic, mc, pc, kc);
+/// Packs rows `ic..ic+mc`, depth `pc..pc+kc` of A into `mr`-row strips, depth-major,
+/// zero-padded.
+fn pack_a(out: &mut [f32], mr: usize, a: MatRef<'_>, ic: usize, mc: usize, pc: usize, kc: usize) {
+    let region = Region {
+        x: a,
+        o0: ic,
+        count: mc,
+        d0: pc,
+        depth: kc,
+    };
+    pack(out, mr, region);
 }
 
-/// Packs depth `pc..pc+kc`, columns `jc..jc+nc` of B into NR-column strips, depth-major.
-fn pack_b<K: MicroKernel>(
-    out: &mut [f32],
-    b: MatRef<'_>,
-    pc: usize,
-    kc: usize,
-    jc: usize,
-    nc: usize,
-) {
-    pack(out, K::NR, b.t(), jc, nc, pc, kc);
+/// Packs depth `pc..pc+kc`, columns `jc..jc+nc` of B into `nr`-column strips, depth-major: the
+/// one layout of B, for the blocked loop and for `PackedB`.
+fn pack_b(out: &mut [f32], nr: usize, b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: usize) {
+    let region = Region {
+        x: b.t(),
+        o0: jc,
+        count: nc,
+        d0: pc,
+        depth: kc,
+    };
+    pack(out, nr, region);
 }
 
 #[cfg(test)]

@@ -9,24 +9,34 @@
 
 use super::MatRef;
 
-// Packs `x[o0..o0+count, d0..d0+depth]` into strips of `width` rows: strip s holds, for each
-// depth step, the `width` values of its rows (zero past `count`). The two loops are arranged so
-// that the source is read along whichever axis is contiguous. Compiled per SIMD path, so that
-// the short fixed-size copies are vector moves, not memcpy calls.
-crate::dispatch_simd!(pub(super) fn pack(out: &mut [f32], width: usize, x: MatRef<'_>, o0: usize, count: usize, d0: usize, depth: usize) => pack_generic);
+/// The block of a view that one `pack` call copies: rows `o0..o0 + count` (the lanes of the
+/// strips) by columns `d0..d0 + depth` (the depth steps).
+#[derive(Clone, Copy)]
+pub(super) struct Region<'a> {
+    pub(super) x: MatRef<'a>,
+    pub(super) o0: usize,
+    pub(super) count: usize,
+    pub(super) d0: usize,
+    pub(super) depth: usize,
+}
+
+// Packs a region into strips of `width` rows: strip s holds, for each depth step, the `width`
+// values of its rows (zero past `count`). The source is read along whichever axis is
+// contiguous. Compiled per SIMD path, so that the short fixed-size copies are vector moves, not
+// memcpy calls.
+crate::dispatch_simd!(pub(super) fn pack(out: &mut [f32], width: usize, region: Region<'_>) => pack_generic);
 
 #[inline(always)]
-fn pack_generic(
-    out: &mut [f32],
-    width: usize,
-    x: MatRef<'_>,
-    o0: usize,
-    count: usize,
-    d0: usize,
-    depth: usize,
-) {
+fn pack_generic(out: &mut [f32], width: usize, region: Region<'_>) {
+    let Region {
+        x,
+        o0,
+        count,
+        d0,
+        depth,
+    } = region;
     if x.row_stride == 1 && x.col_stride != 1 {
-        pack_columns(out, width, x, o0, count, d0, depth);
+        pack_columns(out, width, region);
         return;
     }
     let transpose = Transposer::for_active_path();
@@ -40,51 +50,7 @@ fn pack_generic(
             dst.fill(0.0);
         }
         if x.col_stride == 1 {
-            // Rows are contiguous: a transpose. Go through the depth in chunks of 8, so that
-            // each row is read in runs and the packed steps being written stay in L1.
-            let mut p0 = 0;
-            if width.is_multiple_of(8) && rows == width {
-                // The B strips (64 wide for AVX-512, 16 for AVX2) and 8-wide strips: 8 x 8
-                // blocks, 16 steps at a time so that every row is read a whole cache line at once
-                // and the 16 steps written are one contiguous run of the strip.
-                while p0 + 16 <= depth {
-                    for r0 in (0..width).step_by(8) {
-                        let start = (o0 + first + r0) * x.row_stride + d0 + p0;
-                        for half in [0, 8] {
-                            transpose.block_8x8(
-                                &mut dst[(p0 + half) * width + r0..],
-                                width,
-                                &x.data[start + half..],
-                                x.row_stride,
-                            );
-                        }
-                    }
-                    p0 += 16;
-                }
-            }
-            if width == 4 && rows == 4 {
-                // The A strips of the AVX-512 and portable tiles: fixed 4 x 8 blocks, which
-                // compile to shuffles instead of 32 scalar stores.
-                while p0 + 8 <= depth {
-                    let start = (o0 + first) * x.row_stride + d0 + p0;
-                    transpose.block_4x8(
-                        &mut dst[p0 * 4..(p0 + 8) * 4],
-                        &x.data[start..],
-                        x.row_stride,
-                    );
-                    p0 += 8;
-                }
-            }
-            while p0 < depth {
-                let chunk = 8.min(depth - p0);
-                for r in 0..rows {
-                    let start = (o0 + first + r) * x.row_stride + d0 + p0;
-                    for (q, &v) in x.data[start..start + chunk].iter().enumerate() {
-                        dst[(p0 + q) * width + r] = v;
-                    }
-                }
-                p0 += chunk;
-            }
+            transpose_rows(dst, width, rows, region, o0 + first, transpose);
         } else {
             for (p, step) in dst.chunks_exact_mut(width).enumerate() {
                 for (r, v) in step.iter_mut().enumerate().take(rows) {
@@ -95,6 +61,63 @@ fn pack_generic(
     }
 }
 
+/// One strip from `rows` contiguous source rows starting at `row0`: a transpose. The depth is
+/// taken in chunks of 8 so that each row is read in runs and the packed steps being written stay
+/// in L1; full strips of the tile widths go through fixed blocks (shuffles with AVX).
+#[inline(always)]
+fn transpose_rows(
+    dst: &mut [f32],
+    width: usize,
+    rows: usize,
+    region: Region<'_>,
+    row0: usize,
+    transpose: Transposer,
+) {
+    let Region { x, d0, depth, .. } = region;
+    let mut p0 = 0;
+    if width.is_multiple_of(8) && rows == width {
+        // The B strips (64 wide for AVX-512, 16 for AVX2) and 8-wide strips: 8 x 8 blocks, 16
+        // steps at a time so that every row is read a whole cache line at once and the 16 steps
+        // written are one contiguous run of the strip.
+        while p0 + 16 <= depth {
+            for r0 in (0..width).step_by(8) {
+                let start = (row0 + r0) * x.row_stride + d0 + p0;
+                for half in [0, 8] {
+                    transpose.block_8x8(
+                        &mut dst[(p0 + half) * width + r0..],
+                        width,
+                        &x.data[start + half..],
+                        x.row_stride,
+                    );
+                }
+            }
+            p0 += 16;
+        }
+    }
+    if width == 4 && rows == 4 {
+        // The A strips of the AVX-512 and portable tiles: fixed 4 x 8 blocks.
+        while p0 + 8 <= depth {
+            let start = row0 * x.row_stride + d0 + p0;
+            transpose.block_4x8(
+                &mut dst[p0 * 4..(p0 + 8) * 4],
+                &x.data[start..],
+                x.row_stride,
+            );
+            p0 += 8;
+        }
+    }
+    while p0 < depth {
+        let chunk = 8.min(depth - p0);
+        for r in 0..rows {
+            let start = (row0 + r) * x.row_stride + d0 + p0;
+            for (q, &v) in x.data[start..start + chunk].iter().enumerate() {
+                dst[(p0 + q) * width + r] = v;
+            }
+        }
+        p0 += chunk;
+    }
+}
+
 /// `pack` of a view whose columns are contiguous (`row_stride == 1`: a transposed row-major
 /// matrix): each depth step's `count` values are adjacent in the source. The source is read
 /// along those runs (strip by strip, narrow A strips would use 16 bytes of each line and come
@@ -102,15 +125,14 @@ fn pack_generic(
 /// strip before moving on (one step at a time would write 16 bytes to each of many strips
 /// `depth` floats apart, which map to the same L1 set).
 #[inline(always)]
-fn pack_columns(
-    out: &mut [f32],
-    width: usize,
-    x: MatRef<'_>,
-    o0: usize,
-    count: usize,
-    d0: usize,
-    depth: usize,
-) {
+fn pack_columns(out: &mut [f32], width: usize, region: Region<'_>) {
+    let Region {
+        x,
+        o0,
+        count,
+        d0,
+        depth,
+    } = region;
     let strips = count.div_ceil(width);
     let full = count / width;
     let out = &mut out[..strips * width * depth];
