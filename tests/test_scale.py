@@ -116,3 +116,42 @@ def test_samplers_give_valid_distinct_picks_at_every_scale(scale, make):
         6,
     )
     assert (picks == base).mean() > 0.9
+
+
+@pytest.mark.parametrize("layout", ["shared", "in_batch"])
+def test_pooled_info_nce_rows_of_mixed_scales_in_one_batch(layout):
+    # The pooled kernel conditions each row as it normalises it: rows needing a power of two
+    # (1e20, 1e30) sit beside ordinary and tiny rows in every input, and every gradient (the
+    # shared pool's included) must still match float64.
+    rng = np.random.default_rng(7)
+    b, n, d, t = 9, 7, 5, 0.3
+    row_scales = lambda rows: np.array([1e-6, 1.0, 1e20, 1e30, 3.0])[np.arange(rows) % 5]  # noqa: E731
+    a = (rng.standard_normal((b, d)) * row_scales(b)[:, None]).astype(np.float32)
+    p = (rng.standard_normal((b, d)) * row_scales(b)[::-1, None]).astype(np.float32)
+    neg = (rng.standard_normal((n, d)) * row_scales(n)[:, None]).astype(np.float32)
+    neg = neg if layout == "shared" else None
+    value, grads = ra.InfoNCELoss(t).batch_with_gradients(a, p, neg, reduction="sum")
+    ref.assert_f32_close(value, ref.info_nce(a, p, neg, t).sum(), scale=b / t, ulps=64)
+    inputs = {"anchors": a, "positives": p} | ({"negatives": neg} if neg is not None else {})
+    for name, x in inputs.items():
+
+        def f(v, name=name):
+            args = {**inputs, name: v}
+            return ref.info_nce(args["anchors"], args["positives"], args.get("negatives"), t).sum()
+
+        x64 = x.astype(np.float64)
+        # One step per row, relative to that row's size.
+        h = 1e-6 * np.abs(x64).max(axis=1, keepdims=True)
+        numeric = np.zeros_like(x64)
+        for idx in np.ndindex(x64.shape):
+            step = h[idx[0], 0]
+            up, down = x64.copy(), x64.copy()
+            up[idx] += step
+            down[idx] -= step
+            numeric[idx] = (f(up) - f(down)) / (2 * step)
+        got = getattr(grads, name)
+        # Compare each row against its own size: a row's gradient scales as 1 / its norm.
+        for row_got, row_numeric in zip(got, numeric):
+            ref.assert_f32_close(
+                row_got, row_numeric, scale=np.abs(row_numeric).max() + 1e-300, ulps=4000
+            )

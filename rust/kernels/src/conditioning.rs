@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use crate::alloc;
 use crate::error::KernelResult;
 use crate::mining::MineInputs;
+use crate::vecops::max_abs_ignoring_nan;
 
 /// Rows whose largest magnitude is at most this are safe: a dot product of two of them is at
 /// most `dim * 2^80`, far below float32's 2^128.
@@ -30,14 +31,26 @@ fn power_of_two_below_inverse(x: f64) -> f64 {
     (-(x.log2().floor())).exp2()
 }
 
-fn row_max(row: &[f32]) -> f32 {
-    row.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+/// A finite largest magnitude too large for float32 squares.
+fn oversized(row_max: f32) -> bool {
+    row_max.is_finite() && row_max > SAFE_ROW_MAX
 }
 
 /// A finite row too large for float32 squares.
 fn too_large(row: &[f32]) -> bool {
-    let m = row_max(row);
-    m.is_finite() && m > SAFE_ROW_MAX
+    oversized(max_abs_ignoring_nan(row))
+}
+
+/// What `Rescaled` multiplies a row by: a power of two that brings a finite row too large for
+/// float32 squares into `[1, 2)`, else exactly 1. For kernels that condition each row as they
+/// copy it (the pooled InfoNCE's normalisation).
+pub fn row_factor(row: &[f32]) -> f32 {
+    let m = max_abs_ignoring_nan(row);
+    if oversized(m) {
+        power_of_two_below_inverse(f64::from(m)) as f32
+    } else {
+        1.0
+    }
 }
 
 /// Rows of `dim` with every finite row whose magnitude exceeds `SAFE_ROW_MAX` multiplied by a
@@ -61,11 +74,7 @@ impl<'a> Rescaled<'a> {
         let mut out: Vec<f32> = alloc::zeroed(x.len())?;
         let mut factors = Vec::with_capacity(x.len() / dim);
         for (dst, src) in out.chunks_exact_mut(dim).zip(x.chunks_exact(dim)) {
-            let factor = if too_large(src) {
-                power_of_two_below_inverse(f64::from(row_max(src))) as f32
-            } else {
-                1.0
-            };
+            let factor = row_factor(src);
             for (d, &s) in dst.iter_mut().zip(src) {
                 *d = s * factor;
             }
@@ -102,7 +111,7 @@ pub fn common_scale(arrays: &[&[f32]], dim: usize) -> f32 {
         .iter()
         .flat_map(|x| x.chunks_exact(dim.max(1)))
         .filter(|row| too_large(row))
-        .map(row_max)
+        .map(max_abs_ignoring_nan)
         .fold(0.0f32, f32::max);
     if largest == 0.0 {
         1.0

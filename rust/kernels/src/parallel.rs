@@ -94,6 +94,19 @@ pub fn pool() -> Arc<ThreadPool> {
     })
 }
 
+/// Runs a whole kernel call on the pool, so that its parallel phases start on threads that are
+/// already running. Each `for_each_task` from outside the pool puts the caller to sleep until the
+/// workers finish and wakes it after, and a worker idle through a serial stretch goes to sleep
+/// too: measured on the 2-vCPU VM, in-batch InfoNCE B=1024 made ~29 context switches per call
+/// this way. Inside the pool the phases' `install` runs in place.
+pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if num_threads() < 2 {
+        work()
+    } else {
+        pool().install(work)
+    }
+}
+
 /// Run `work` on every task, in parallel when `total_elements` makes it worth it.
 pub fn for_each_task<T, F>(tasks: Vec<T>, total_elements: usize, work: F)
 where

@@ -255,3 +255,22 @@ fn max_ignoring_nan_generic(x: &[f32]) -> f32 {
 }
 
 dispatch_simd!(pub fn max_ignoring_nan(x: &[f32]) -> f32 => max_ignoring_nan_generic);
+
+/// Largest magnitude (NaN elements are ignored; 0 for an empty or all-NaN slice): the size test
+/// of `conditioning`, vectorised like `max_ignoring_nan`.
+#[inline(always)]
+fn max_abs_ignoring_nan_generic(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v.abs());
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = a.max(v.abs());
+    }
+    acc.iter().fold(0.0f32, |m, &v| m.max(v))
+}
+
+dispatch_simd!(pub fn max_abs_ignoring_nan(x: &[f32]) -> f32 => max_abs_ignoring_nan_generic);

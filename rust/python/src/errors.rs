@@ -85,7 +85,7 @@ const INTERRUPTIBLE_ABOVE: usize = 1 << 24;
 /// How often the waiting thread looks for a pending signal (Ctrl-C) during a long kernel.
 const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// `run_kernel` for kernels that take a `Cancel` token. A large call runs on a helper thread
+/// `run_kernel` for kernels that take a `Cancel` token. A large call runs on the kernels' pool
 /// while the calling thread waits for it and, every `SIGNAL_POLL`, briefly takes the GIL to run
 /// Python's signal handlers (`check_signals`): when one raises (KeyboardInterrupt), the kernel is
 /// asked to stop, its incomplete outputs are dropped and that exception is raised, within about a
@@ -101,10 +101,12 @@ where
     let cancel = Cancel::new();
     let mut interrupted: Option<PyErr> = None;
     let outcome = py.detach(|| {
-        std::thread::scope(|scope| {
+        // The kernel starts as a job on the library's pool (no thread created per call, and its
+        // parallel phases then run in place on workers already awake); this thread only waits.
+        ruvector_kernels::parallel::pool().in_place_scope(|scope| {
             let (done, finished) = std::sync::mpsc::channel();
             let cancel = &cancel;
-            scope.spawn(move || {
+            scope.spawn(move |_| {
                 let outcome = catch_unwind(AssertUnwindSafe(|| work(cancel)));
                 let _ = done.send(outcome);
             });

@@ -20,16 +20,17 @@
 //! carried through the normalisation.
 
 mod blocks;
+mod unit_rows;
 
 use super::{check_len, effective_temperature, GradScale, LossGrads};
 use crate::cancel::Cancel;
-use crate::conditioning::Rescaled;
 use crate::error::{KernelError, KernelResult};
 use crate::gemm::{gemm_packed, MatRef, PackedB};
-use crate::parallel::{for_each_task, map_tasks};
+use crate::parallel::{for_each_task, in_pool, map_tasks};
 use crate::scratch::Scratch;
-use crate::vecops::{axpy, backprop_normalisation, clamped_norm, scale_into};
+use crate::vecops::axpy;
 use blocks::{Context, Shape};
+use unit_rows::UnitRows;
 
 /// Anchors per block: enough rows to amortise packing the pool in the GEMMs.
 const ROW_BLOCK: usize = 256;
@@ -62,30 +63,12 @@ pub fn info_nce_pooled(
     losses: &mut [f64],
     grads: Option<LossGrads<'_>>,
 ) -> KernelResult<()> {
-    let d = inputs.dim.max(1);
-    let a = Rescaled::new(inputs.anchors, d)?;
-    let p = Rescaled::new(inputs.positives, d)?;
-    let pool = inputs.pool.map(|x| Rescaled::new(x, d)).transpose()?;
-    let conditioned = PooledInputs {
-        anchors: &a.rows,
-        positives: &p.rows,
-        pool: pool.as_ref().map(|x| &*x.rows),
-        ..*inputs
-    };
-    let Some(g) = grads else {
-        return unscaled(&conditioned, temperature, losses, None);
-    };
-    let mut g = g;
-    unscaled(&conditioned, temperature, losses, Some(g.reborrow()))?;
-    a.unscale_gradient(g.anchors, d);
-    p.unscale_gradient(g.positives, d);
-    if let (Some(pool), Some(gn)) = (&pool, g.negatives) {
-        pool.unscale_gradient(gn, d);
-    }
-    Ok(())
+    // One job on the pool for the whole call: its parallel phases then start on threads
+    // already running instead of waking them from outside for each phase.
+    in_pool(|| pooled(inputs, temperature, losses, grads))
 }
 
-fn unscaled(
+fn pooled(
     inputs: &PooledInputs<'_>,
     temperature: f64,
     losses: &mut [f64],
@@ -123,13 +106,13 @@ fn unscaled(
         }
     }
 
-    let (a_hat, a_norm) = normalise_rows(inputs.anchors, d);
-    let (p_hat, p_norm) = normalise_rows(inputs.positives, d);
-    let pool_normalised = inputs.pool.map(|pool| normalise_rows(pool, d));
-    let (pool_hat, pool_norm): (&[f32], &[f32]) = match &pool_normalised {
-        Some((x, nrm)) => (x, nrm),
-        None => (&p_hat, &p_norm),
-    };
+    // Conditioned and normalised rows: anchors, positives, then the pool if there is one.
+    let mut sources = vec![inputs.anchors, inputs.positives];
+    sources.extend(inputs.pool);
+    let units = UnitRows::of_all(&sources, d);
+    let (a_units, p_units) = (&units[0], &units[1]);
+    let pool_units = units.get(2).unwrap_or(p_units);
+    let (a_hat, p_hat, pool_hat) = (&a_units.hat, &p_units.hat, &pool_units.hat);
     let columns = if ROW_BLOCK * n <= PANEL_FLOATS {
         n
     } else {
@@ -151,17 +134,21 @@ fn unscaled(
     let pool_block = |&(j0, cols): &(usize, usize)| {
         MatRef::row_major(&pool_hat[j0 * d..(j0 + cols) * d], cols, d)
     };
-    let sim_packed = map_tasks(blocks.clone(), n * d, |blk| {
-        PackedB::new(pool_block(&blk).t())
+    // Both packings in one parallel region (the second only for gradients).
+    let packings = if grads.is_some() { 2 } else { 1 };
+    let jobs: Vec<(bool, (usize, usize))> = [true, false][..packings]
+        .iter()
+        .flat_map(|&as_sim| blocks.iter().map(move |&blk| (as_sim, blk)))
+        .collect();
+    let mut packed = map_tasks(jobs, packings * n * d, |(as_sim, blk)| {
+        let block = pool_block(&blk);
+        PackedB::new(if as_sim { block.t() } else { block })
     });
-    let grad_packed = if grads.is_some() {
-        map_tasks(blocks, n * d, |blk| PackedB::new(pool_block(&blk)))
-    } else {
-        Vec::new()
-    };
+    let grad_packed = packed.split_off(blocks.len());
+    let sim_packed = packed;
     let ctx = Context {
-        a_hat: &a_hat,
-        p_hat: &p_hat,
+        a_hat,
+        p_hat,
         sim_packed,
         grad_packed,
         shape,
@@ -200,15 +187,13 @@ fn unscaled(
     }
     inputs.cancel.check()?;
 
-    // Through the normalisation, row by row.
-    backprop_rows(grad_a, &a_hat, &a_norm, d);
+    // Back through the normalisation and the conditioning, every gradient in one region.
+    let mut backprop = vec![(grad_a, a_units)];
     match grad_p_shared {
-        Some(gp) => {
-            backprop_rows(gp, &p_hat, &p_norm, d);
-            backprop_rows(pool_grad_hat, pool_hat, pool_norm, d);
-        }
-        None => backprop_rows(pool_grad_hat, &p_hat, &p_norm, d),
+        Some(gp) => backprop.extend([(gp, p_units), (pool_grad_hat, pool_units)]),
+        None => backprop.push((pool_grad_hat, p_units)),
     }
+    UnitRows::backprop_all(backprop, d);
     Ok(())
 }
 
@@ -334,9 +319,15 @@ impl GradientPlan<'_, '_> {
         if self.cancel.is_requested() {
             return;
         }
-        for chunk in &extra {
-            axpy(pool_grad, 1.0, chunk);
-        }
+        // Each element adds the chunks in chunk order, whichever thread does its rows.
+        let span = ROW_BLOCK * d;
+        let tasks: Vec<_> = pool_grad.chunks_mut(span).enumerate().collect();
+        for_each_task(tasks, extra.len() * n * d, |(k, out)| {
+            let rows = k * span..k * span + out.len();
+            for chunk in &extra {
+                axpy(out, 1.0, &chunk[rows.clone()]);
+            }
+        });
     }
 }
 
@@ -354,44 +345,4 @@ fn optional_chunks(x: Option<&mut [f32]>, len: usize, count: usize) -> Vec<Optio
 fn chunk_count(batch: usize, pool_floats: usize) -> usize {
     let by_memory = 1 + CHUNK_BYTES / (pool_floats * 4).max(1);
     batch.div_ceil(256).clamp(1, 8).min(by_memory)
-}
-
-/// Normalised copies of the rows (`x / max(|x|, eps)`) and the clamped norms.
-pub(crate) fn normalise_rows(x: &[f32], d: usize) -> (Scratch, Vec<f32>) {
-    let mut out = Scratch::new(x.len());
-    let rows = x.len() / d;
-    const ROWS_PER_TASK: usize = 256;
-    let tasks: Vec<_> = x
-        .chunks(ROWS_PER_TASK * d)
-        .zip(out.chunks_mut(ROWS_PER_TASK * d))
-        .collect();
-    let norms: Vec<Vec<f32>> = map_tasks(tasks, x.len(), |(src, dst)| {
-        src.chunks_exact(d)
-            .zip(dst.chunks_exact_mut(d))
-            .map(|(s, o)| {
-                let nrm = clamped_norm(s);
-                scale_into(o, 1.0 / nrm, s);
-                nrm
-            })
-            .collect()
-    });
-    let norms: Vec<f32> = norms.into_iter().flatten().collect();
-    debug_assert_eq!(norms.len(), rows);
-    (out, norms)
-}
-
-/// `backprop_normalisation` on every row, in parallel.
-pub(crate) fn backprop_rows(g: &mut [f32], x_hat: &[f32], norms: &[f32], d: usize) {
-    const ROWS_PER_TASK: usize = 256;
-    let total = g.len();
-    let tasks: Vec<_> = g
-        .chunks_mut(ROWS_PER_TASK * d)
-        .zip(x_hat.chunks(ROWS_PER_TASK * d))
-        .zip(norms.chunks(ROWS_PER_TASK))
-        .collect();
-    for_each_task(tasks, total, |((g, x), nrm)| {
-        for ((g, x), &nrm) in g.chunks_exact_mut(d).zip(x.chunks_exact(d)).zip(nrm) {
-            backprop_normalisation(g, x, nrm);
-        }
-    });
 }
