@@ -237,40 +237,72 @@ pub fn backprop_normalisation(g: &mut [f32], x_hat: &[f32], norm: f32) {
     }
 }
 
+/// Largest `f(v)` over `x`, from `start` (NaN values of `f` are ignored: `f32::max` keeps the
+/// other operand), in sixteen lanes so the comparison vectorises.
+#[inline(always)]
+fn lane_max(x: &[f32], start: f32, f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [start; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(f(v));
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a = a.max(f(v));
+    }
+    acc.iter().fold(start, |m, &v| m.max(v))
+}
+
 /// Largest element (NaN elements are ignored; -inf when there is none). One owner for the
 /// vectorised maxima of the miner's key blocks and the pooled loss's similarity rows.
 #[inline(always)]
 fn max_ignoring_nan_generic(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = a.max(v);
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = a.max(v);
-    }
-    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+    lane_max(x, f32::NEG_INFINITY, |v| v)
 }
 
 dispatch_simd!(pub fn max_ignoring_nan(x: &[f32]) -> f32 => max_ignoring_nan_generic);
 
 /// Largest magnitude (NaN elements are ignored; 0 for an empty or all-NaN slice): the size test
-/// of `conditioning`, vectorised like `max_ignoring_nan`.
+/// of `conditioning`.
 #[inline(always)]
 fn max_abs_ignoring_nan_generic(x: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = a.max(v.abs());
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
-        *a = a.max(v.abs());
-    }
-    acc.iter().fold(0.0f32, |m, &v| m.max(v))
+    lane_max(x, 0.0, f32::abs)
 }
 
 dispatch_simd!(pub fn max_abs_ignoring_nan(x: &[f32]) -> f32 => max_abs_ignoring_nan_generic);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_maxima_equal_the_plain_folds_with_nan_and_every_remainder() {
+        for len in 0..40 {
+            let x: Vec<f32> = (0..len)
+                .map(|i| match i % 7 {
+                    3 => f32::NAN,
+                    5 => -1e30 * i as f32,
+                    _ => (i as f32 - 17.5) * 0.25,
+                })
+                .collect();
+            let plain_max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let plain_abs = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+            assert_eq!(
+                max_ignoring_nan(&x).to_bits(),
+                plain_max.to_bits(),
+                "len {len}"
+            );
+            assert_eq!(
+                max_abs_ignoring_nan(&x).to_bits(),
+                plain_abs.to_bits(),
+                "len {len}"
+            );
+        }
+        assert_eq!(max_abs_ignoring_nan(&[f32::NAN, f32::NAN]), 0.0);
+        assert_eq!(
+            max_abs_ignoring_nan(&[1.0, f32::NEG_INFINITY]),
+            f32::INFINITY
+        );
+    }
+}
