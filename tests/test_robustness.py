@@ -423,12 +423,13 @@ def test_nan_graph_weights_are_refused_alike_in_every_form():
 # -- 18. Ctrl-C during a long kernel call ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("kind", ["mine", "info_nce"])
 @posix_only
-def test_ctrl_c_ends_a_long_kernel_call_promptly(kind):
+def test_ctrl_c_ends_a_long_kernel_call_promptly(kind, threads):
     # Before the fix KeyboardInterrupt came only when the call ended (4.2 s for a 4.6 s call).
     child = subprocess.Popen(
-        [sys.executable, str(SCRIPTS / "interrupt_kernel.py"), kind],
+        [sys.executable, str(SCRIPTS / "interrupt_kernel.py"), kind, str(threads)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -3,7 +3,8 @@
 Prints "started" just before the call; the test sends SIGINT and reads the line that follows:
 "interrupted after X s" (X: seconds from the signal to the KeyboardInterrupt) or "finished".
 Then a second, small call checks that the miner still works. Usage: interrupt_kernel.py KIND
-with KIND "mine" or "info_nce".
+THREADS with KIND "mine" or "info_nce" and THREADS the kernels' thread count (with one thread the
+call runs on a helper thread, with more as a job on the kernels' pool).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def note_and_raise(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    kind = sys.argv[1]
+    kind, threads = sys.argv[1], int(sys.argv[2])
+    ra.set_num_threads(threads)
     rng = np.random.default_rng(0)
     block = rng.standard_normal((1000, 128), dtype=np.float32)
     miner = ra.HardNegativeMiner.hardest()

@@ -85,11 +85,12 @@ const INTERRUPTIBLE_ABOVE: usize = 1 << 24;
 /// How often the waiting thread looks for a pending signal (Ctrl-C) during a long kernel.
 const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// `run_kernel` for kernels that take a `Cancel` token. A large call runs on the kernels' pool
-/// while the calling thread waits for it and, every `SIGNAL_POLL`, briefly takes the GIL to run
-/// Python's signal handlers (`check_signals`): when one raises (KeyboardInterrupt), the kernel is
-/// asked to stop, its incomplete outputs are dropped and that exception is raised, within about a
-/// tile's time. Small calls run as `run_kernel` does.
+/// `run_kernel` for kernels that take a `Cancel` token. A large call runs as a job on the kernels'
+/// pool (on a helper thread when the kernels use one thread) while the calling thread waits for
+/// it and, every `SIGNAL_POLL`, briefly takes the GIL to run Python's signal handlers
+/// (`check_signals`): when one raises (KeyboardInterrupt), the kernel is asked to stop, its
+/// incomplete outputs are dropped and that exception is raised, within about a tile's time. Small
+/// calls run as `run_kernel` does.
 pub fn run_interruptible<T, F>(py: Python<'_>, elements: usize, work: F) -> PyResult<T>
 where
     T: Send,
@@ -101,34 +102,28 @@ where
     let cancel = Cancel::new();
     let mut interrupted: Option<PyErr> = None;
     let outcome = py.detach(|| {
-        // The kernel starts as a job on the library's pool (no thread created per call, and its
-        // parallel phases then run in place on workers already awake); this thread only waits.
-        ruvector_kernels::parallel::pool().in_place_scope(|scope| {
-            let (done, finished) = std::sync::mpsc::channel();
-            let cancel = &cancel;
-            scope.spawn(move |_| {
-                let outcome = catch_unwind(AssertUnwindSafe(|| work(cancel)));
-                let _ = done.send(outcome);
-            });
-            loop {
-                match finished.recv_timeout(SIGNAL_POLL) {
-                    Ok(outcome) => return outcome,
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        if interrupted.is_none() {
-                            if let Err(err) = Python::attach(|py| py.check_signals()) {
-                                interrupted = Some(err);
-                                cancel.request();
-                            }
-                        }
-                    }
-                    // The helper always sends before it ends; a lost sender means it died.
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                        return Err(Box::new("the kernel thread ended without a result")
-                            as Box<dyn std::any::Any + Send>);
-                    }
-                }
-            }
-        })
+        let (done, finished) = std::sync::mpsc::channel();
+        let cancel = &cancel;
+        let job = move || {
+            let outcome = catch_unwind(AssertUnwindSafe(|| work(cancel)));
+            let _ = done.send(outcome);
+        };
+        let mut wait = || wait_watching_signals(&finished, cancel, &mut interrupted);
+        if ruvector_kernels::parallel::num_threads() < 2 {
+            // One thread per call: calls from several Python threads must still run side by
+            // side, which the one-worker pool would serialise; each gets a helper thread.
+            std::thread::scope(|scope| {
+                scope.spawn(job);
+                wait()
+            })
+        } else {
+            // The kernel starts as a job on the library's pool (no thread created per call, and
+            // its parallel phases then run in place on workers already running).
+            ruvector_kernels::parallel::pool().in_place_scope(|scope| {
+                scope.spawn(move |_| job());
+                wait()
+            })
+        }
     });
     if let Some(err) = interrupted {
         return Err(err); // the outputs are incomplete; the signal's exception wins
@@ -137,6 +132,33 @@ where
 }
 
 type Outcome<T> = std::thread::Result<Result<T, KernelError>>;
+
+/// Waits for the kernel's outcome; every `SIGNAL_POLL` runs Python's signal handlers, and on the
+/// first exception they raise keeps it in `interrupted` and asks the kernel to stop.
+fn wait_watching_signals<T>(
+    finished: &std::sync::mpsc::Receiver<Outcome<T>>,
+    cancel: &Cancel,
+    interrupted: &mut Option<PyErr>,
+) -> Outcome<T> {
+    loop {
+        match finished.recv_timeout(SIGNAL_POLL) {
+            Ok(outcome) => return outcome,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if interrupted.is_none() {
+                    if let Err(err) = Python::attach(|py| py.check_signals()) {
+                        *interrupted = Some(err);
+                        cancel.request();
+                    }
+                }
+            }
+            // The job always sends before it ends; a lost sender means it died.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Box::new("the kernel thread ended without a result")
+                    as Box<dyn std::any::Any + Send>);
+            }
+        }
+    }
+}
 
 fn finish<T>(py: Python<'_>, outcome: Outcome<T>) -> PyResult<T> {
     match outcome {
