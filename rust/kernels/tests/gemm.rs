@@ -5,7 +5,7 @@ mod common;
 
 use common::data;
 use ruvector_kernels::gemm::{
-    blocking_of, gemm, gemm_packed, gemm_packed_then, MatRef, PackedB, TileEpilogue,
+    blocking_of, gemm, gemm_packed, gemm_packed_then, MatRef, PackedB, Tile, TileEpilogue,
 };
 use ruvector_kernels::simd::{detect, force, SimdPath};
 
@@ -230,15 +230,15 @@ struct Recorder {
 }
 
 impl TileEpilogue for Recorder {
-    fn finish(
-        &mut self,
-        tile: &mut [f32],
-        ldc: usize,
-        row0: usize,
-        col0: usize,
-        rows: usize,
-        cols: usize,
-    ) {
+    fn finish(&mut self, tile: Tile<'_>) {
+        let Tile {
+            values: tile,
+            ldc,
+            row0,
+            col0,
+            rows,
+            cols,
+        } = tile;
         self.tiles.push((row0, col0, rows, cols));
         for r in 0..rows {
             for j in 0..cols {

@@ -223,17 +223,19 @@ pub fn gemm_packed_then<E: TileEpilogue>(
 /// wrote it, while it is in L1: it saves the caller a pass over C from memory (InfoNCE turns
 /// similarities into exponentials and row sums here).
 pub trait TileEpilogue {
-    /// `tile[r * ldc + j]`, for `r < rows` and `j < cols`, is C's element `(row0 + r, col0 + j)`.
     /// Tiles of a row arrive in increasing `col0` order, so sums over a row are deterministic.
-    fn finish(
-        &mut self,
-        tile: &mut [f32],
-        ldc: usize,
-        row0: usize,
-        col0: usize,
-        rows: usize,
-        cols: usize,
-    );
+    fn finish(&mut self, tile: Tile<'_>);
+}
+
+/// A finished tile of C: `values[r * ldc + j]`, for `r < rows` and `j < cols`, is C's element
+/// `(row0 + r, col0 + j)`.
+pub struct Tile<'c> {
+    pub values: &'c mut [f32],
+    pub ldc: usize,
+    pub row0: usize,
+    pub col0: usize,
+    pub rows: usize,
+    pub cols: usize,
 }
 
 /// Plain products: nothing to do per tile.
@@ -241,7 +243,7 @@ struct NoEpilogue;
 
 impl TileEpilogue for NoEpilogue {
     #[inline(always)]
-    fn finish(&mut self, _: &mut [f32], _: usize, _: usize, _: usize, _: usize, _: usize) {}
+    fn finish(&mut self, _: Tile<'_>) {}
 }
 
 /// Checks shapes (a mismatch is a caller's bug: panic), handles empty products, dispatches.
@@ -313,7 +315,14 @@ pub(crate) trait MicroKernel {
 /// The epilogue over a C whose product had nothing to sum (K = 0), in tiles of one row.
 fn finish_whole<E: TileEpilogue>(c: &mut [f32], ldc: usize, m: usize, n: usize, epilogue: &mut E) {
     for r in 0..m {
-        epilogue.finish(&mut c[r * ldc..], ldc, r, 0, 1, n);
+        epilogue.finish(Tile {
+            values: &mut c[r * ldc..],
+            ldc,
+            row0: r,
+            col0: 0,
+            rows: 1,
+            cols: n,
+        });
     }
 }
 
@@ -383,9 +392,6 @@ fn blocked<K: MicroKernel, E: TileEpilogue>(
                             unsafe {
                                 K::run(kc, ap.as_ptr(), bp.as_ptr(), c[c0..].as_mut_ptr(), ldc, acc)
                             };
-                            if last_step {
-                                epilogue.finish(&mut c[c0..], ldc, ic + ir, jc + jr, mr, nr);
-                            }
                         } else {
                             // Edge tile: compute into a full scratch tile, copy the valid part.
                             for (r, row) in edge.chunks_exact_mut(K::NR).enumerate().take(mr) {
@@ -400,9 +406,16 @@ fn blocked<K: MicroKernel, E: TileEpilogue>(
                             for (r, row) in edge.chunks_exact(K::NR).enumerate().take(mr) {
                                 c[c0 + r * ldc..c0 + r * ldc + nr].copy_from_slice(&row[..nr]);
                             }
-                            if last_step {
-                                epilogue.finish(&mut c[c0..], ldc, ic + ir, jc + jr, mr, nr);
-                            }
+                        }
+                        if last_step {
+                            epilogue.finish(Tile {
+                                values: &mut c[c0..],
+                                ldc,
+                                row0: ic + ir,
+                                col0: jc + jr,
+                                rows: mr,
+                                cols: nr,
+                            });
                         }
                     }
                 }

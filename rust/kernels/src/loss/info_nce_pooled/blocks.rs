@@ -11,7 +11,7 @@
 
 use crate::dispatch_simd;
 use crate::fastmath::exp_f32;
-use crate::gemm::{gemm, gemm_packed, gemm_packed_then, MatRef, PackedB, TileEpilogue};
+use crate::gemm::{gemm, gemm_packed, gemm_packed_then, MatRef, PackedB, Tile, TileEpilogue};
 use crate::loss::GradScale;
 use crate::simd::{pairwise_sum, LANES};
 use crate::vecops::{axpy, dot, max_ignoring_nan, scale_into};
@@ -114,7 +114,14 @@ impl Context<'_> {
         };
         let cols = if raw {
             let cols = self.columns_from(j0);
-            epilogue.finish(&mut panel[..rows * cols], cols, 0, 0, rows, cols);
+            epilogue.finish(Tile {
+                values: &mut panel[..rows * cols],
+                ldc: cols,
+                row0: 0,
+                col0: 0,
+                rows,
+                cols,
+            });
             cols
         } else {
             self.similarities(i0, rows, j0, panel, &mut epilogue)
@@ -281,15 +288,15 @@ struct Exponentials<'c, 'a> {
 }
 
 impl TileEpilogue for Exponentials<'_, '_> {
-    fn finish(
-        &mut self,
-        tile: &mut [f32],
-        ldc: usize,
-        row0: usize,
-        col0: usize,
-        rows: usize,
-        cols: usize,
-    ) {
+    fn finish(&mut self, tile: Tile<'_>) {
+        let Tile {
+            values: tile,
+            ldc,
+            row0,
+            col0,
+            rows,
+            cols,
+        } = tile;
         // Row r's own positive (in-batch) sits in column `diagonal + r` of the tile.
         let diagonal = if self.ctx.shape.in_batch {
             (self.i0 + row0) as isize - (self.j0 + col0) as isize
@@ -315,15 +322,15 @@ struct RowMaxima {
 }
 
 impl TileEpilogue for RowMaxima {
-    fn finish(
-        &mut self,
-        tile: &mut [f32],
-        ldc: usize,
-        row0: usize,
-        _col0: usize,
-        rows: usize,
-        cols: usize,
-    ) {
+    fn finish(&mut self, tile: Tile<'_>) {
+        let Tile {
+            values: tile,
+            ldc,
+            row0,
+            rows,
+            cols,
+            ..
+        } = tile;
         for r in 0..rows {
             let row = &tile[r * ldc..r * ldc + cols];
             let m = &mut self.maxima[row0 + r];
