@@ -78,6 +78,24 @@ def test_semi_hard_picks_satisfy_the_definition_and_the_fill_rule(rng, with_labe
         assert len(set(got[i])) == k  # always min(k, N) distinct picks, never short
 
 
+@pytest.mark.parametrize("far", [2.5e5, 1e20, 1e37, -3e38])
+def test_one_far_candidate_changes_no_semi_hard_pick(rng, far):
+    # The hostile report: B=6, N=200, D=16, margin 1.0; one appended row of 2.5e5 in every
+    # coordinate (in no window) moved the centring mean and changed 6 of 6 anchors' picks.
+    b, n, d, k, margin = 6, 200, 16, 5, 1.0
+    a = rng.standard_normal((b, d)).astype(np.float32)
+    p = (a + 1.4 * rng.standard_normal((b, d))).astype(np.float32)
+    c = rng.standard_normal((n, d)).astype(np.float32)
+    expected, window, d_an, d_ap = ref.semi_hard(a, p, c, k, margin)
+    edge = np.minimum(np.abs(d_an - d_ap[:, None]), np.abs(d_an - d_ap[:, None] - margin))
+    assert edge.min() > 1e-4  # no pick is a rounding call
+    assert (window.sum(axis=1) > 0).sum() >= b // 2  # most picks come from windows
+    miner = HardNegativeMiner.semi_hard(margin)
+    np.testing.assert_array_equal(miner.mine_batch(a, p, c, k), expected)
+    with_far = np.vstack([c, np.full((1, d), far, np.float32)])
+    np.testing.assert_array_equal(miner.mine_batch(a, p, with_far, k), expected)
+
+
 def test_semi_hard_needs_positives(rng):
     a, _, c = data(rng, 3, 10, 4)
     with pytest.raises(ValueError, match="SEMI_HARD mining needs positives"):

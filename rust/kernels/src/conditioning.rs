@@ -11,7 +11,12 @@
 //!   when the points sit far from the origin compared to their spread (an offset of 1000 on
 //!   unit-scale data left 4 of 6 picks outside the window). Translating every point by the same
 //!   vector leaves every distance unchanged, so anchors, positives and candidates are centred on
-//!   the candidates' mean (in float64) and scaled by one power of two (the margin with them).
+//!   the coordinate-wise median of their finite rows and scaled by one power of two (the margin
+//!   with them). A median, not a mean: one row far away (2.5e5 in every coordinate) moved the
+//!   mean of 200 unit-scale rows by 1250 and so changed every anchor's picks; it cannot move a
+//!   median. The power of two puts the largest centred magnitude in `[2^39, 2^40)`: squares stay
+//!   below float32's overflow, and data far smaller than a distant row keeps the most headroom
+//!   above underflow.
 //!
 //! Inputs that need neither are used as they are (no copy, identical results).
 
@@ -132,8 +137,43 @@ pub fn scaled(x: &[f32], c: f32) -> KernelResult<Cow<'_, [f32]>> {
     Ok(Cow::Owned(out))
 }
 
-/// Anchors, positives and candidates translated by minus the candidates' mean and scaled by one
-/// power of two, with the margin scaled alike: the semi-hard window of these is the window of the
+/// Where `Centred` puts the largest centred magnitude: `[2^39, 2^40)`, just inside
+/// `SAFE_ROW_MAX`, the most room below it for rows much nearer the centre.
+const CENTRED_TOP: f64 = (1u64 << 39) as f64;
+
+/// The coordinate-wise median (in float64) of the rows of `dim` in `arrays` whose elements are
+/// all finite (a NaN or Inf row must not move the centre); zeros when there is none. A median,
+/// unlike a mean, stays among the bulk of the rows whatever a few far ones hold.
+fn coordinate_median(arrays: &[&[f32]], dim: usize) -> KernelResult<Vec<f64>> {
+    let finite: Vec<&[f32]> = arrays
+        .iter()
+        .flat_map(|x| x.chunks_exact(dim))
+        .filter(|row| row.iter().all(|v| v.is_finite()))
+        .collect();
+    let mut centre = vec![0.0f64; dim];
+    if finite.is_empty() {
+        return Ok(centre);
+    }
+    let mut column: Vec<f32> = alloc::zeroed(finite.len())?;
+    let middle = finite.len() / 2;
+    for (j, c) in centre.iter_mut().enumerate() {
+        for (slot, row) in column.iter_mut().zip(&finite) {
+            *slot = row[j];
+        }
+        // Finite values only, so the total order is the numeric one.
+        let (below, &mut upper, _) = column.select_nth_unstable_by(middle, f32::total_cmp);
+        *c = if finite.len() % 2 == 1 {
+            f64::from(upper)
+        } else {
+            let lower = below.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            0.5 * (f64::from(lower) + f64::from(upper))
+        };
+    }
+    Ok(centre)
+}
+
+/// Anchors, positives and candidates translated by minus their coordinate-wise median and scaled
+/// by one power of two, with the margin scaled alike: the semi-hard window of these is the window of the
 /// originals, computed without cancellation.
 pub struct Centred {
     anchors: Vec<f32>,
@@ -146,49 +186,63 @@ impl Centred {
     pub fn new(inputs: &MineInputs<'_>, margin: f32) -> KernelResult<Self> {
         let d = inputs.dim;
         let positives = inputs.positives.unwrap_or(&[]);
-        // The mean of the finite candidate rows (a NaN row must not poison every distance).
-        let mut mean = vec![0.0f64; d];
-        let mut rows = 0usize;
-        for row in inputs.candidates.chunks_exact(d) {
-            if row.iter().all(|v| v.is_finite()) {
-                for (m, &v) in mean.iter_mut().zip(row) {
-                    *m += f64::from(v);
-                }
-                rows += 1;
-            }
-        }
-        if rows > 0 {
-            mean.iter_mut().for_each(|m| *m /= rows as f64);
-        }
         let all = [inputs.anchors, positives, inputs.candidates];
-        let spread = all
+        let centre = coordinate_median(&all, d)?;
+        let largest_offset = |row: &[f32]| -> f64 {
+            row.iter()
+                .zip(&centre)
+                .map(|(&v, &m)| (f64::from(v) - m).abs())
+                .filter(|v| v.is_finite())
+                .fold(0.0f64, f64::max)
+        };
+        let near_spread = [inputs.anchors, positives]
             .iter()
             .flat_map(|x| x.chunks_exact(d))
-            .flat_map(|row| {
-                row.iter()
-                    .zip(&mean)
-                    .map(|(&v, &m)| (f64::from(v) - m).abs())
-            })
-            .filter(|v| v.is_finite())
+            .map(largest_offset)
             .fold(0.0f64, f64::max);
+        // Every window lies within `reach` of the centre in each coordinate: |a - p| is at most
+        // 2 sqrt(d) near_spread, so d(a, n) < d(a, p) + margin bounds |n_j - m_j|. A candidate
+        // beyond it in some coordinate is in no window: it becomes NaN (never in the window)
+        // and does not set the scale, so it cannot push the rest into float32's underflow.
+        let reach = near_spread * (1.0 + 2.0 * (d as f64).sqrt()) + f64::from(margin).abs();
+        let candidate_out: Vec<bool> = inputs
+            .candidates
+            .chunks_exact(d)
+            .map(|row| largest_offset(row) > reach)
+            .collect();
+        let spread = inputs
+            .candidates
+            .chunks_exact(d)
+            .zip(&candidate_out)
+            .filter(|(_, &out)| !out)
+            .map(|(row, _)| largest_offset(row))
+            .fold(near_spread, f64::max);
         let scale = if spread > 0.0 {
-            power_of_two_below_inverse(spread)
+            power_of_two_below_inverse(spread) * CENTRED_TOP
         } else {
             1.0
         };
-        let centre = |x: &[f32]| -> KernelResult<Vec<f32>> {
+        let centred = |x: &[f32]| -> KernelResult<Vec<f32>> {
             let mut out: Vec<f32> = alloc::zeroed(x.len())?;
             for (dst, src) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-                for ((o, &v), &m) in dst.iter_mut().zip(src).zip(&mean) {
+                for ((o, &v), &m) in dst.iter_mut().zip(src).zip(&centre) {
                     *o = ((f64::from(v) - m) * scale) as f32;
                 }
             }
             Ok(out)
         };
+        let mut candidates = centred(inputs.candidates)?;
+        for (row, _) in candidates
+            .chunks_exact_mut(d)
+            .zip(&candidate_out)
+            .filter(|(_, &out)| out)
+        {
+            row.fill(f32::NAN);
+        }
         Ok(Self {
-            anchors: centre(inputs.anchors)?,
-            positives: centre(positives)?,
-            candidates: centre(inputs.candidates)?,
+            anchors: centred(inputs.anchors)?,
+            positives: centred(positives)?,
+            candidates,
             margin: (f64::from(margin) * scale) as f32,
         })
     }
