@@ -159,3 +159,25 @@ def test_any_shape_matches_the_reference(b, n, d, shared, margin, seed):
     terms = LocalContrastiveLoss(margin, "none").batch(a, p, neg)
     expected = ref.local_contrastive_terms(a, p, neg, margin)
     ref.assert_f32_close(terms, expected, scale=margin + 4 * np.sqrt(d), ulps=16)
+
+
+@pytest.mark.parametrize("scale", [1e-22, 1e-23, 1e-25, 1e-30, 1e-38])
+def test_tiny_inputs_give_the_scaled_value_and_the_same_gradients(rng, scale):
+    # Inputs and margin scaled by s: the value scales by s and the gradients do not change. Squared
+    # distances of such rows underflow float32 (the report: 0.663 at 1e-22, the margin alone at
+    # 1e-25 and zero anchor gradients where 0.138 was expected).
+    a, p = rng.standard_normal((2, 6, 8))
+    n = rng.standard_normal((5, 8))
+    margin = 0.8
+    loss = LocalContrastiveLoss(margin=margin)
+    value, grads = loss.batch_with_gradients(*(x.astype(np.float32) for x in (a, p, n)))
+    terms = ref.local_contrastive_terms(a, p, n, margin)
+    assert 0.3 < (terms > 0).mean() < 1.0  # active and inactive hinges both occur
+    tiny = [(x * scale).astype(np.float32) for x in (a, p, n)]
+    small_loss = LocalContrastiveLoss(margin=float(np.float32(margin * scale)))
+    small_value, small_grads = small_loss.batch_with_gradients(*tiny)
+    expected = ref.local_contrastive_terms(*tiny, float(np.float32(margin * scale))).mean()
+    ref.assert_f32_close(small_value / scale, expected / scale, scale=2.0, ulps=32)
+    for got, want in zip(small_grads, grads):
+        assert np.abs(want).max() > 0.05
+        ref.assert_f32_close(got, want, scale=np.abs(want).max(), ulps=16)

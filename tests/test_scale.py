@@ -61,13 +61,12 @@ def test_local_contrastive_value_and_gradients_at_every_scale(scale, layout):
     expected = ref.local_contrastive_terms(a, p, neg, margin).sum()
     assert np.isfinite(value)
     ref.assert_f32_close(value, expected, scale=8 * scale * a.size, ulps=64)
-    if scale < 1e-8:
-        # Distances below the 1e-8 clamp count as zero: no direction, no gradient (documented).
-        assert not grads.anchors.any() and not grads.positives.any()
-        return
+    # The margin loss is homogeneous: scaled inputs give the same gradients at every scale (tiny
+    # inputs are scaled up by a power of two before their squares can underflow).
     f = lambda x: ref.local_contrastive_terms(x, p, neg, margin).sum()  # noqa: E731
     numeric = ref.numeric_grad(f, a.astype(np.float64), h=1e-7 * scale)
-    ref.assert_f32_close(grads.anchors, numeric, scale=np.abs(numeric).max() + 1, ulps=2000)
+    assert np.abs(numeric).max() > 0.1
+    ref.assert_f32_close(grads.anchors, numeric, scale=np.abs(numeric).max(), ulps=2000)
 
 
 @pytest.mark.parametrize("scale", SCALES)

@@ -109,19 +109,24 @@ pub fn rescaled_rows(x: &[f32], dim: usize) -> KernelResult<Cow<'_, [f32]>> {
     Rescaled::new(x, dim).map(|r| r.rows)
 }
 
+/// Rows whose largest magnitude is below this are too small: a difference of two of them can
+/// square below float32's smallest normal number (2^-126) and lose its digits, or vanish.
+const SMALL_ROW_MAX: f32 = 1.0 / (1u64 << 40) as f32;
+
 /// One power of two `c` for several arrays (rows of `dim`) such that `c x` has no finite row
-/// beyond `SAFE_ROW_MAX`: 1 when none has one. Euclidean distances scale by `c` exactly.
+/// beyond `SAFE_ROW_MAX` and, when every row is below `SMALL_ROW_MAX`, its largest row in
+/// `[1, 2)`: 1 when neither applies. Euclidean distances scale by `c` exactly (a power of two).
 pub fn common_scale(arrays: &[&[f32]], dim: usize) -> f32 {
     let largest = arrays
         .iter()
         .flat_map(|x| x.chunks_exact(dim.max(1)))
-        .filter(|row| too_large(row))
         .map(max_abs_ignoring_nan)
+        .filter(|m| m.is_finite())
         .fold(0.0f32, f32::max);
-    if largest == 0.0 {
-        1.0
-    } else {
+    if largest > SAFE_ROW_MAX || (largest > 0.0 && largest < SMALL_ROW_MAX) {
         power_of_two_below_inverse(f64::from(largest)) as f32
+    } else {
+        1.0
     }
 }
 

@@ -32,9 +32,10 @@ pub struct MarginInputs<'a> {
 
 /// Writes every term (`batch x count`, row-major) to `terms` and, if asked, the gradients.
 ///
-/// Inputs with rows beyond 2^40 (whose squared distances would overflow float32) are computed on
-/// copies scaled by one power of two `c`, with the margin scaled alike: every term is then `c`
-/// times the original (divided out below) and the gradients are unchanged.
+/// Inputs with rows beyond 2^40 (whose squared distances would overflow float32), or with every
+/// row below 2^-40 (whose squared distances would underflow), are computed on copies scaled by
+/// one power of two `c`, with the margin scaled alike: every term is then `c` times the original
+/// (divided out below) and the gradients are unchanged.
 pub fn local_contrastive(
     inputs: &MarginInputs<'_>,
     margin: f64,
@@ -44,7 +45,14 @@ pub fn local_contrastive(
     let negatives = match inputs.negatives {
         Negatives::PerAnchor(x) | Negatives::Shared(x) => x,
     };
-    let c = conditioning::common_scale(&[inputs.anchors, inputs.positives, negatives], inputs.dim);
+    let mut c =
+        conditioning::common_scale(&[inputs.anchors, inputs.positives, negatives], inputs.dim);
+    // Scaling tiny inputs up must not push the scaled margin past float32: where the margin
+    // dwarfs the distances by 2^64 or more, their digits are below its rounding anyway.
+    let margin_room = (2.0f64.powi(64) / margin).log2().floor().exp2();
+    if c > 1.0 && margin > 0.0 && f64::from(c) > margin_room {
+        c = margin_room.max(1.0) as f32;
+    }
     if c == 1.0 {
         return unscaled(inputs, margin, terms, grads);
     }
