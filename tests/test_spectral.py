@@ -70,6 +70,29 @@ def test_gradient_matches_finite_differences(rng):
     ref.assert_f32_close(grad, fd, scale=np.abs(fd).max(), ulps=16)
 
 
+@pytest.mark.parametrize("with_grad", [False, True])
+def test_a_value_beyond_float32_is_returned_exactly(rng, with_grad):
+    # The report: [[1e19], [-1e19]] on one edge returned inf, where 4e38 fits a Python float.
+    reg = SpectralRegularization(weight=1.0)
+    x = np.array([[1e19], [-1e19]], np.float32)
+    graph = np.array([[0, 1]])
+    exact = (2 * float(x[0, 0])) ** 2
+    if with_grad:
+        value, grad = reg.laplacian_with_gradients(x, graph)
+        np.testing.assert_array_equal(grad, [[4 * x[0, 0]], [-4 * x[0, 0]]])
+    else:
+        value = reg.laplacian(x, graph)
+    assert value == pytest.approx(exact, rel=1e-12)
+    # Larger graphs too, with ordinary rows beside the huge ones (their share is kept).
+    n, d = 30, 5
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x[:3] *= np.float32(3e19)
+    edges, w, dense = random_graph(rng, n, 60)
+    expected, _ = ref.laplacian_dense(x, dense)
+    assert expected > 3.4e38
+    assert reg.laplacian(x, edges, weights=w) == pytest.approx(expected, rel=1e-12)
+
+
 def test_a_common_offset_cancels_exactly(rng):
     # Differences are taken first, so a large shared offset does not swamp the result.
     x = rng.standard_normal((20, 4)).astype(np.float32)

@@ -343,7 +343,42 @@ pub fn laplacian(
         }
     };
     // Every undirected edge appears in two rows.
+    let value = weight * partial.iter().sum::<f64>() / 2.0;
+    if value.is_finite() || !all_finite(x) || !all_finite(graph.weights) {
+        return Ok(value);
+    }
+    // A float32 row sum overflowed on finite inputs (|x_i - x_j|^2 beyond 3.4e38): the exact
+    // value still fits a float64, so it is summed again there (rare, so not fast).
+    let ranges: Vec<_> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+    let partial = map_tasks(ranges, total_work, |(s, e)| {
+        (s..e).map(|i| row_value_f64(&job, i)).sum::<f64>()
+    });
     Ok(weight * partial.iter().sum::<f64>() / 2.0)
+}
+
+fn all_finite(x: &[f32]) -> bool {
+    x.iter().all(|v| v.is_finite())
+}
+
+/// `sum_j w_ij |x_i - x_j|^2` of row `i` in float64.
+fn row_value_f64(job: &RowJob<'_>, i: usize) -> f64 {
+    let (x, dim, graph) = (job.x, job.dim, job.graph);
+    let xi = &x[i * dim..(i + 1) * dim];
+    (graph.indptr[i] as usize..graph.indptr[i + 1] as usize)
+        .map(|e| {
+            let j = graph.indices[e] as usize;
+            let xj = &x[j * dim..(j + 1) * dim];
+            let squared: f64 = xi
+                .iter()
+                .zip(xj)
+                .map(|(&u, &v)| {
+                    let diff = f64::from(u) - f64::from(v);
+                    diff * diff
+                })
+                .sum();
+            f64::from(graph.weights[e]) * squared
+        })
+        .sum()
 }
 
 fn check_weight(weight: f64) -> KernelResult<()> {
