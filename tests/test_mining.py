@@ -96,6 +96,21 @@ def test_one_far_candidate_changes_no_semi_hard_pick(rng, far):
     np.testing.assert_array_equal(miner.mine_batch(a, p, with_far, k), expected)
 
 
+@pytest.mark.parametrize("temperature", [1e-30, 1e-37, 1.2e-38])
+def test_softmax_at_the_smallest_temperatures_picks_the_most_similar_first(rng, temperature):
+    # The report: rows of norm ~280 at temperature 1e-37 (accepted by the constructor) overflowed
+    # the key to inf; the lowest index won the tie for 12 of 200 anchors (200 of 200 at 1e-30).
+    a = (80 * rng.standard_normal((200, 12))).astype(np.float32)
+    c = (80 * rng.standard_normal((300, 12))).astype(np.float32)
+    assert 200 < np.linalg.norm(c, axis=1).mean() < 360
+    cos = ref.cosine_matrix(a, c)
+    top2 = np.sort(cos, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-5  # the best is not a float32 rounding call
+    assert clear.sum() > 150
+    picks = HardNegativeMiner.distance_weighted(temperature, seed=1).mine_batch(a, None, c, 3)
+    np.testing.assert_array_equal(picks[clear, 0], np.argmax(cos, axis=1)[clear])
+
+
 def test_semi_hard_needs_positives(rng):
     a, _, c = data(rng, 3, 10, 4)
     with pytest.raises(ValueError, match="SEMI_HARD mining needs positives"):

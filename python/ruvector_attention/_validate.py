@@ -92,7 +92,7 @@ def float32_divisor(name: str, value: object) -> float:
     if result < FLOAT32_TINY:
         raise ValueError(
             f"{name} = {result!r} is below float32's normal range (at least {FLOAT32_TINY:.4g}): "
-            "1 / {name} would overflow the kernels' float32 arithmetic"
+            f"1 / {name} would overflow the kernels' float32 arithmetic"
         )
     return result
 

@@ -25,9 +25,15 @@ pub(super) fn score_row(
             let sq = &prepared.candidate_sq[j0..j0 + dots.len()];
             semi_hard_keys(keys, dots, sq, prepared.anchor_sq[row], lo, hi);
         }
-        Strategy::Softmax { temperature } => {
-            softmax_keys(keys, dots, inv_c, inv_a / temperature, &stream, j0 as u64)
-        }
+        Strategy::Softmax { temperature } => softmax_keys(
+            keys,
+            dots,
+            inv_c,
+            inv_a,
+            1.0 / temperature,
+            &stream,
+            j0 as u64,
+        ),
         Strategy::Wu {
             cutoff,
             nonzero_loss_cutoff,
@@ -72,22 +78,25 @@ fn gumbel(stream: &Stream, index: u64) -> f32 {
     -ln_f32(-ln_f32(stream.uniform(index)))
 }
 
-/// `cos / t + Gumbel`: `scale` is `1 / (|a| t)`.
+/// `cos / t + Gumbel`. The cosine is formed first (at most 1 in size) and only then divided by
+/// `t`: `dp / (|a| t)` first overflowed to inf at t = 1e-37 for rows of norm ~280, and every
+/// such key tied (the lowest index won).
 #[inline(always)]
 fn softmax_keys_generic(
     keys: &mut [f32],
     dots: &[f32],
     inv_c: &[f32],
-    scale: f32,
+    inv_a: f32,
+    inv_t: f32,
     stream: &Stream,
     j0: u64,
 ) {
     for (j, ((key, &dp), &ic)) in keys.iter_mut().zip(dots).zip(inv_c).enumerate() {
-        *key = dp * scale * ic + gumbel(stream, j0 + j as u64);
+        *key = (dp * inv_a * ic) * inv_t + gumbel(stream, j0 + j as u64);
     }
 }
 
-dispatch_simd!(fn softmax_keys(keys: &mut [f32], dots: &[f32], inv_c: &[f32], scale: f32, stream: &Stream, j0: u64) => softmax_keys_generic);
+dispatch_simd!(fn softmax_keys(keys: &mut [f32], dots: &[f32], inv_c: &[f32], inv_a: f32, inv_t: f32, stream: &Stream, j0: u64) => softmax_keys_generic);
 
 struct WuParams {
     dim: f32,
