@@ -230,6 +230,50 @@ def test_load_state_dict_rejects_wrong_input():
         Adam().load_state_dict(good | {"hyper": good["hyper"] | {"lr": -1.0}})
 
 
+@pytest.mark.parametrize(
+    "make, key",
+    [
+        (lambda: Adam(lr=0.1), "exp_avg_sq"),
+        (lambda: Adam(lr=0.1), "exp_avg"),
+        (lambda: AdamW(lr=0.1), "exp_avg_sq"),
+        (lambda: SGD(lr=0.1, momentum=0.9), "momentum_buffer"),
+    ],
+)
+def test_load_state_dict_requires_every_state_key_and_changes_nothing_when_refused(make, key):
+    # The report: Adam with exp_avg_sq missing was zero-filled with steps=3 kept; the next step
+    # moved the parameter by -0.19985 instead of -0.1.
+    saved = make()
+    p = f32(3)
+    for _ in range(3):
+        saved.step(p, f32(3))
+    state = saved.state_dict()
+    del state["state"][key]
+    target = make()
+    q = f32(3)
+    target.step(q, 2 * f32(3))
+    before = target.state_dict()
+    with pytest.raises(ValueError, match=f"lacks '{key}'"):
+        target.load_state_dict(state)
+    after = target.state_dict()
+    assert after["steps"] == before["steps"] and after["hyper"] == before["hyper"]
+    for name, arrays in before["state"].items():
+        np.testing.assert_array_equal(after["state"][name], arrays)
+
+
+def test_momentum_switched_on_after_the_last_step_saves_and_loads():
+    opt = SGD(lr=0.1)
+    opt.step(f32(3), f32(3))
+    opt.with_momentum(0.9)
+    state = opt.state_dict()
+    np.testing.assert_array_equal(state["state"]["momentum_buffer"], [np.zeros(3)])
+    restored = SGD(lr=0.1, momentum=0.9)
+    restored.load_state_dict(state)
+    p, q = f32(3), f32(3)
+    opt.step(p, f32(3))
+    restored.step(q, f32(3))
+    np.testing.assert_array_equal(p, q)
+
+
 @given(
     data=st.data(),
     dtype=st.sampled_from(["float16", "float32", "float64", "int8", "int64", "bool", "complex64"]),

@@ -186,10 +186,9 @@ class _Optimizer(ABC):
         """The constructor's arguments (``_HYPER_KEYS``), each kept as attribute ``_<key>``."""
         return {key: getattr(self, f"_{key}") for key in self._HYPER_KEYS}
 
-    def _set_hyper(self, hyper: dict[str, Any]) -> None:
-        fresh = type(self)(**hyper)  # the constructor validates every value
+    def _take_hyper(self, other: Optimizer) -> None:
         for key in self._HYPER_KEYS:
-            setattr(self, f"_{key}", getattr(fresh, f"_{key}"))
+            setattr(self, f"_{key}", getattr(other, f"_{key}"))
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume bit for bit: hyper-parameters, step count and copies of
@@ -197,6 +196,11 @@ class _Optimizer(ABC):
         state = None
         if self._state is not None:
             state = {key: [a.copy() for a in arrays] for key, arrays in self._state.items()}
+            # A buffer switched on since the last step (SGD momentum) starts at zero at the next
+            # step; written out as those zeros, so that every state this writes loads back.
+            for key in self._active_state_keys():
+                if key not in state and self._shapes is not None:
+                    state[key] = [np.zeros(shape, dtype=np.float32) for shape in self._shapes]
         return {
             "optimizer": type(self).__name__,
             "hyper": self._hyper(),
@@ -221,6 +225,11 @@ class _Optimizer(ABC):
             shapes = [
                 tuple(check.non_negative_int("shape entry", n) for n in s) for s in raw_shapes
             ]
+        # The constructor validates every hyper-parameter; nothing is assigned before the whole
+        # dict has been checked, so a refused load leaves the optimizer as it was.
+        hyper = type(self)(
+            **dict(check.state_keys(state_dict["hyper"], self._HYPER_KEYS, f"{owner} hyper"))
+        )
         raw_state = state_dict["state"]
         state: Optional[dict[str, list[FloatArray]]] = None
         if raw_state is not None:
@@ -239,8 +248,15 @@ class _Optimizer(ABC):
             for key, arrays in state.items():
                 if shapes is None or [a.shape for a in arrays] != shapes:
                     raise ShapeError(f"state[{key!r}] does not match the saved parameter shapes")
-        hyper = state_dict["hyper"]
-        self._set_hyper(dict(check.state_keys(hyper, self._HYPER_KEYS, f"{owner} hyper")))
+            # Every buffer the hyper-parameters use must be there: a missing one would restart
+            # at zero under the saved step count (Adam's bias correction then overshoots).
+            missing = [key for key in hyper._active_state_keys() if key not in state]
+            if missing:
+                raise ValueError(
+                    f"state_dict['state'] lacks {', '.join(map(repr, missing))}: a state saved "
+                    f"by {owner}.state_dict() always holds every key its hyper-parameters use"
+                )
+        self._take_hyper(hyper)
         self._shapes = shapes
         self._state = state
         self._steps = steps
