@@ -170,7 +170,7 @@ def test_tiny_inputs_give_the_scaled_value_and_the_same_gradients(rng, scale):
     n = rng.standard_normal((5, 8))
     margin = 0.8
     loss = LocalContrastiveLoss(margin=margin)
-    value, grads = loss.batch_with_gradients(*(x.astype(np.float32) for x in (a, p, n)))
+    _, grads = loss.batch_with_gradients(*(x.astype(np.float32) for x in (a, p, n)))
     terms = ref.local_contrastive_terms(a, p, n, margin)
     assert 0.3 < (terms > 0).mean() < 1.0  # active and inactive hinges both occur
     tiny = [(x * scale).astype(np.float32) for x in (a, p, n)]

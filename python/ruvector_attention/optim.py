@@ -186,7 +186,7 @@ class _Optimizer(ABC):
         """The constructor's arguments (``_HYPER_KEYS``), each kept as attribute ``_<key>``."""
         return {key: getattr(self, f"_{key}") for key in self._HYPER_KEYS}
 
-    def _take_hyper(self, other: Optimizer) -> None:
+    def _take_hyper(self, other: _Optimizer) -> None:
         for key in self._HYPER_KEYS:
             setattr(self, f"_{key}", getattr(other, f"_{key}"))
 
