@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import ruvector_attention as ra
 from platforms import posix_only
@@ -117,10 +119,10 @@ def test_damaged_foreign_and_newer_files_are_refused_by_name(tmp_path, rng):
     # A newer format version.
     from safetensors.numpy import save
 
-    meta = {"format": FORMAT, "version": "2", "objects": "{}", "sha256": ""}
+    meta = {"format": FORMAT, "version": "3", "objects": "{}", "sha256": ""}
     newer = tmp_path / "newer.safetensors"
     newer.write_bytes(save({"x": np.zeros(1, np.float32)}, metadata=meta))
-    with pytest.raises(ra.StateFileError, match="version 2 is newer"):
+    with pytest.raises(ra.StateFileError, match="version 3 is newer"):
         ra.load_state(newer)
     with pytest.raises(ra.StateFileError, match="cannot read"):
         ra.load_state(tmp_path / "missing.safetensors")
@@ -146,6 +148,149 @@ def test_unsupported_values_are_refused_before_writing(tmp_path):
     with pytest.raises(TypeError, match="only bool, int and float arrays"):
         ra.save_state(path, x=np.array(["a"]))
     assert not path.exists() and os.listdir(tmp_path) == []
+
+
+def test_a_zero_d_parameter_and_its_optimizer_state_round_trip(tmp_path, rng):
+    # The report: a learnable scalar (a log temperature) came back as shape (1,), and its
+    # optimizer state could not be restored (ShapeError).
+    log_t = np.array(-2.3, np.float32)
+    opt = ra.Adam(lr=0.01)
+    for _ in range(3):
+        opt.step(log_t, np.array(rng.standard_normal(), np.float32))
+    path = tmp_path / "s.safetensors"
+    ra.save_state(path, log_temperature=log_t, optimizer=opt)
+    fresh = ra.Adam(lr=0.5)
+    saved = ra.load_state(path, optimizer=fresh)
+    assert saved["log_temperature"].shape == () and saved["log_temperature"] == log_t
+    restored = saved["log_temperature"].copy()
+    g = np.array(0.7, np.float32)
+    opt.step(log_t, g)
+    fresh.step(restored, g)
+    assert restored == log_t
+
+
+def test_keys_holding_slashes_never_collide_with_nested_keys(tmp_path):
+    # The report: {"a/b": A, "a": {"b": B}} loaded x["a/b"] as B; A was lost.
+    a, b = np.arange(3.0), np.arange(3.0) + 10
+    path = tmp_path / "s.safetensors"
+    ra.save_state(path, x={"a/b": a, "a": {"b": b}}, **{"x/a": {"b": a + 5}})
+    saved = ra.load_state(path)
+    np.testing.assert_array_equal(saved["x"]["a/b"], a)
+    np.testing.assert_array_equal(saved["x"]["a"]["b"], b)
+    np.testing.assert_array_equal(saved["x/a"]["b"], a + 5)
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">i8", ">u2", "<f4", "|b1", "|i1"])
+def test_any_byte_order_saves_and_loads_by_value(tmp_path, dtype):
+    # The report: big-endian arrays saved without error, then the file was refused as corrupt.
+    x = np.arange(4).astype(dtype)
+    path = tmp_path / "s.safetensors"
+    ra.save_state(path, x=x, strided=x[::2])
+    saved = ra.load_state(path)
+    np.testing.assert_array_equal(saved["x"], x)
+    np.testing.assert_array_equal(saved["strided"], x[::2])
+    assert saved["x"].dtype == x.dtype.newbyteorder("<")
+
+
+def test_tuples_and_non_string_keys_round_trip(tmp_path):
+    value = {"betas": (0.9, 0.999), "by_index": {0: [1, 2], 1: None, -3: "x"}, "empty": ()}
+    path = tmp_path / "s.safetensors"
+    ra.save_state(path, v=value)
+    assert ra.load_state(path)["v"] == value
+    with pytest.raises(TypeError, match="dict keys must be"):
+        ra.save_state(path, v={(1, 2): 3})
+    with pytest.raises(ValueError, match="reserved"):
+        ra.save_state(path, v={"__tuple__": 3})
+
+
+def test_values_nested_beyond_the_limit_are_refused_when_saving(tmp_path):
+    from ruvector_attention.state import MAX_DEPTH
+
+    deep: list = []
+    for _ in range(MAX_DEPTH + 2):
+        deep = [deep]
+    with pytest.raises(ValueError, match="levels deep"):
+        ra.save_state(tmp_path / "s.safetensors", x=deep)
+    assert os.listdir(tmp_path) == []
+
+
+def _crafted(path, document: str, arrays=None):
+    """A file with a valid checksum around a document of the attacker's choice."""
+    from safetensors.numpy import save
+
+    from ruvector_attention.state import _digest
+
+    arrays = arrays or {"t": np.zeros(2, np.float32)}
+    meta = {
+        "format": FORMAT,
+        "version": "2",
+        "objects": document,
+        "sha256": _digest(document, arrays),
+    }
+    path.write_bytes(save(arrays, metadata=meta))
+    return path
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"x": {"__array__": ["a"]}}',
+        '{"x": {"__array__": "missing"}}',
+        '{"x": {"__array__": "t", "extra": 1}}',
+        '{"x": {"__object__": "Adam"}}',
+        '{"x": {"__items__": [[{"k": 1}, 2]]}}',
+        '{"x": {"__items__": 5}}',
+        '{"x": {"__tuple__": {"a": 1}}}',
+        "[1, 2]",
+        '"text"',
+        "{bad json",
+    ],
+)
+def test_crafted_documents_are_state_file_errors(tmp_path, document):
+    # The report: a document nested 100,000 deep raised RecursionError, and an array reference
+    # that is a list raised TypeError. Any damaged or foreign file must be a StateFileError.
+    path = _crafted(tmp_path / "c.safetensors", document)
+    with pytest.raises(ra.StateFileError, match="corrupt object document"):
+        ra.load_state(path)
+
+
+def test_a_deep_header_is_a_state_file_error(tmp_path):
+    header = b'{"__metadata__": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(ra.StateFileError, match="not a ruvector-attention state file"):
+        ra.load_state(path)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                ["__array__", "__object__", "__items__", "__tuple__", "state", "torch", "a"]
+            )
+            | st.text(max_size=3),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@given(tree=st.dictionaries(st.sampled_from(["optimizer", "x"]), _json, max_size=2))
+def test_fuzz_crafted_documents_raise_only_documented_errors(tmp_path_factory, tree):
+    path = _crafted(tmp_path_factory.mktemp("fuzz") / "f.safetensors", json.dumps(tree))
+    target = ra.AdamW(lr=0.5)
+    try:
+        ra.load_state(path, optimizer=target)
+    except (ra.StateFileError, TypeError, ValueError):
+        assert target.lr == 0.5 and target.steps == 0
+    else:
+        assert "optimizer" in tree
 
 
 class _RunsCode:

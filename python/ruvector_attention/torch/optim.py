@@ -49,6 +49,13 @@ class _NativeOptimizer(torch.optim.Optimizer):
         self._checked: dict[int, tuple[Any, ...]] = {}
         super().__init__(params, defaults)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # torch's __getstate__ keeps defaults, state and param_groups only: a copy or an unpickled
+        # optimizer starts with empty caches (without this it had none and failed at load).
+        super().__setstate__(state)
+        self._views = {}
+        self._checked = {}
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._views.clear()
         self._checked.clear()
