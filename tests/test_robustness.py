@@ -336,9 +336,45 @@ def test_writing_an_array_another_call_is_reading_says_so(rng):
     reader.join()
     assert messages, "the reader finished before any clash could be seen"
     assert all("another call in progress" in m for m in messages), messages
+    assert all("this call would update it" in m for m in messages), messages
     # Within one call the message names the other argument.
     with pytest.raises(ValueError, match=r"shares memory with params\[0\]"):
         ra.SGD(lr=0.1).step([param, param[:10]], [grad, grad[:10]])
+
+
+def test_reading_an_array_another_call_is_writing_says_which_side_writes(rng):
+    # The report: a read-only call on a view of `w` while another thread's Adam.step updates `w`
+    # was refused with "... while this call would update it"; the call only reads.
+    w = rng.standard_normal((4096, 2048)).astype(np.float32)
+    grad = np.ones_like(w)
+    seen = threading.Event()
+    steps = []
+
+    def write_it() -> None:
+        opt = ra.Adam(lr=1e-6)
+        # Handshake: steps go on until the reader has met one (bounded, never timed).
+        while not seen.is_set() and len(steps) < 500:
+            opt.step(w, grad)  # large: runs with the GIL released
+            steps.append(1)
+
+    reg = ra.SpectralRegularization(weight=0.1)
+    writer = threading.Thread(target=write_it)
+    writer.start()
+    message = None
+    try:
+        while message is None and writer.is_alive():
+            try:
+                # Small: holds the GIL throughout, so it runs only while the writer is inside
+                # its step (and the writer cannot be refused in turn).
+                reg.compute_batch(w[:8])
+            except ValueError as exc:
+                message = str(exc)
+    finally:
+        seen.set()
+        writer.join()
+    assert message is not None, f"no clash in {len(steps)} steps"
+    assert "being updated in place by another call in progress" in message, message
+    assert "this call only reads it" in message and "would update" not in message
 
 
 # -- 15. unaligned input --------------------------------------------------------------------------

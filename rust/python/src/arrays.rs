@@ -70,7 +70,12 @@ fn byte_range(arr: &Bound<'_, PyArrayDyn<f32>>) -> std::ops::Range<usize> {
 /// Why an array could not be borrowed although it is a well-formed float32 array: it overlaps
 /// another array of this very call (`others`), or another call in progress (another thread)
 /// holds it. The borrow tracker cannot tell the two apart, so we look.
-fn clash(arr: &Bound<'_, PyArrayDyn<f32>>, name: &str, others: CallLists<'_, '_>) -> PyErr {
+fn clash(
+    arr: &Bound<'_, PyArrayDyn<f32>>,
+    name: &str,
+    others: CallLists<'_, '_>,
+    access: Access,
+) -> PyErr {
     let mine = byte_range(arr);
     let named = others.iter().flat_map(|(list, list_name)| {
         list.iter()
@@ -91,11 +96,25 @@ fn clash(arr: &Bound<'_, PyArrayDyn<f32>>, name: &str, others: CallLists<'_, '_>
             }
         }
     }
-    value_error(format!(
-        "{name} is in use by another call in progress (in another thread) that updates it or reads \
-         it while this call would update it; an array must not be written by one call while \
-         another uses it"
-    ))
+    // A read borrow fails only beside a write borrow; a write borrow beside either.
+    value_error(match access {
+        Access::Read => format!(
+            "{name} is being updated in place by another call in progress (in another thread); \
+             this call only reads it, but an array must not be read while another call writes it"
+        ),
+        Access::Write => format!(
+            "{name} is in use by another call in progress (in another thread) that reads or \
+             updates it, and this call would update it; an array must not be written by one \
+             call while another uses it"
+        ),
+    })
+}
+
+/// What a call does with an array it borrows (for the message when the borrow is refused).
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
 }
 
 /// Borrow an array that will be updated in place. `others` are the call's other array arguments
@@ -110,7 +129,7 @@ pub fn readwrite<'py>(
         BorrowError::NotWriteable => {
             value_error(format!("{name} is read-only (its WRITEABLE flag is False)"))
         }
-        _ => clash(&arr, name, others),
+        _ => clash(&arr, name, others, Access::Write),
     })
 }
 
@@ -128,7 +147,8 @@ pub fn readonly_in_call<'py>(
     others: CallLists<'_, 'py>,
 ) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
     let arr = as_f32_array(obj, name)?;
-    arr.try_readonly().map_err(|_| clash(&arr, name, others))
+    arr.try_readonly()
+        .map_err(|_| clash(&arr, name, others, Access::Read))
 }
 
 /// `(rows, cols)` of a 2-D array, or a `ShapeError` naming it.
