@@ -376,3 +376,11 @@ def test_the_single_array_fast_path_equals_the_list_path_and_explains_errors(rng
     np.testing.assert_array_equal(fast, listed)
     with pytest.raises(ra.ShapeError):
         a.step(fast, grads[0][:10])
+
+
+def test_clip_grad_norm_of_empty_gradients_is_plus_zero():
+    # The report: an empty gradient's norm came back as -0.0.
+    import math
+
+    norm = ra.clip_grad_norm([np.zeros(0, np.float32), np.zeros((3, 0), np.float32)], 1.0)
+    assert norm == 0.0 and math.copysign(1.0, norm) == 1.0

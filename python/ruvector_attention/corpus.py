@@ -25,6 +25,8 @@ number of candidates above the score cap, and the best ``range_min + k`` below i
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -77,6 +79,22 @@ def _unit_rows(x: F32) -> F32:
     return unit
 
 
+def _check_state_fits(queries: int, per_query: int) -> None:
+    """Refuses a rank window whose per-query lists cannot fit in this machine's memory (the lists
+    and a merge's working copies: about 48 bytes per entry), before any work."""
+    needed = 48 * queries * per_query
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on this system: no check
+        return
+    if needed > memory:
+        raise MemoryError(
+            f"the rank window (range_min, range_max, k) keeps {per_query} candidates for each of "
+            f"{queries} queries: {needed / 2**30:.1f} GiB, more than this machine's "
+            f"{memory / 2**30:.1f} GiB; narrow the window or mine fewer queries per call"
+        )
+
+
 def _optional_real(name: str, value: object) -> Optional[float]:
     return None if value is None else check.real(name, value)
 
@@ -106,6 +124,7 @@ def _positive_pairs(
             raise TypeError(f"positives must hold integer corpus indices, got {positives.dtype}")
         if positives.shape != (queries,):
             raise ShapeError(f"positives must have shape ({queries},), got {positives.shape}")
+        _refuse_unsigned_overflow(positives, corpus_size, lambda j: j)
         rows, cols = np.arange(queries, dtype=np.int64), positives.astype(np.int64)
     elif isinstance(positives, Sequence) and not isinstance(positives, (str, bytes)):
         if len(positives) != queries:
@@ -115,6 +134,7 @@ def _positive_pairs(
             arr = np.atleast_1d(np.asarray(item))
             if arr.size and arr.dtype.kind not in "iu":
                 raise TypeError(f"positives[{i}] must hold integer corpus indices, got {arr.dtype}")
+            _refuse_unsigned_overflow(arr.ravel(), corpus_size, lambda _, i=i: i)
             lists.append(arr.astype(np.int64).ravel())
         rows = np.repeat(np.arange(queries, dtype=np.int64), [len(a) for a in lists])
         cols = np.concatenate(lists) if lists else np.zeros(0, np.int64)
@@ -130,6 +150,18 @@ def _positive_pairs(
             f"positive index {int(cols[i])} of query {int(rows[i])} is outside 0..{corpus_size}"
         )
     return rows, cols
+
+
+def _refuse_unsigned_overflow(indices: npt.NDArray[Any], corpus_size: int, query_of: Any) -> None:
+    """Unsigned indices beyond int64 (``2**64 - 1`` became -1 when cast) are named as they are."""
+    if indices.dtype.kind != "u" or indices.size == 0:
+        return
+    beyond = np.flatnonzero(indices > np.iinfo(np.int64).max)
+    if beyond.size:
+        j = int(beyond[0])
+        raise ValueError(
+            f"positive index {int(indices[j])} of query {query_of(j)} is outside 0..{corpus_size}"
+        )
 
 
 def _corpus_rows(corpus: Any, start: int, stop: int) -> F32:
@@ -264,6 +296,17 @@ def mine_hard_negatives(
     """
     q = float_matrix(queries, "queries", min_rows=0)
     n_queries, dim = q.shape
+    if is_scipy_sparse(corpus):
+        raise TypeError(
+            "corpus must be a dense array (NumPy, a memory map or a dask.array), got a "
+            f"scipy.sparse {type(corpus).__name__}; embeddings are dense: pass corpus.toarray()"
+        )
+    lazy: Any = corpus
+    if _is_dask_array(lazy) and any(math.isnan(rows) for rows in lazy.chunks[0]):
+        raise ValueError(
+            "corpus is a dask.array whose chunk sizes are unknown (NaN), as after boolean "
+            "indexing; call corpus.compute_chunk_sizes() (or pass lengths to to_dask_array) first"
+        )
     shape = getattr(corpus, "shape", None)
     if shape is None or len(shape) != 2 or (shape[1] != dim and shape[0] > 0):
         raise ShapeError(f"corpus must be (N, {dim}), got shape {shape}")
@@ -324,8 +367,12 @@ def mine_hard_negatives(
     floor = -np.inf if lo is None else lo
 
     # What is kept per query: the count above the cap, the best candidates below it by score,
-    # and (random sampling, open window) the best by random key among those that pass.
+    # and (random sampling, open window) the best by random key among those that pass. No rank
+    # reaches past the corpus, so neither list is longer than it.
     head_size = range_max if range_max is not None else range_min + (k if sampling == "top" else 0)
+    head_size = min(head_size, n_corpus)
+    key_size = min(range_min + k, n_corpus) if (sampling == "random" and range_max is None) else 0
+    _check_state_fits(n_queries, head_size + key_size)
     plan = _Plan(
         unit_q=unit_q,
         cap=cap,
@@ -333,7 +380,7 @@ def mine_hard_negatives(
         ex_rows=ex_rows,
         ex_cols=ex_cols,
         head_size=head_size,
-        key_size=range_min + k if (sampling == "random" and range_max is None) else 0,
+        key_size=key_size,
         seed_key=int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0]),
     )
     if _is_dask_array(corpus):
@@ -421,7 +468,18 @@ class _Plan:
         )
 
     def absorb(self, rows: F32, start: int) -> _State:
-        """The state of corpus rows ``start:start + len(rows)`` alone."""
+        """The state of corpus rows ``start:start + len(rows)`` alone. A capped plan scores at
+        most ``default_chunk_rows()`` rows at a time, whatever the block it is given (a Dask
+        block of any size), so its working memory stays bounded."""
+        if self.uncapped:
+            return self._absorb_rows(rows, start)
+        step = self.default_chunk_rows()
+        state = self._absorb_rows(rows[:step], start)
+        for offset in range(step, len(rows), step):
+            state.merge(self._absorb_rows(rows[offset : offset + step], start + offset))
+        return state
+
+    def _absorb_rows(self, rows: F32, start: int) -> _State:
         state = self.empty()
         lo_i, hi_i = np.searchsorted(self.ex_cols, [start, start + len(rows)])
         ex_rows, ex_cols = self.ex_rows[lo_i:hi_i], self.ex_cols[lo_i:hi_i]
@@ -463,9 +521,16 @@ def _offer_top(
     picks = _HARDEST.mine_batch(unit_q, None, block, take)
     found = picks >= 0
     safe = np.where(found, picks, 0)
-    picked = block[safe].astype(np.float64)  # (Q, take, D): only the picks are normalised
-    picked /= np.maximum(np.linalg.norm(picked, axis=2, keepdims=True), _NORM_EPS)
-    values = np.einsum("qd,qkd->qk", unit_q.astype(np.float64), picked)
+    # Only the picks are normalised, gathered for a few queries at a time: all at once the
+    # (Q, take, D) float64 copy grew with the rank window (8.3 GB at Q=2000, take=1010, D=256).
+    values = np.empty(picks.shape, np.float64)
+    step = max(1, _BLOCK_FLOATS // (take * block.shape[1] or 1))
+    for q0 in range(0, len(unit_q), step):
+        picked = block[safe[q0 : q0 + step]].astype(np.float64)  # (step, take, D)
+        picked /= np.maximum(np.linalg.norm(picked, axis=2, keepdims=True), _NORM_EPS)
+        values[q0 : q0 + step] = np.einsum(
+            "qd,qkd->qk", unit_q[q0 : q0 + step].astype(np.float64), picked
+        )
     keep = found
     if ex_rows.size:
         width = np.int64(len(block) + 1)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["InputError", "describe", "fail", "load_npy"]
+__all__ = ["InputError", "check_output_file", "describe", "fail", "load_npy"]
 
 
 class InputError(ValueError):
@@ -28,6 +28,19 @@ def load_npy(path: str, what: str, *, mmap: bool = False) -> npt.NDArray[Any]:
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{what} file {path} holds several arrays; save one array with np.save")
     return arr
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Refuses, before any work, an output file that could not be written at the end: a
+    directory, or a folder that is missing, not a folder, or not writable."""
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        raise InputError(f"{flag} {path} is a directory; name the file to write")
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise InputError(f"{flag} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {path}: the folder {folder} is not writable")
 
 
 def fail(command: str, message: str) -> int:

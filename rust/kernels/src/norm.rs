@@ -43,7 +43,8 @@ pub fn global_norm(arrays: &[&[f32]]) -> f64 {
     let total: usize = arrays.iter().map(|a| a.len()).sum();
     let tasks: Vec<&[f32]> = arrays.iter().flat_map(|a| a.chunks(CHUNK)).collect();
     let partials = map_tasks(tasks, total, sum_squares);
-    partials.iter().sum::<f64>().sqrt()
+    // Summed from +0.0: `Sum` for f64 starts at -0.0, so an empty gradient's norm was -0.0.
+    partials.iter().fold(0.0f64, |sum, &p| sum + p).sqrt()
 }
 
 /// Scales every array in place by `max_norm / (norm + 1e-6)` when the global norm exceeds

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import sys
 from typing import Any, Optional
 
 import numpy as np
 
-from .._common import InputError, fail, load_npy
+from .._common import InputError, check_output_file, describe, fail, load_npy
 
 __all__ = ["add_parser", "run"]
 
@@ -65,7 +66,15 @@ def _positives(path: Optional[str], queries: int) -> Optional[list[np.ndarray]]:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] != queries:
         raise InputError(f"positives must be ({queries},) or ({queries}, P), got {arr.shape}")
-    return [row[row >= 0].astype(np.int64) for row in arr]
+    # -1 is the documented padding; any other negative value is a mistake, not padding.
+    bad = np.argwhere(arr < -1)
+    if bad.size:
+        i, j = (int(v) for v in bad[0])
+        raise InputError(
+            f"positives of query {i} hold {int(arr[i, j])}: corpus indices are >= 0 and -1 is "
+            "the only padding"
+        )
+    return [row[row >= 0] for row in arr]
 
 
 def _dask_corpus(path: str, shape: tuple[int, int], dtype: np.dtype) -> Any:
@@ -89,9 +98,8 @@ def run(args: argparse.Namespace) -> int:
     from ..._atomic_file import write_atomically
     from ...corpus import mine_hard_negatives
 
-    if os.path.isdir(args.out):
-        return fail("mine", f"--out {args.out} is a directory; name the .npz file to write")
     try:
+        check_output_file(args.out, "--out")
         queries = load_npy(args.queries, "queries")
         corpus = load_npy(args.corpus, "corpus", mmap=True)
         positives = _positives(args.positives, queries.shape[0] if queries.ndim else 0)
@@ -126,11 +134,22 @@ def run(args: argparse.Namespace) -> int:
             client = Client(args.scheduler, timeout=30)
         except OSError as exc:
             return fail("mine", f"cannot reach the Dask scheduler at {args.scheduler}: {exc}")
-        source = _dask_corpus(args.corpus, corpus.shape, corpus.dtype)
+        # Workers read the file themselves, from their own working directories: an absolute
+        # path, resolved here, names the same file for all of them.
+        source = _dask_corpus(os.path.abspath(args.corpus), corpus.shape, corpus.dtype)
+        print(
+            f"mining {queries.shape[0]} queries on the Dask cluster at {args.scheduler}",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         result = mine_hard_negatives(queries, source, **options)
-    except (ValueError, TypeError) as exc:  # checked before any work
-        return fail("mine", str(exc))
+    except (ValueError, TypeError, MemoryError) as exc:  # checked before any work
+        return fail("mine", describe(exc))
+    except KeyboardInterrupt:
+        # Closing the client (below) releases its futures: the scheduler cancels their tasks.
+        print("ruvector-attention mine: interrupted; nothing was written", file=sys.stderr)
+        return 130
     finally:
         if client is not None:
             client.close()
