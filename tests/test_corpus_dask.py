@@ -117,3 +117,88 @@ def test_the_mine_command_on_a_dask_scheduler(cluster, tmp_path):
     with np.load(out) as saved:
         np.testing.assert_array_equal(saved["indices"], expected.indices)
         assert saved["scores"].tobytes() == expected.scores.tobytes()
+
+
+def test_the_mine_command_resolves_a_relative_corpus_path_for_the_workers(cluster, tmp_path):
+    # The report: --corpus rel/c.npy was opened by each worker from its own working directory.
+    import subprocess
+    import sys
+
+    queries, corpus, _ = data(n=1500, d=8, q=6)
+    (tmp_path / "rel").mkdir()
+    np.save(tmp_path / "q.npy", queries)
+    np.save(tmp_path / "rel" / "c.npy", corpus)
+    workers_cwd = set(cluster.run(os.getcwd).values())
+    assert str(tmp_path) not in workers_cwd  # the relative path means nothing to them
+    done = subprocess.run(
+        [sys.executable, "-m", "ruvector_attention", "mine", "--no-progress", "--queries", "q.npy",
+         "--corpus", "rel/c.npy", "--k", "4", "--scheduler", cluster.scheduler.address,
+         "--out", "neg.npz"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "neg.npz") as saved:
+        np.testing.assert_array_equal(
+            saved["indices"], ra.mine_hard_negatives(queries, corpus, k=4).indices
+        )
+
+
+@posix_only
+def test_ctrl_c_during_a_scheduler_run_is_one_line_and_exit_130(cluster, tmp_path):
+    # The report: Ctrl-C during a --scheduler run printed a distributed traceback.
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    rows, dim = 3_000_000, 32
+    corpus = np.lib.format.open_memmap(tmp_path / "c.npy", "w+", np.float16, (rows, dim))
+    for start in range(0, rows, 500_000):
+        corpus[start : start + 500_000] = rng.standard_normal((500_000, dim)).astype(np.float16)
+    corpus.flush()
+    del corpus
+    np.save(tmp_path / "q.npy", rng.standard_normal((3000, dim)).astype(np.float32))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ruvector_attention", "mine", "--no-progress", "--queries", "q.npy",
+         "--corpus", "c.npy", "--k", "10", "--max-score", "0.5", "--scheduler",
+         cluster.scheduler.address, "--out", "neg.npz"],
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        first = child.stderr.readline()
+        assert "on the Dask cluster" in first, first
+        # Handshake: the signal goes only once the cluster is running the command's tasks.
+        deadline = time.monotonic() + 120
+        while not any(cluster.processing().values()):
+            assert time.monotonic() < deadline and child.poll() is None, "no task started"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        rest = child.stderr.read()
+        code = child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stderr.close()
+    assert code == 130, rest
+    assert "Traceback" not in rest and rest.strip().splitlines() == [
+        "ruvector-attention mine: interrupted; nothing was written"
+    ], rest
+    assert not (tmp_path / "neg.npz").exists()
+    # The command's tasks are released: the cluster goes idle by itself.
+    deadline = time.monotonic() + 60
+    while any(cluster.processing().values()):
+        assert time.monotonic() < deadline, "the cluster kept running the interrupted tasks"
+        time.sleep(0.1)
+
+
+def test_unknown_chunk_sizes_are_refused_with_the_remedy():
+    # The report: x[x[:, 0] > 0] failed with "cannot convert float NaN to integer".
+    queries, corpus, _ = data(n=500, d=8, q=3)
+    lazy = da.from_array(corpus, chunks=(100, -1))
+    filtered = lazy[lazy[:, 0] > 0]
+    with pytest.raises(ValueError, match=r"chunk sizes are unknown.*compute_chunk_sizes\(\)"):
+        ra.mine_hard_negatives(queries, filtered, k=3)
+    filtered.compute_chunk_sizes()
+    with dask.config.set(scheduler="threads"):
+        got = ra.mine_hard_negatives(queries, filtered, k=3)
+    assert_identical(got, ra.mine_hard_negatives(queries, corpus[corpus[:, 0] > 0], k=3))

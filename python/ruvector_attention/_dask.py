@@ -11,6 +11,7 @@ died.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,24 +54,43 @@ def reduce_blocks(plan: _Plan, corpus: Any, progress: bool) -> _State:
             delayed(_merge, pure=True)(*level[i : i + _FAN_IN])
             for i in range(0, len(level), _FAN_IN)
         ]
-    if progress and _no_distributed_client():
+    client = _distributed_client()
+    if client is not None:
+        merged: _State = _wait_for(client.compute(level[0]))
+    elif progress:
         from dask.diagnostics import ProgressBar
 
         with ProgressBar():
-            (state,) = dask.compute(level[0])
+            (merged,) = dask.compute(level[0])
     else:
-        (state,) = dask.compute(level[0])
-    merged: _State = state
+        (merged,) = dask.compute(level[0])
     return merged
 
 
-def _no_distributed_client() -> bool:
+def _wait_for(future: Any) -> Any:
+    """The future's result; Ctrl-C cancels it (its tasks stop on the cluster) and re-raises.
+
+    The wait happens here, not inside ``distributed``'s own blocking gather: interrupted there,
+    it left a task whose exception was printed as a traceback when it was collected.
+    """
+    finished = threading.Event()
+    future.add_done_callback(lambda _: finished.set())
+    try:
+        while not finished.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        future.cancel()
+        raise
+    return future.result()
+
+
+def _distributed_client() -> Any:
+    """The active ``distributed.Client``, or None (Dask's own schedulers then run the graph)."""
     try:
         from distributed import get_client
     except ImportError:
-        return True
+        return None
     try:
-        get_client()
+        return get_client()
     except ValueError:
-        return True
-    return False
+        return None
