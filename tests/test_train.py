@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+import ruvector_attention as ra
 import ruvector_attention.cli as cli
 from platforms import linux_only, posix_only
 from ruvector_attention.cli.train import command, map_at_r, recall_at_1
@@ -176,6 +177,7 @@ def files(tmp_path):
         (lambda x, y: (x, y.astype(float) + 0.5), "labels must be integers"),
         (lambda x, y: (x[:, 0], y), "features must be a non-empty 2-D array"),
         (lambda x, y: (x, np.zeros(60, int)), "at least 2 classes"),
+        (lambda x, y: (np.ones_like(x), y), "every sample has the same features"),
     ],
 )
 def test_bad_inputs_stop_before_training(tmp_path, files, capsys, make, message):
@@ -404,3 +406,121 @@ def test_repeats_report_mean_and_std_of_every_metric(tmp_path, capsys):
     assert (out / "seed-6" / "checkpoint.safetensors").exists()
     code, _ = run(tmp_path, *SMALL, "--repeats", "2", "--seed", "5", "--steps", "30")
     assert code == 2
+
+
+@posix_only
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_save_the_checkpoint_like_ctrl_c(tmp_path, signum, code):
+    # The report: SIGTERM (timeout, Slurm, Kubernetes, systemd) after 6 s of training: exit 143,
+    # nothing saved but the lock file. They must save and exit as Ctrl-C does, with their code.
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*COMMAND, "--steps", "3000", "--checkpoint-every", "20", "--out", str(out)],
+        env=CHILD_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # Handshake: the first checkpoint shows training is under way (never a timed sleep).
+        while not (out / "checkpoint.safetensors").exists():
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.01)
+        proc.send_signal(signum)
+        err = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    name = signal.Signals(signum).name
+    stopped = int(err.split(f"interrupted by {name} at step ")[1].split(":")[0])
+    assert 20 <= stopped < 3000, stopped
+    saved = ra.load_state(out / "checkpoint.safetensors")
+    assert saved["step"] == stopped  # the checkpoint was taken where it stopped
+
+
+def test_resume_of_several_seeds_continues_the_interrupted_one_then_the_rest(
+    tmp_path, monkeypatch, capsys
+):
+    # The report: --repeats 3 interrupted during seed 0, then --resume: "no checkpoint in
+    # run/seed-1". The resumed command ends as an uninterrupted one does.
+    flags = [*SMALL, "--repeats", "3", "--hidden", "8"]
+    code, straight = run(tmp_path, *flags, name="straight")
+    assert code == 0
+    original = command._Progress.update
+
+    def interrupt(self, trainer, info):
+        original(self, trainer, info)
+        if trainer.step_count == 45:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(command._Progress, "update", interrupt)
+    code, out = run(tmp_path, *flags, name="stopped")
+    assert code == 130
+    assert (out / "seed-0" / "checkpoint.safetensors").exists()
+    assert not (out / "seed-1").exists()
+    monkeypatch.setattr(command._Progress, "update", original)
+    code, out = run(tmp_path, *flags, "--resume", name="stopped")
+    assert code == 0, capsys.readouterr().err
+    assert "resuming from step 45" in capsys.readouterr().out
+    a = json.loads((straight / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert a["summary"] == b["summary"]
+    for seed in range(3):
+        wa, wb = weights(straight / f"seed-{seed}"), weights(out / f"seed-{seed}")
+        for key in wa:
+            np.testing.assert_array_equal(wa[key], wb[key])
+    # Once more: every seed is finished, none is run again, the report stands.
+    code, out = run(tmp_path, *flags, "--resume", name="stopped")
+    assert code == 0 and capsys.readouterr().out.count("not run again") == 3
+    assert json.loads((out / "metrics.json").read_text())["summary"] == a["summary"]
+
+
+def test_resume_compares_what_the_data_files_hold_not_how_they_are_named(
+    tmp_path, files, monkeypatch, capsys
+):
+    # The report: the same files spelt another way (f.npy, ./f.npy, an absolute path) were
+    # refused as "different settings (features, labels)".
+    x, y, save = files
+    save("x.npy", x)
+    save("y.npy", y)
+    monkeypatch.chdir(tmp_path)
+    code, _ = run(tmp_path, *SMALL, "--features", str(tmp_path / "x.npy"), "--labels", "y.npy")
+    assert code == 0
+    code, _ = run(tmp_path, *SMALL, "--features", "./x.npy", "--labels", "./y.npy", "--resume")
+    assert code == 0, capsys.readouterr().err
+    save("x.npy", x + 1.0)  # a changed file under the same name is still refused
+    code, _ = run(tmp_path, *SMALL, "--features", "x.npy", "--labels", "y.npy", "--resume")
+    assert code == 2 and "different data" in capsys.readouterr().err
+
+
+def test_a_baseline_that_fails_is_reported_and_the_run_still_writes(tmp_path, monkeypatch, capsys):
+    # The report: constant features ended in an IndexError traceback from the LDA baseline and
+    # no metrics were written.
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    def broken_fit(self, x, y):
+        raise IndexError("index 0 is out of bounds for axis 0 with size 0")
+
+    monkeypatch.setattr(LinearDiscriminantAnalysis, "fit", broken_fit)
+    code, out = run(tmp_path, *SMALL, "--hidden", "8")
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    lda = metrics["test"]["lda"]
+    assert lda["recall_at_1"] is None and "IndexError" in lda["unavailable"]
+    assert (
+        metrics["test"]["pca"]["recall_at_1"] > 0 and metrics["test"]["ruvector"]["recall_at_1"] > 0
+    )
+    assert "n/a" in capsys.readouterr().out
+    assert (out / "training.png").exists() and (out / "weights.npz").exists()
+
+
+@pytest.mark.parametrize("flags", [["--dim", "100000000"], ["--hidden", "2000000000"]])
+def test_sizes_that_cannot_fit_are_refused_before_any_work(tmp_path, capsys, flags):
+    # The report: --dim 100000000 created --out, then a MemoryError traceback (191 GiB).
+    code, out = run(tmp_path, *SMALL, *flags)
+    assert code == 2
+    err = one_line_error(capsys)
+    assert flags[0] in err and "GiB of memory" in err
+    assert not out.exists()

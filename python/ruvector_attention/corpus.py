@@ -26,7 +26,6 @@ number of candidates above the score cap, and the best ``range_min + k`` below i
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy.typing as npt
 
 from . import _validate as check
 from ._arrays import float_matrix, is_scipy_sparse
+from ._system import physical_memory
 from .errors import ShapeError
 from .mining import HardNegativeMiner
 
@@ -83,11 +83,8 @@ def _check_state_fits(queries: int, per_query: int) -> None:
     """Refuses a rank window whose per-query lists cannot fit in this machine's memory (the lists
     and a merge's working copies: about 48 bytes per entry), before any work."""
     needed = 48 * queries * per_query
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # not on this system: no check
-        return
-    if needed > memory:
+    memory = physical_memory()
+    if memory is not None and needed > memory:
         raise MemoryError(
             f"the rank window (range_min, range_max, k) keeps {per_query} candidates for each of "
             f"{queries} queries: {needed / 2**30:.1f} GiB, more than this machine's "

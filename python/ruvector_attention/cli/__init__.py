@@ -9,7 +9,7 @@ One subcommand per job, each in its own module of this package:
   corpus in a ``.npy`` file, in this process or on a Dask cluster.
 
 Every command ends bad input and file-system problems with exit 2 and one line on stderr, and
-Ctrl-C with exit 130, never a traceback.
+Ctrl-C, SIGTERM and SIGHUP with one line and exit 130, 143 and 129, never a traceback.
 """
 
 from __future__ import annotations
@@ -39,12 +39,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     from ..state import StateFileError
-    from ._common import describe, fail
+    from ._common import describe, exit_code, fail, stop_signals_raise
 
     try:
-        return int(args.run(args))
-    except KeyboardInterrupt:  # outside training (which saves a checkpoint first)
+        with stop_signals_raise():
+            return int(args.run(args))
+    except KeyboardInterrupt as exc:  # outside training (which saves a checkpoint first)
         print(f"\nruvector-attention {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except (OSError, StateFileError) as exc:  # a full disk, a permission, a damaged file, ...
+        return exit_code(exc)
+    except (OSError, StateFileError, MemoryError) as exc:  # a full disk, a permission, ...
         return fail(args.command, describe(exc))

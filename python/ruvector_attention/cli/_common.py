@@ -3,14 +3,70 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["InputError", "check_output_file", "describe", "fail", "load_npy"]
+__all__ = [
+    "STOP_SIGNALS",
+    "InputError",
+    "Stopped",
+    "check_output_file",
+    "describe",
+    "exit_code",
+    "fail",
+    "load_npy",
+    "stop_signals_raise",
+]
+
+#: What a user or a job scheduler sends to stop a command: Ctrl-C, and SIGTERM (timeout, Slurm,
+#: Kubernetes, systemd) and SIGHUP (a closed terminal) where the system has them.
+STOP_SIGNALS: tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised where Ctrl-C raises KeyboardInterrupt; the exit code says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal's number, as shells report it: 130 for Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
+    return 128 + int(getattr(exc, "signum", signal.SIGINT))
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """While the command runs, SIGTERM and SIGHUP raise ``Stopped`` as Ctrl-C raises
+    KeyboardInterrupt, so every stop takes the same path (a checkpoint, one line, its code)
+    instead of killing the process where it stands. Main thread only (signals are delivered
+    there); elsewhere nothing changes."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_stopped(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    others = [s for s in STOP_SIGNALS if s != signal.SIGINT]
+    previous = {s: signal.signal(s, raise_stopped) for s in others}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class InputError(ValueError):

@@ -9,17 +9,20 @@ every metric beside PCA and LDA.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
 import time
 from typing import Any
 
 from ...state import StateFileError
-from .._common import fail
+from .._common import Stopped, exit_code, fail
 from .config import TrainConfig
 from .data import DataError, Dataset, load_dataset
-from .outdir import OutputDirError, check_checkpoint_policy, locked_output_dir
-from .trainer import Trainer
+from .outdir import FINISHED, RESUME, OutputDirError, locked_output_dir, plan_runs
+from .resources import check_memory
+from .trainer import Trainer, data_digest
 
 __all__ = ["add_parser", "run"]
 
@@ -98,27 +101,56 @@ def run(args: argparse.Namespace) -> int:
     try:
         for config in configs:
             config.check()
-        # All data first: bad data never creates --out.
+        # All data first, and the memory the run needs: bad input never creates --out.
         datasets = [_load(config) for config in configs]
+        check_memory(configs[0], datasets[0])
         with locked_output_dir(args.out):
             run_dirs = (
                 [args.out]
                 if len(seeds) == 1
                 else [os.path.join(args.out, f"seed-{seed}") for seed in seeds]
             )
-            for run_dir in run_dirs:
-                check_checkpoint_policy(run_dir, resume=args.resume, overwrite=args.overwrite)
+            plans = plan_runs(run_dirs, resume=args.resume, overwrite=args.overwrite)
             runs = []
-            for config, data, run_dir in zip(configs, datasets, run_dirs):
-                result = _one_run(args, config, data, run_dir)
-                if result is None:
-                    return 130
+            for config, data, run_dir, plan in zip(configs, datasets, run_dirs, plans):
+                result: dict[str, Any] | int
+                if plan == FINISHED:
+                    result = _finished_run(config, data, run_dir)
+                else:
+                    result = _one_run(args, config, data, run_dir, resume=plan == RESUME)
+                if isinstance(result, int):  # stopped by a signal: its exit code
+                    return result
                 runs.append(result)
             if len(runs) > 1:
                 _report_repeats(args.out, runs)
             return 0
     except (DataError, OutputDirError, ValueError, StateFileError) as exc:
         return fail("train", str(exc))
+
+
+def _finished_run(config: TrainConfig, data: Dataset, run_dir: str) -> dict[str, Any]:
+    """The report of a seed that finished before (``--resume`` of several seeds): not run again,
+    once its settings and data are shown to be those of this command."""
+    path = os.path.join(run_dir, "metrics.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            result: dict[str, Any] = json.load(f)
+        saved_config, digest = dict(result["config"]), result["data_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise StateFileError(f"{path}: not the report of a finished run; remove it") from None
+    mismatched = config.differing(saved_config)
+    if mismatched:
+        raise ValueError(
+            f"the finished run in {run_dir} was made with different settings "
+            f"({', '.join(mismatched)}); resume with the same flags or choose another --out"
+        )
+    if digest != data_digest(data):
+        raise ValueError(
+            f"the finished run in {run_dir} was made on different data; resume on the same data "
+            "or choose another --out"
+        )
+    print(f"seed {config.seed}: finished before ({run_dir}); not run again")
+    return result
 
 
 def _config(args: argparse.Namespace, seed: int) -> TrainConfig:
@@ -148,15 +180,16 @@ def _load(config: TrainConfig) -> Dataset:
 
 
 def _one_run(
-    args: argparse.Namespace, config: TrainConfig, data: Dataset, out_dir: str
-) -> dict[str, Any] | None:
-    """Train one seed into ``out_dir`` and report it; None if interrupted (checkpoint saved)."""
+    args: argparse.Namespace, config: TrainConfig, data: Dataset, out_dir: str, *, resume: bool
+) -> dict[str, Any] | int:
+    """Train one seed into ``out_dir`` and report it; the exit code if a signal stopped it (the
+    checkpoint saved)."""
     from .baselines import baselines
     from .report import plot, write_metrics, write_weights
 
     os.makedirs(out_dir, exist_ok=True)
     trainer = Trainer(config, data)
-    if args.resume:
+    if resume:
         trainer.load(out_dir)
     sizes = data.sizes()
     print(f"data: {data.source}")
@@ -167,20 +200,23 @@ def _one_run(
     )
     model = "linear projection" if not config.hidden else f"MLP ({config.hidden} hidden units)"
     print(f"model: {model} to {config.dim} dims; {config.steps} steps of {config.batch_size}")
-    if args.resume:
+    if resume:
         print(f"resuming from step {trainer.step_count} ({out_dir})")
     started = time.perf_counter()
     bar = _Progress(trainer, config, disabled=args.no_progress)
     try:
         trainer.run(out_dir, on_step=bar.update)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         bar.close()
+        by = (
+            f" by {exc.args[0]}" if isinstance(exc, Stopped) and exc.signum != signal.SIGINT else ""
+        )
         print(
-            f"\ninterrupted at step {trainer.step_count}: checkpoint saved in {out_dir}; "
+            f"\ninterrupted{by} at step {trainer.step_count}: checkpoint saved in {out_dir}; "
             "continue with the same flags and --resume",
             file=sys.stderr,
         )
-        return None
+        return exit_code(exc)
     bar.close()
     elapsed = time.perf_counter() - started
     trainer.save(out_dir)
@@ -208,6 +244,7 @@ def _one_run(
         "steps": trainer.step_count,
         "train_seconds": elapsed,
         "data": data.source,
+        "data_sha256": data_digest(data),
         "config": config.to_dict(),
     }
     metrics = write_metrics(os.path.join(out_dir, "metrics.json"), result)
@@ -231,10 +268,15 @@ def _print_table(title: str, scores: dict[str, Any], config: TrainConfig) -> Non
     for key, label in _ROWS:
         m = scores[key]
         name = label.format(dims=m.get("dims"), dim=config.dim)
-        print(f"  {name:<36} {m['recall_at_1']:>9.4f} {m['map_at_r']:>8.4f}")
-    best = max(scores["pca"]["recall_at_1"], scores["lda"]["recall_at_1"])
-    beat = scores["ruvector"]["recall_at_1"] > best
-    print("  " + ("beats" if beat else "does not beat") + " PCA and LDA on recall@1")
+        if m["recall_at_1"] is None:
+            print(f"  {name:<36} {'n/a':>9} {'n/a':>8}  ({m['unavailable']})")
+        else:
+            print(f"  {name:<36} {m['recall_at_1']:>9.4f} {m['map_at_r']:>8.4f}")
+    available = [scores[b] for b in ("pca", "lda") if scores[b]["recall_at_1"] is not None]
+    names = " and ".join(b.upper() for b in ("pca", "lda") if scores[b]["recall_at_1"] is not None)
+    if available:
+        beat = scores["ruvector"]["recall_at_1"] > max(m["recall_at_1"] for m in available)
+        print("  " + ("beats" if beat else "does not beat") + f" {names} on recall@1")
 
 
 def _report_repeats(out_dir: str, runs: list[dict[str, Any]]) -> None:
@@ -248,8 +290,8 @@ def _report_repeats(out_dir: str, runs: list[dict[str, Any]]) -> None:
         m = summary["test"][key]
         name = label.format(dims=runs[0]["test"][key].get("dims"), dim=runs[0]["config"]["dim"])
         r1, mp = m["recall_at_1"], m["map_at_r"]
-        r1_text = f"{r1['mean']:.4f} +- {r1['std']:.4f}"
-        mp_text = f"{mp['mean']:.4f} +- {mp['std']:.4f}"
+        r1_text = "n/a" if r1["mean"] is None else f"{r1['mean']:.4f} +- {r1['std']:.4f}"
+        mp_text = "n/a" if mp["mean"] is None else f"{mp['mean']:.4f} +- {mp['std']:.4f}"
         print(f"  {name:<36} {r1_text:>17} {mp_text:>17}")
     document = {"seeds": seeds, "summary": summary, "runs": runs}
     path = write_metrics(os.path.join(out_dir, "metrics.json"), document)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
+#: Settings that name files: compared through the data's digest, not as strings.
+_DATA_PATHS = ("features", "labels")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -33,6 +36,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def differing(self, saved: dict[str, Any]) -> list[str]:
+        """The settings of a saved run (a checkpoint's or a finished seed's) that differ from
+        these. Every setting counts, the number of steps included, except the paths of the data
+        files: ``f.npy``, ``./f.npy`` and an absolute path name the same file, and a changed
+        file under the same name is caught by the data's digest, which compares what they hold.
+        """
+        current = self.to_dict()
+        return [k for k in current if k not in _DATA_PATHS and saved.get(k) != current[k]]
 
     def check(self) -> None:
         """Raise ValueError naming the first invalid setting."""

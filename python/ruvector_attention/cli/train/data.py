@@ -78,6 +78,11 @@ def _check(x: npt.NDArray[Any], y: npt.NDArray[Any]) -> tuple[np.ndarray, np.nda
         raise DataError(
             f"features contain NaN or Inf ({int(bad.sum())} values, first in row {row})"
         )
+    if (x == x[0]).all():
+        raise DataError(
+            "every sample has the same features: an embedding of them cannot tell any two apart, "
+            "so there is nothing to train on"
+        )
     classes, counts = np.unique(y, return_counts=True)
     if classes.size < 2:
         raise DataError("labels must contain at least 2 classes")

@@ -14,7 +14,15 @@ from collections.abc import Iterator
 
 from .trainer import CHECKPOINT
 
-__all__ = ["LOCK_FILE", "OutputDirError", "check_checkpoint_policy", "locked_output_dir"]
+__all__ = [
+    "FINISHED",
+    "FRESH",
+    "LOCK_FILE",
+    "RESUME",
+    "OutputDirError",
+    "locked_output_dir",
+    "plan_runs",
+]
 
 LOCK_FILE = ".ruvector-train.lock"
 
@@ -40,16 +48,44 @@ def locked_output_dir(path: str) -> Iterator[None]:
         lock.close()  # closing releases the lock
 
 
-def check_checkpoint_policy(run_dir: str, *, resume: bool, overwrite: bool) -> None:
-    """--resume needs a checkpoint; without --resume or --overwrite, an existing one is kept."""
-    checkpoint = os.path.join(run_dir, CHECKPOINT)
-    if resume and not os.path.exists(checkpoint):
-        raise OutputDirError(f"--resume: no {CHECKPOINT} in {run_dir}")
-    if not resume and not overwrite and os.path.exists(checkpoint):
-        raise OutputDirError(
-            f"{checkpoint} exists (an earlier run); continue it with --resume, or start over "
-            "with --overwrite"
+#: What a run directory needs: a FRESH start, to RESUME from its checkpoint, or nothing
+#: (FINISHED: its report is there; only with --resume of several seeds).
+FRESH, RESUME, FINISHED = "fresh", "resume", "finished"
+
+
+def plan_runs(run_dirs: list[str], *, resume: bool, overwrite: bool) -> list[str]:
+    """What each run directory needs, checked for all of them before any work.
+
+    Without --resume an earlier checkpoint is never replaced unless --overwrite says so. With
+    --resume a single run needs its checkpoint; several seeds' runs (``--repeats``) continue as
+    an uninterrupted command would: seeds with a report are done, the interrupted seed continues
+    from its checkpoint, and seeds never started start now (at least one must have begun).
+    """
+    if not resume:
+        for run_dir in run_dirs:
+            checkpoint = os.path.join(run_dir, CHECKPOINT)
+            if not overwrite and os.path.exists(checkpoint):
+                raise OutputDirError(
+                    f"{checkpoint} exists (an earlier run); continue it with --resume, or start "
+                    "over with --overwrite"
+                )
+        return [FRESH] * len(run_dirs)
+    plans = []
+    for run_dir in run_dirs:
+        if len(run_dirs) > 1 and os.path.exists(os.path.join(run_dir, "metrics.json")):
+            plans.append(FINISHED)
+        elif os.path.exists(os.path.join(run_dir, CHECKPOINT)):
+            plans.append(RESUME)
+        else:
+            plans.append(FRESH)
+    if all(plan == FRESH for plan in plans):
+        where = (
+            run_dirs[0]
+            if len(run_dirs) == 1
+            else f"any seed directory of {os.path.dirname(run_dirs[0])}"
         )
+        raise OutputDirError(f"--resume: no {CHECKPOINT} in {where}")
+    return plans
 
 
 def _lock_exclusively(lock: object, path: str) -> None:

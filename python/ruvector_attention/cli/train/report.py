@@ -30,10 +30,13 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for method in runs[0][split]:
             summary[split][method] = {}
             for metric in ("recall_at_1", "map_at_r"):
-                values = np.array([run[split][method][metric] for run in runs])
+                # A baseline unavailable on some seed's data (None) is left out of its summary.
+                found = [run[split][method][metric] for run in runs]
+                values = np.array([v for v in found if v is not None], dtype=np.float64)
                 summary[split][method][metric] = {
-                    "mean": float(values.mean()),
+                    "mean": float(values.mean()) if len(values) else None,
                     "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    "seeds": len(values),
                 }
     return summary
 
@@ -67,6 +70,8 @@ def plot(out_dir: str, trainer: Trainer, base: dict[str, dict[str, Any]]) -> str
         trainer.history["eval_step"], trainer.history["map_at_r"], "C0--", label="ruvector MAP@R"
     )
     for name, color in (("pca", "C1"), ("lda", "C2")):
+        if base[name]["recall_at_1"] is None:  # unavailable on these data
+            continue
         ax_recall.axhline(base[name]["recall_at_1"], color=color, label=f"{name.upper()} recall@1")
         ax_recall.axhline(
             base[name]["map_at_r"], color=color, linestyle="--", label=f"{name.upper()} MAP@R"

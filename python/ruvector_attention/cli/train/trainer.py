@@ -24,6 +24,7 @@ from ...optim import AdamW, clip_grad_norm
 from ...schedule import LearningRateScheduler
 from ...spectral import Graph, SpectralRegularization
 from ...state import StateFileError, load_state, save_state
+from .._common import STOP_SIGNALS, Stopped
 from .config import TrainConfig
 from .data import Dataset
 from .metrics import retrieval_metrics
@@ -223,19 +224,21 @@ class Trainer:
         on_step: Optional[Callable[[Trainer, dict[str, float]], None]] = None,
     ) -> None:
         """Steps up to ``config.steps``; checkpoints every ``checkpoint_every`` steps and when
-        interrupted (KeyboardInterrupt is re-raised after the checkpoint is written).
+        interrupted (KeyboardInterrupt, or ``Stopped`` for SIGTERM and SIGHUP, is re-raised after
+        the checkpoint is written).
 
-        Ctrl-C is held back until the step under way has finished, so the checkpoint is always
-        taken between two steps and a resumed run continues exactly where this one stopped.
+        A stop signal is held back until the step under way has finished, so the checkpoint is
+        always taken between two steps and a resumed run continues exactly where this one
+        stopped.
         """
-        interrupted = False
+        stop: Optional[int] = None
 
         def defer(signum: int, frame: object) -> None:
-            nonlocal interrupted
-            interrupted = True
+            nonlocal stop
+            stop = signum
 
         in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, defer) if in_main_thread else None
+        previous = {s: signal.signal(s, defer) for s in STOP_SIGNALS} if in_main_thread else {}
         try:
             while self.step_count < self.config.steps:
                 info = self.step()
@@ -245,14 +248,14 @@ class Trainer:
                     self.save(out_dir)
                 if on_step is not None:
                     on_step(self, info)
-                if interrupted:
-                    raise KeyboardInterrupt
+                if stop is not None:
+                    raise Stopped(stop)
         except KeyboardInterrupt:
             self.save(out_dir)
             raise
         finally:
-            if in_main_thread:
-                signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -297,9 +300,7 @@ class Trainer:
             rng, history = saved["rng"], saved["history"]
         except (KeyError, TypeError):
             raise StateFileError(f"{path}: not a checkpoint of ruvector-attention train") from None
-        current = self.config.to_dict()
-        # Every setting (the number of steps included) must match the saved run.
-        mismatched = [k for k in current if config.get(k) != current[k]]
+        mismatched = self.config.differing(config)
         if mismatched:
             raise ValueError(
                 f"the checkpoint in {out_dir} was made with different settings "
