@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from . import _validate as check
 from ._arrays import float_matrix, is_scipy_sparse
-from ._system import physical_memory
+from ._system import beyond_memory
 from .errors import ShapeError
 from .mining import HardNegativeMiner
 
@@ -82,13 +82,11 @@ def _unit_rows(x: F32) -> F32:
 def _check_state_fits(queries: int, per_query: int) -> None:
     """Refuses a rank window whose per-query lists cannot fit in this machine's memory (the lists
     and a merge's working copies: about 48 bytes per entry), before any work."""
-    needed = 48 * queries * per_query
-    memory = physical_memory()
-    if memory is not None and needed > memory:
+    shortfall = beyond_memory(48 * queries * per_query)
+    if shortfall is not None:
         raise MemoryError(
             f"the rank window (range_min, range_max, k) keeps {per_query} candidates for each of "
-            f"{queries} queries: {needed / 2**30:.1f} GiB, more than this machine's "
-            f"{memory / 2**30:.1f} GiB; narrow the window or mine fewer queries per call"
+            f"{queries} queries: {shortfall}; narrow the window or mine fewer queries per call"
         )
 
 

@@ -3,7 +3,7 @@ stops with one line naming the flags, not a MemoryError after --out was created)
 
 from __future__ import annotations
 
-from ..._system import physical_memory
+from ..._system import beyond_memory
 from .config import TrainConfig
 from .data import DataError, Dataset
 
@@ -31,11 +31,9 @@ def memory_needed(config: TrainConfig, data: Dataset) -> int:
 
 def check_memory(config: TrainConfig, data: Dataset) -> None:
     """Refuses a run that cannot fit in this machine's memory, naming the flags that size it."""
-    needed = memory_needed(config, data)
-    memory = physical_memory()
-    if memory is not None and needed > memory:
+    shortfall = beyond_memory(memory_needed(config, data))
+    if shortfall is not None:
         raise DataError(
             f"--dim {config.dim} with --hidden {config.hidden} and --batch-size "
-            f"{config.batch_size} needs about {needed / 2**30:.1f} GiB of memory, more than this "
-            f"machine's {memory / 2**30:.1f} GiB; choose smaller sizes"
+            f"{config.batch_size} needs about {shortfall} of memory; choose smaller sizes"
         )
