@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 import ruvector_attention as ra
+from frameworks import require
 from platforms import posix_only
 
-if not os.environ.get("CI"):
-    pytest.importorskip("dask.array", reason="the [dask] extra is not installed")
-    pytest.importorskip("distributed", reason="the [dask] extra is not installed")
-import dask
-import dask.array as da
+pytestmark = pytest.mark.dask
+dask = require("dask", "dask")
+da = require("dask.array", "dask")
+require("distributed", "dask")
 
 KWARGS = [
     {"k": 8},

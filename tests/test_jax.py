@@ -13,7 +13,8 @@ from reference import (
     variance_penalty,
 )
 
-jax = require("jax")
+pytestmark = pytest.mark.jax
+jax = require("jax", "jax")
 import jax.numpy as jnp  # noqa: E402
 
 import ruvector_attention as ra  # noqa: E402

@@ -16,6 +16,8 @@ import reference as ref
 from parity import run_crate
 from ruvector_attention import InfoNCELoss, LocalContrastiveLoss, SpectralRegularization
 
+pytestmark = pytest.mark.parity
+
 F32_EPS = float(np.finfo(np.float32).eps)
 
 

@@ -8,10 +8,13 @@ each have a test showing both behaviours.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import reference as ref
 from parity import run_crate
 from ruvector_attention import HardNegativeMiner, InBatchMiner
+
+pytestmark = pytest.mark.parity
 
 
 def _case(strategy, anchor, positive, candidates, k, *, margin=0.1, temperature=1.0, calls=1):

@@ -13,6 +13,8 @@ import reference as ref
 from parity import run_crate
 from ruvector_attention import SGD, Adam, AdamW, LearningRateScheduler, ShapeError
 
+pytestmark = pytest.mark.parity
+
 STEPS = 120
 DIM = 257
 

@@ -10,8 +10,9 @@ import pytest
 
 from frameworks import require
 
-require("torch")
-require("sklearn")
+pytestmark = pytest.mark.torch
+require("torch", "torch")
+require("sklearn", "torch")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "torch_digits.py"
 

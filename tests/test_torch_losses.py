@@ -13,7 +13,8 @@ from reference import (
     variance_penalty,
 )
 
-torch = require("torch")
+pytestmark = pytest.mark.torch
+torch = require("torch", "torch")
 import ruvector_attention as ra  # noqa: E402
 import ruvector_attention.torch as rat  # noqa: E402
 

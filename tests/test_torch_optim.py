@@ -6,7 +6,8 @@ import pytest
 
 from frameworks import require
 
-torch = require("torch")
+pytestmark = pytest.mark.torch
+torch = require("torch", "torch")
 import ruvector_attention.torch as rat  # noqa: E402
 
 SHAPES = [(7, 5), (5,), (3, 4, 2)]
