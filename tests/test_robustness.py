@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 import reference as ref
 import ruvector_attention as ra
-from platforms import linux_only, posix_only
+from platforms import linux_only
 from ruvector_attention import ShapeError
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -459,11 +459,21 @@ def test_nan_graph_weights_are_refused_alike_in_every_form():
 # -- 18. Ctrl-C during a long kernel call ---------------------------------------------------------
 
 
+def _cpu_seconds(pid):
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.timing
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("kind", ["mine", "info_nce"])
-@posix_only
+@linux_only
 def test_ctrl_c_ends_a_long_kernel_call_promptly(kind, threads):
-    # Before the fix KeyboardInterrupt came only when the call ended (4.2 s for a 4.6 s call).
+    # Measured from outside the call: the parent's clock, from the signal to the child's line.
+    # (Measured inside the handler, an uninterruptible call looked prompt: the handler runs only
+    # after the call returns.) Before the fix: 4.2 s for a 4.6 s call.
     child = subprocess.Popen(
         [sys.executable, str(SCRIPTS / "interrupt_kernel.py"), kind, str(threads)],
         stdout=subprocess.PIPE,
@@ -472,14 +482,20 @@ def test_ctrl_c_ends_a_long_kernel_call_promptly(kind, threads):
     assert child.stdout is not None
     try:
         assert child.stdout.readline().strip() == "started"
-        time.sleep(0.5)
+        # Handshake: the call is under way once the child has burnt 0.3 s of CPU after
+        # "started" (a loaded machine makes this wait longer, never the test fail).
+        begun = _cpu_seconds(child.pid)
+        while _cpu_seconds(child.pid) - begun < 0.3:
+            assert child.poll() is None
+            time.sleep(0.01)
+        sent = time.perf_counter()
         child.send_signal(signal.SIGINT)
         outcome = child.stdout.readline().strip()
+        seconds = time.perf_counter() - sent
         rest = child.stdout.read()
     finally:
         child.wait(timeout=120)
         child.stdout.close()
-    assert outcome.startswith("interrupted after"), outcome
-    seconds = float(outcome.split()[2])
-    assert seconds < 1.0, outcome  # about a tile's time; 0.01-0.2 s measured
+    assert outcome == "interrupted", outcome  # not "finished": the call was cut short
+    assert seconds < 1.0, seconds  # about a tile's time; 0.01-0.2 s measured
     assert "ok" in rest and child.returncode == 0  # the miner works on afterwards
