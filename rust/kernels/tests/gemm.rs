@@ -28,10 +28,7 @@ fn reference(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f64> {
 static PATH_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn paths() -> Vec<SimdPath> {
-    [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
-        .into_iter()
-        .filter(|&p| p <= detect())
-        .collect()
+    common::simd_paths()
 }
 
 #[test]

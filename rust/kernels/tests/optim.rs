@@ -5,7 +5,7 @@ mod common;
 use common::data;
 use ruvector_kernels::norm::{clip_grad_norm, global_norm};
 use ruvector_kernels::optim::{adam_step, sgd_step, AdamHyper, AdamSlot, SgdHyper, SgdSlot};
-use ruvector_kernels::simd::{self, SimdPath};
+use ruvector_kernels::simd;
 use ruvector_kernels::KernelError;
 
 /// One Adam step on a single parameter array.
@@ -92,10 +92,7 @@ fn every_simd_path_gives_identical_bits() {
     let n = 70_001;
     let g = data(n, 5);
     let mut results = Vec::new();
-    for path in [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512] {
-        if path > simd::detect() {
-            continue;
-        }
+    for path in common::simd_paths() {
         simd::force(path).unwrap();
         let (mut p, mut m, mut v) = (data(n, 6), vec![0.0; n], vec![0.0; n]);
         for t in 1..4 {

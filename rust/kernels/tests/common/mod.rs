@@ -13,3 +13,21 @@ pub fn data(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The SIMD paths this machine runs, in order. Where the x86 paths are compiled (`x86_simd`: x86-64
+/// without `portable-only`) there are at least two, asserted: a comparison of every path that
+/// meets only one compares it with itself and proves nothing.
+#[allow(dead_code)] // not every test file compares paths
+pub fn simd_paths() -> Vec<ruvector_kernels::simd::SimdPath> {
+    use ruvector_kernels::simd::{detect, SimdPath};
+    let paths: Vec<SimdPath> = [SimdPath::Baseline, SimdPath::Avx2, SimdPath::Avx512]
+        .into_iter()
+        .filter(|&p| p <= detect())
+        .collect();
+    #[cfg(x86_simd)]
+    assert!(
+        paths.len() >= 2,
+        "only {paths:?} on this x86-64 machine: the path comparisons need two"
+    );
+    paths
+}
