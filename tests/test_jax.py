@@ -107,11 +107,16 @@ def test_vmap_is_a_correct_sequential_batching_rule(rng):
     stacks = [_inputs(rng, "shared") for _ in range(3)]
     a, p, n = (np.stack([s[k] for s in stacks]) for k in range(3))
     values = jax.vmap(lambda a, p, n: jinfo_nce(a, p, n, temperature=0.3))(a, p, n)
-    grads = jax.vmap(jax.grad(lambda a, p, n: jinfo_nce(a, p, n, temperature=0.3)))(a, p, n)
+    # The gradients of every input, not only the anchors'.
+    grads = jax.vmap(
+        jax.grad(lambda a, p, n: jinfo_nce(a, p, n, temperature=0.3), argnums=(0, 1, 2))
+    )(a, p, n)
     for i in range(3):
         v, g = ra.InfoNCELoss(0.3).batch_with_gradients(a[i], p[i], n[i])
         assert float(values[i]) == pytest.approx(v, rel=1e-6)
-        np.testing.assert_array_equal(np.asarray(grads[i]), g.anchors)
+        for got, expected in zip(grads, (g.anchors, g.positives, g.negatives)):
+            assert np.abs(expected).max() > 0
+            np.testing.assert_array_equal(np.asarray(got[i]), expected)
 
 
 def test_errors_are_clear(rng):

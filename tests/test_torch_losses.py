@@ -181,10 +181,19 @@ def test_no_grad_and_retain_graph(rng):
     np.testing.assert_allclose(ta.grad.numpy(), 2 * first.numpy(), rtol=1e-6)
 
 
-def test_temperature_can_be_annealed():
+def test_temperature_can_be_annealed(rng):
+    # The forward must use the new temperature (checking the attribute alone would pass with a
+    # setter that changes nothing the loss computes with).
+    a, p, n = _inputs(rng, "shared")
     loss = rat.InfoNCELoss(0.5)
-    loss.temperature = 0.001
-    assert loss.temperature == 0.01  # the crate's clamp
+    ta, tp, tn = (torch.tensor(x) for x in (a, p, n))
+    at_half = float(loss(ta, tp, tn))
+    for new, used in ((0.2, 0.2), (0.001, 0.01)):  # 0.01: the crate's clamp
+        loss.temperature = new
+        assert loss.temperature == pytest.approx(used)
+        expected = float(info_nce(a, p, n, used).mean())
+        assert float(loss(ta, tp, tn)) == pytest.approx(expected, rel=1e-5)
+        assert float(loss(ta, tp, tn)) != pytest.approx(at_half, rel=1e-3)
     assert "temperature=0.01" in repr(loss)
 
 
