@@ -11,20 +11,18 @@ import textwrap
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy import stats
 
 import ruvector_attention as ra
 from platforms import linux_only
-from ruvector_attention.corpus import _uniform_keys
-
-
-def seed_key(seed):
-    return int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0])
 
 
 def brute_force(queries, corpus, positives, *, k, range_min=0, range_max=None, min_score=None,
                 max_score=None, absolute_margin=None, relative_margin=None, sampling="top",
                 seed=None, exclude_self=False):  # fmt: skip
-    """The module's definition, written directly in float64."""
+    """The module's definition, written directly in float64: the picks of "top"; for "random",
+    each query's eligible candidates (which k of them a seed draws is the sampler's own business,
+    tested for uniformity by its distribution, not by re-deriving its keys)."""
     q = np.asarray(queries, np.float64)
     c = np.asarray(corpus, np.float64)
     qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-8)
@@ -32,6 +30,7 @@ def brute_force(queries, corpus, positives, *, k, range_min=0, range_max=None, m
         cn = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-8)
         sims = qn @ cn.T
     idx_out = np.full((len(q), k), -1, np.int64)
+    eligible = []
     for i in range(len(q)):
         pos = set(positives[i])
         excluded = set(pos) | ({i} if exclude_self and i < len(c) else set())
@@ -55,13 +54,10 @@ def brute_force(queries, corpus, positives, *, k, range_min=0, range_max=None, m
             if relative_margin is not None:
                 ok &= s <= ps * (1 - relative_margin)
         passing = window[ok]
-        if sampling == "top":
-            picks = passing[:k]
-        else:
-            keys = _uniform_keys(seed_key(seed), np.full(len(passing), i, np.int64), passing)
-            picks = passing[np.lexsort((passing, -keys))][:k]
+        eligible.append(passing)
+        picks = passing[:k]
         idx_out[i, : len(picks)] = picks
-    return idx_out
+    return idx_out if sampling == "top" else eligible
 
 
 def data(seed=0, q=12, n=200, d=16):
@@ -86,6 +82,18 @@ FILTERS = [
 ]  # fmt: skip
 
 
+def assert_matches(indices, expected, sampling):
+    """The picks are brute_force's ("top"), or distinct eligible candidates, as many as there
+    can be ("random")."""
+    if sampling == "top":
+        np.testing.assert_array_equal(indices, expected)
+        return
+    for row, allowed in zip(indices, expected):
+        picks = row[row >= 0]
+        assert len(picks) == min(len(row), len(allowed)) == len(set(picks.tolist()))
+        assert set(picks.tolist()) <= set(allowed.tolist())
+
+
 @pytest.mark.parametrize("filters", FILTERS)
 @pytest.mark.parametrize("sampling", ["top", "random"])
 def test_every_filter_alone_and_combined_matches_the_brute_force(filters, sampling):
@@ -93,7 +101,7 @@ def test_every_filter_alone_and_combined_matches_the_brute_force(filters, sampli
     kwargs = dict(k=7, sampling=sampling, seed=3, **filters)
     got = ra.mine_hard_negatives(queries, corpus, positives=positives, **kwargs)
     expected = brute_force(queries, corpus, positives, **kwargs)
-    np.testing.assert_array_equal(got.indices, expected)
+    assert_matches(got.indices, expected, sampling)
     # Scores are the float32 cosine similarities of the picks, NaN padded.
     qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     cn = corpus / np.linalg.norm(corpus, axis=1, keepdims=True)
@@ -149,12 +157,32 @@ def test_memmap_float16_and_any_chunking_give_the_same_result(tmp_path, sampling
     got = ra.mine_hard_negatives(queries, mapped, positives=positives, **kwargs)
     # float16 against the float16 values themselves.
     expected = brute_force(queries, corpus.astype(np.float16), positives, **kwargs)
-    np.testing.assert_array_equal(got.indices, expected)
+    assert_matches(got.indices, expected, sampling)
     in_memory = ra.mine_hard_negatives(
         queries, np.asarray(mapped), positives=positives, chunk_rows=37, **kwargs
     )
     np.testing.assert_array_equal(in_memory.indices, got.indices)
     np.testing.assert_allclose(in_memory.scores, got.scores, atol=1e-6)
+
+
+def test_random_sampling_draws_every_eligible_candidate_equally_often():
+    # Independent of the sampler's keys: over many seeds each of the m eligible candidates of a
+    # query is drawn k/m of the time (uniform without replacement), by a chi-square test.
+    queries, corpus, positives = data(q=2)
+    filters = {"range_min": 3, "range_max": 23, "max_score": 0.9}
+    (allowed, _) = brute_force(queries, corpus, positives, k=4, sampling="random", **filters)
+    m, k, seeds = len(allowed), 4, 1500
+    assert m == 20
+    counts = dict.fromkeys(allowed.tolist(), 0)
+    for seed in range(seeds):
+        got = ra.mine_hard_negatives(queries, corpus, positives=positives, k=k, sampling="random",
+                                     seed=seed, **filters)  # fmt: skip
+        for j in got.indices[0]:
+            counts[int(j)] += 1  # a KeyError: a pick outside the eligible set
+    observed = np.array(list(counts.values()))
+    assert observed.sum() == k * seeds
+    _, p_value = stats.chisquare(observed)
+    assert p_value > 1e-4, (p_value, observed)
 
 
 def test_random_draws_are_reproducible_and_differ_between_seeds():
