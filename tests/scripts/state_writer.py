@@ -15,7 +15,7 @@ import ruvector_attention as ra
 def main() -> None:
     path = sys.argv[1]
     opt = ra.AdamW(lr=0.1)
-    w = np.zeros(200_000, np.float32)
+    w = np.zeros(4_000_000, np.float32)  # 16 MB: each write is long enough to be killed in
     i = 0
     while True:
         i += 1
