@@ -61,7 +61,10 @@ def test_threaded_scheduler_equals_in_memory(kwargs):
 def cluster():
     from distributed import Client, LocalCluster
 
+    # The scheduler's transition log (read by the worker-kill test) keeps 100,000 entries, not
+    # the default 1,000 that one mining graph's transitions overrun.
     with (
+        dask.config.set({"distributed.admin.low-level-log-length": 100_000}),
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as local,
@@ -79,21 +82,48 @@ def test_local_cluster_with_worker_processes_equals_in_memory(cluster, kwargs):
     assert_identical(got, expected)
 
 
+@pytest.mark.timing
 @posix_only
 def test_a_worker_killed_while_the_graph_runs_changes_nothing(cluster):
+    # Proven to land mid-graph: the kill is sent while the victim processes one of the graph's
+    # tasks, its PID changes (the nanny restarts it), and a task it held is processed again.
     queries, corpus, positives = data(n=60_000, d=32, q=200)
     kwargs = {"k": 10, "absolute_margin": 0.01}
     expected = ra.mine_hard_negatives(queries, corpus, positives=positives, **kwargs)
     lazy = da.from_array(corpus, chunks=(1000, -1))
-    victim = next(iter(cluster.run(os.getpid).values()))  # one worker process
-    killer = threading.Timer(0.3, os.kill, args=(victim, signal.SIGKILL))
-    killer.start()
-    started = time.perf_counter()
-    got = ra.mine_hard_negatives(queries, lazy, positives=positives, **kwargs)
-    killer.join()
-    assert time.perf_counter() - started > 0.3, "the graph finished before the worker was killed"
-    assert_identical(got, expected)
+    pids = cluster.run(os.getpid)
+    victim, victim_pid = next(iter(pids.items()))
+    result = {}
+    miner = threading.Thread(
+        target=lambda: result.setdefault(
+            "got", ra.mine_hard_negatives(queries, lazy, positives=positives, **kwargs)
+        )
+    )
+    miner.start()
+    deadline = time.monotonic() + 120  # a bound for a broken run, not a timing
+    # A task of the mining graph itself (a block's state), not the gather of positive rows
+    # that precedes it.
+    while not (held := [k for k in cluster.processing().get(victim, ()) if "_absorb" in str(k)]):
+        assert miner.is_alive() and time.monotonic() < deadline, "the victim never got a task"
+        time.sleep(0.002)
+    os.kill(victim_pid, signal.SIGKILL)
+    miner.join()
+    assert_identical(result["got"], expected)
     cluster.wait_for_workers(2, timeout=60)  # the nanny restarts it for the other tests
+    assert victim_pid not in cluster.run(os.getpid).values()
+
+    def processing_counts(dask_scheduler, keys):
+        # The scheduler's transition log: (key, from state, to state, ...) per transition.
+        log = list(dask_scheduler.transition_log)
+        names = {str(k) for k in keys}
+        counts = dict.fromkeys(names, 0)
+        for key, _, to, *_ in log:
+            if str(key) in names and to == "processing":
+                counts[str(key)] += 1
+        return counts
+
+    counts = cluster.run_on_scheduler(processing_counts, keys=held)
+    assert max(counts.values()) >= 2, counts  # a task the victim held was processed again
 
 
 def test_the_mine_command_on_a_dask_scheduler(cluster, tmp_path):
