@@ -3,7 +3,9 @@ Linux, macOS and Windows; CI runs it on Linux, where none of these skip)."""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
 import pytest
 
@@ -13,3 +15,20 @@ linux_only = pytest.mark.skipif(
 )
 #: Signals sent to a child (SIGINT, SIGKILL), fork, flock: POSIX.
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="uses POSIX signals, fork or flock")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far (Linux: /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_busy(process, seconds):
+    """A handshake: returns once ``process`` has used ``seconds`` more CPU time than when this
+    was called, i.e. is well into its work. A loaded machine makes this wait longer; it never
+    makes a test fail (unlike a fixed sleep, after which the child may not have started yet)."""
+    begun = cpu_seconds(process.pid)
+    while cpu_seconds(process.pid) - begun < seconds:
+        assert process.poll() is None, "the process ended before it was busy"
+        time.sleep(0.01)

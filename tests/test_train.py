@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +16,12 @@ import pytest
 
 import ruvector_attention as ra
 import ruvector_attention.cli as cli
-from platforms import linux_only, posix_only
+from platforms import linux_only, posix_only, wait_until_busy
 from ruvector_attention.cli.train import command, map_at_r, recall_at_1
 
+#: The command as a user runs it, in a child process.
+COMMAND = [sys.executable, "-m", "ruvector_attention", "train", "--no-progress"]
+CHILD_ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
 SMALL = ["--steps", "90", "--eval-every", "30", "--checkpoint-every", "30", "--no-progress"]
 
 
@@ -110,7 +114,8 @@ def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, monke
     assert ma["history"] == mb["history"] and ma["test"] == mb["test"]
 
 
-@posix_only
+@pytest.mark.timing
+@linux_only
 def test_ctrl_c_checkpoints_between_steps_and_resume_is_bit_exact(tmp_path):
     # A real SIGINT to the command: it lands in the middle of some step; the step finishes,
     # the checkpoint is written, the exit code is 130; --resume then ends where an
@@ -126,7 +131,7 @@ def test_ctrl_c_checkpoints_between_steps_and_resume_is_bit_exact(tmp_path):
     for line in proc.stdout:  # the "model:" line comes just before the first step
         if line.startswith(b"model:"):
             break
-    time.sleep(1.0)
+    wait_until_busy(proc, 1.0)  # well into training (never a fixed sleep)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()
@@ -256,10 +261,25 @@ def test_out_that_is_a_file_or_unwritable_is_one_line(tmp_path, capsys):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        if os.access(locked, os.W_OK):  # root ignores permissions
-            pytest.skip("running as root: a read-only directory is still writable")
-        code, _ = run(tmp_path, *SMALL, name="ro/run")
-        assert code == 2 and "Permission denied" in one_line_error(capsys)
+        if os.geteuid() != 0:
+            code, _ = run(tmp_path, *SMALL, name="ro/run")
+            assert code == 2 and "Permission denied" in one_line_error(capsys)
+            return
+        # Root ignores permissions (CI runs as root): the command runs as a subprocess without
+        # the capabilities that bypass them, so the read-only directory is read-only to it.
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            if os.environ.get("CI"):
+                pytest.fail("setpriv (util-linux) is needed to test permissions as root")
+            pytest.skip("running as root without setpriv: a read-only directory is writable")
+        caps = "-dac_override,-dac_read_search"
+        done = subprocess.run(
+            [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}", "--", *COMMAND,
+             "--out", str(locked / "run"), *SMALL],
+            capture_output=True, text=True, env=CHILD_ENV, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "Permission denied" in done.stderr, done.stderr
     finally:
         locked.chmod(0o700)
 
@@ -318,10 +338,6 @@ def test_a_class_short_of_training_samples_after_the_split_stops_before_training
     code, out = run(tmp_path, *files, *SMALL)
     assert code == 2 and "fewer than 2 training samples" in one_line_error(capsys)
     assert not out.exists()
-
-
-COMMAND = [sys.executable, "-m", "ruvector_attention", "train", "--no-progress"]
-CHILD_ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
 
 
 @posix_only
