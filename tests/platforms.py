@@ -4,6 +4,7 @@ Linux, macOS and Windows; CI runs it on Linux, where none of these skip)."""
 from __future__ import annotations
 
 import os
+import platform
 import sys
 import time
 
@@ -32,3 +33,17 @@ def wait_until_busy(process, seconds):
     while cpu_seconds(process.pid) - begun < seconds:
         assert process.poll() is None, "the process ended before it was busy"
         time.sleep(0.01)
+
+
+def simd_paths():
+    """The kernels' SIMD paths this machine runs, in order ("baseline", "avx2", "avx512"). On
+    x86-64 at least two, asserted: a comparison of every path that meets one path compares it with
+    itself and proves nothing."""
+    from ruvector_attention import _native
+
+    order = ["baseline", "avx2", "avx512"]
+    best = _native._testing.best_simd_path().split("+")[0]
+    paths = order[: order.index(best) + 1]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert len(paths) >= 2, f"only {paths} on this x86-64 machine"
+    return paths

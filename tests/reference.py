@@ -212,6 +212,75 @@ def wu_weights(anchor, candidates, cutoff=0.5, nonzero_loss_cutoff=1.4):
     return np.where(d < nonzero_loss_cutoff, w, 0.0)
 
 
+def info_nce_pool_gradient(a, p, neg, t):
+    """d(sum of losses)/d pool in float64, written out (softmax - target) for a large pool; the
+    finite-difference tests above check the same formula on small inputs."""
+    a64, p64 = a.astype(np.float64), p.astype(np.float64)
+    pool = p64 if neg is None else neg.astype(np.float64)
+    na = np.maximum(np.linalg.norm(a64, axis=1, keepdims=True), 1e-8)
+    npool = np.maximum(np.linalg.norm(pool, axis=1, keepdims=True), 1e-8)
+    ah, ph = a64 / na, pool / npool
+    grad_hat = np.zeros_like(pool)
+    for s in range(0, a.shape[0], 2048):
+        blk = slice(s, s + 2048)
+        logits = ah[blk] @ ph.T / t
+        if neg is None:
+            lse = _logsumexp(logits)
+            c = np.exp(logits - lse[:, None])
+            c[np.arange(c.shape[0]), np.arange(s, s + c.shape[0])] -= 1.0
+        else:
+            pu = p64[blk] / np.maximum(np.linalg.norm(p64[blk], axis=1, keepdims=True), 1e-8)
+            pos = np.sum(ah[blk] * pu, axis=1) / t
+            lse = _logsumexp(np.concatenate([pos[:, None], logits], axis=1))
+            c = np.exp(logits - lse[:, None])
+        grad_hat += c.T @ ah[blk] / t
+    along = np.sum(grad_hat * ph, axis=1, keepdims=True)
+    return (grad_hat - along * ph) / npool
+
+
+def corpus_negatives(queries, corpus, positives, *, k, range_min=0, range_max=None,
+                     min_score=None, max_score=None, absolute_margin=None, relative_margin=None,
+                     sampling="top", seed=None, exclude_self=False):  # fmt: skip
+    """mine_hard_negatives' definition, written directly in float64: the picks of "top"; for
+    "random", each query's eligible candidates (which k of them a seed draws is the sampler's own business,
+    tested for uniformity by its distribution, not by re-deriving its keys)."""
+    q = np.asarray(queries, np.float64)
+    c = np.asarray(corpus, np.float64)
+    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-8)
+    with np.errstate(invalid="ignore"):
+        cn = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-8)
+        sims = qn @ cn.T
+    idx_out = np.full((len(q), k), -1, np.int64)
+    eligible = []
+    for i in range(len(q)):
+        pos = set(positives[i])
+        excluded = set(pos) | ({i} if exclude_self and i < len(c) else set())
+        cand = np.array(
+            [j for j in range(len(c)) if j not in excluded and not np.isnan(sims[i, j])]
+        )
+        cand = cand.astype(np.int64)
+        ranked = cand[np.lexsort((cand, -sims[i, cand]))] if len(cand) else cand
+        window = ranked[range_min:range_max]
+        s = sims[i, window]
+        ok = np.ones(len(window), bool)
+        if min_score is not None:
+            ok &= s >= min_score
+        if max_score is not None:
+            ok &= s <= max_score
+        pos_sims = [sims[i, j] for j in pos if not np.isnan(sims[i, j])]
+        if pos_sims:
+            ps = min(pos_sims)
+            if absolute_margin is not None:
+                ok &= s <= ps - absolute_margin
+            if relative_margin is not None:
+                ok &= s <= ps * (1 - relative_margin)
+        passing = window[ok]
+        eligible.append(passing)
+        picks = passing[:k]
+        idx_out[i, : len(picks)] = picks
+    return idx_out if sampling == "top" else eligible
+
+
 # -- inputs ---------------------------------------------------------------------------------------
 
 

@@ -13,51 +13,9 @@ import pytest
 import scipy.sparse as sp
 from scipy import stats
 
+import reference as ref
 import ruvector_attention as ra
 from platforms import linux_only
-
-
-def brute_force(queries, corpus, positives, *, k, range_min=0, range_max=None, min_score=None,
-                max_score=None, absolute_margin=None, relative_margin=None, sampling="top",
-                seed=None, exclude_self=False):  # fmt: skip
-    """The module's definition, written directly in float64: the picks of "top"; for "random",
-    each query's eligible candidates (which k of them a seed draws is the sampler's own business,
-    tested for uniformity by its distribution, not by re-deriving its keys)."""
-    q = np.asarray(queries, np.float64)
-    c = np.asarray(corpus, np.float64)
-    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-8)
-    with np.errstate(invalid="ignore"):
-        cn = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-8)
-        sims = qn @ cn.T
-    idx_out = np.full((len(q), k), -1, np.int64)
-    eligible = []
-    for i in range(len(q)):
-        pos = set(positives[i])
-        excluded = set(pos) | ({i} if exclude_self and i < len(c) else set())
-        cand = np.array(
-            [j for j in range(len(c)) if j not in excluded and not np.isnan(sims[i, j])]
-        )
-        cand = cand.astype(np.int64)
-        ranked = cand[np.lexsort((cand, -sims[i, cand]))] if len(cand) else cand
-        window = ranked[range_min:range_max]
-        s = sims[i, window]
-        ok = np.ones(len(window), bool)
-        if min_score is not None:
-            ok &= s >= min_score
-        if max_score is not None:
-            ok &= s <= max_score
-        pos_sims = [sims[i, j] for j in pos if not np.isnan(sims[i, j])]
-        if pos_sims:
-            ps = min(pos_sims)
-            if absolute_margin is not None:
-                ok &= s <= ps - absolute_margin
-            if relative_margin is not None:
-                ok &= s <= ps * (1 - relative_margin)
-        passing = window[ok]
-        eligible.append(passing)
-        picks = passing[:k]
-        idx_out[i, : len(picks)] = picks
-    return idx_out if sampling == "top" else eligible
 
 
 def data(seed=0, q=12, n=200, d=16):
@@ -83,8 +41,8 @@ FILTERS = [
 
 
 def assert_matches(indices, expected, sampling):
-    """The picks are brute_force's ("top"), or distinct eligible candidates, as many as there
-    can be ("random")."""
+    """The picks are those of ref.corpus_negatives ("top"), or distinct eligible candidates, as
+    many as there can be ("random")."""
     if sampling == "top":
         np.testing.assert_array_equal(indices, expected)
         return
@@ -100,7 +58,7 @@ def test_every_filter_alone_and_combined_matches_the_brute_force(filters, sampli
     queries, corpus, positives = data()
     kwargs = dict(k=7, sampling=sampling, seed=3, **filters)
     got = ra.mine_hard_negatives(queries, corpus, positives=positives, **kwargs)
-    expected = brute_force(queries, corpus, positives, **kwargs)
+    expected = ref.corpus_negatives(queries, corpus, positives, **kwargs)
     assert_matches(got.indices, expected, sampling)
     # Scores are the float32 cosine similarities of the picks, NaN padded.
     qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
@@ -127,7 +85,7 @@ def test_positives_in_all_three_forms_give_the_same_result():
     ]
     for r in results[1:]:
         np.testing.assert_array_equal(r.indices, results[0].indices)
-    expected = brute_force(queries, corpus, [[p] for p in one], k=6, absolute_margin=0.05)
+    expected = ref.corpus_negatives(queries, corpus, [[p] for p in one], k=6, absolute_margin=0.05)
     np.testing.assert_array_equal(results[0].indices, expected)
     assert (results[0].indices != one[:, None]).all()  # each query's own positive never
 
@@ -137,14 +95,15 @@ def test_ties_nan_rows_short_rows_empty_corpus_and_one_dimension():
     corpus[10] = corpus[11]  # an exact tie: the lower index first
     corpus[[3, 20]] = np.nan  # never picked
     got = ra.mine_hard_negatives(queries, corpus, positives=positives, k=50)
-    np.testing.assert_array_equal(got.indices, brute_force(queries, corpus, positives, k=50))
+    expected = ref.corpus_negatives(queries, corpus, positives, k=50)
+    np.testing.assert_array_equal(got.indices, expected)
     assert not np.isin(got.indices, [3, 20]).any()
     assert (got.indices[:, -3:] == -1).all()  # at most 36 candidates: padded
     empty = ra.mine_hard_negatives(queries, corpus[:0], k=3)
     assert (empty.indices == -1).all() and np.isnan(empty.scores).all()
     q1, c1 = np.array([[1.0], [-2.0]]), np.array([[0.5], [-1.0], [3.0], [-0.1]])
     got1 = ra.mine_hard_negatives(q1, c1, k=2)
-    np.testing.assert_array_equal(got1.indices, brute_force(q1, c1, [[], []], k=2))
+    np.testing.assert_array_equal(got1.indices, ref.corpus_negatives(q1, c1, [[], []], k=2))
 
 
 @pytest.mark.parametrize("sampling", ["top", "random"])
@@ -156,7 +115,7 @@ def test_memmap_float16_and_any_chunking_give_the_same_result(tmp_path, sampling
     kwargs = dict(k=8, sampling=sampling, seed=9, range_min=2, relative_margin=0.05)
     got = ra.mine_hard_negatives(queries, mapped, positives=positives, **kwargs)
     # float16 against the float16 values themselves.
-    expected = brute_force(queries, corpus.astype(np.float16), positives, **kwargs)
+    expected = ref.corpus_negatives(queries, corpus.astype(np.float16), positives, **kwargs)
     assert_matches(got.indices, expected, sampling)
     in_memory = ra.mine_hard_negatives(
         queries, np.asarray(mapped), positives=positives, chunk_rows=37, **kwargs
@@ -170,7 +129,9 @@ def test_random_sampling_draws_every_eligible_candidate_equally_often():
     # query is drawn k/m of the time (uniform without replacement), by a chi-square test.
     queries, corpus, positives = data(q=2)
     filters = {"range_min": 3, "range_max": 23, "max_score": 0.9}
-    (allowed, _) = brute_force(queries, corpus, positives, k=4, sampling="random", **filters)
+    (allowed, _) = ref.corpus_negatives(
+        queries, corpus, positives, k=4, sampling="random", **filters
+    )
     m, k, seeds = len(allowed), 4, 1500
     assert m == 20
     counts = dict.fromkeys(allowed.tolist(), 0)
@@ -279,7 +240,7 @@ def test_the_uncapped_fast_path_is_chunking_invariant_and_exact(filters):
     kwargs = dict(k=9, **filters)
     whole = ra.mine_hard_negatives(queries, corpus, positives=positives, **kwargs)
     pieces = ra.mine_hard_negatives(queries, corpus, positives=positives, chunk_rows=37, **kwargs)
-    expected = brute_force(queries, corpus, positives, **kwargs)
+    expected = ref.corpus_negatives(queries, corpus, positives, **kwargs)
     np.testing.assert_array_equal(whole.indices, expected)
     np.testing.assert_array_equal(pieces.indices, expected)
 

@@ -9,7 +9,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import reference as ref
-from ruvector_attention import Gradients, InfoNCELoss, Reduction
+import ruvector_attention as ra
+from ruvector_attention import Gradients, InfoNCELoss, Reduction, ShapeError
 from threads import with_thread_counts
 
 FORMS = ["per_anchor", "shared", "in_batch"]
@@ -224,7 +225,7 @@ def test_large_pools_stream_column_blocks_and_stay_exact(rng, form, t):
         ref.assert_f32_close(grads.anchors[i], expected, scale=grad_scale(a[i : i + 1], t), ulps=16)
     # Pool-side gradients sum over every anchor: compare with the float64 formula.
     pool = neg if neg is not None else p
-    expected_pool = _pool_gradient(a, p, neg, t)
+    expected_pool = ref.info_nce_pool_gradient(a, p, neg, t)
     got = grads.negatives if neg is not None else grads.positives
     assert got.shape == pool.shape
     ref.assert_f32_close(got, expected_pool, scale=grad_scale(pool, t), ulps=64)
@@ -250,33 +251,9 @@ def test_batches_past_the_whole_panel_reduce_row_block_chunks_exactly(rng, form)
             np.testing.assert_array_equal(x, y)
     pool = neg if neg is not None else p
     got = g1.negatives if neg is not None else g1.positives
-    ref.assert_f32_close(got, _pool_gradient(a, p, neg, t), scale=grad_scale(pool, t), ulps=64)
-
-
-def _pool_gradient(a, p, neg, t):
-    """d(sum of losses)/d pool in float64, written out (softmax - target) for a large pool; the
-    finite-difference tests above check the same formula on small inputs."""
-    a64, p64 = a.astype(np.float64), p.astype(np.float64)
-    pool = p64 if neg is None else neg.astype(np.float64)
-    na = np.maximum(np.linalg.norm(a64, axis=1, keepdims=True), 1e-8)
-    npool = np.maximum(np.linalg.norm(pool, axis=1, keepdims=True), 1e-8)
-    ah, ph = a64 / na, pool / npool
-    grad_hat = np.zeros_like(pool)
-    for s in range(0, a.shape[0], 2048):
-        blk = slice(s, s + 2048)
-        logits = ah[blk] @ ph.T / t
-        if neg is None:
-            lse = ref._logsumexp(logits)
-            c = np.exp(logits - lse[:, None])
-            c[np.arange(c.shape[0]), np.arange(s, s + c.shape[0])] -= 1.0
-        else:
-            pu = p64[blk] / np.maximum(np.linalg.norm(p64[blk], axis=1, keepdims=True), 1e-8)
-            pos = np.sum(ah[blk] * pu, axis=1) / t
-            lse = ref._logsumexp(np.concatenate([pos[:, None], logits], axis=1))
-            c = np.exp(logits - lse[:, None])
-        grad_hat += c.T @ ah[blk] / t
-    along = np.sum(grad_hat * ph, axis=1, keepdims=True)
-    return (grad_hat - along * ph) / npool
+    ref.assert_f32_close(
+        got, ref.info_nce_pool_gradient(a, p, neg, t), scale=grad_scale(pool, t), ulps=64
+    )
 
 
 def test_one_sample_crate_form(rng):
@@ -323,3 +300,11 @@ def test_any_shape_matches_the_reference(b, n, d, form, t, seed):
     assert grads.anchors.shape == a.shape and grads.positives.shape == p.shape
     if neg is not None:
         assert grads.negatives.shape == neg.shape
+
+
+def test_in_batch_info_nce_with_one_row_is_a_shape_error():
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(ShapeError, match="at least 2"):
+        ra.InfoNCELoss(0.1).batch_with_gradients(x, x)
+    with pytest.raises(ShapeError, match="at least 2"):
+        ra.InfoNCELoss(0.1).batch(x, x)

@@ -4,6 +4,8 @@ reproducibility across thread counts, degenerate inputs, every argument error, H
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import reference as ref
+import ruvector_attention as ra
 from ruvector_attention import HardNegativeMiner, InBatchMiner, MiningStrategy, ShapeError
 from threads import with_thread_counts
 
@@ -372,3 +375,87 @@ def test_any_shape_hardest_matches_the_reference(b, n, d, k, seed):
             theirs = cos[i, expected[i][expected[i] >= 0]]
             np.testing.assert_allclose(ours, theirs, atol=1e-6)
             assert len(set(got[i][got[i] >= 0])) == len(ours)
+
+
+def test_huge_k_is_a_clear_value_error_not_a_panic(rng):
+    a = rng.standard_normal((2, 4)).astype(np.float32)
+    miner = ra.HardNegativeMiner.hardest()
+    for k in (2**64 - 1, 2**63):
+        with pytest.raises(ValueError, match=r"k"):
+            miner.mine_batch(a, None, a, k)
+
+
+def test_a_common_offset_does_not_change_semi_hard_picks(rng):
+    # The report's layout: d(a, p) = 1.707, margin 0.5, candidates around each anchor at
+    # distances 1 to 3, everything shifted by 1000 (norms ~5.7k at D = 32).
+    b, per_anchor, d, margin, k = 64, 16, 32, 0.5, 6
+
+    def around(centres, radii):
+        u = rng.standard_normal(centres.shape)
+        u /= np.linalg.norm(u, axis=-1, keepdims=True)
+        return centres + radii[..., None] * u
+
+    a = rng.standard_normal((b, d))
+    p = around(a, np.full(b, 1.707))
+    c = around(np.repeat(a, per_anchor, axis=0), rng.uniform(1.0, 3.0, b * per_anchor))
+    a, p, c = (x.astype(np.float32) for x in (a, p, c))
+    shift = np.float32(1000.0)
+    picks = ra.HardNegativeMiner.semi_hard(margin=margin).mine_batch(
+        a + shift, p + shift, c + shift, k
+    )
+    # Exact distances of the shifted float32 data, in float64.
+    a64, p64, c64 = (x.astype(np.float64) + 1000.0 for x in (a, p, c))
+    d_ap = np.linalg.norm(a64 - p64, axis=1)
+    d_an = np.linalg.norm(a64[:, None, :] - c64[None, :, :], axis=2)
+    window = (d_an > d_ap[:, None]) & (d_an < d_ap[:, None] + margin)
+    edge = np.minimum(np.abs(d_an - d_ap[:, None]), np.abs(d_an - d_ap[:, None] - margin))
+    expected = ref.ranked(np.where(window, -d_an, np.nan), k)
+    checked = 0
+    for i in range(b):
+        m = min(k, int(window[i].sum()))
+        assert window[i, picks[i, :m]].all(), (i, d_an[i, picks[i, :m]], d_ap[i])
+        if edge[i].min() > 1e-3:  # away from rounding at the window's edges: the exact picks
+            np.testing.assert_array_equal(picks[i, :m], expected[i, :m])
+            checked += 1
+    assert checked > b // 2
+
+
+def test_random_mining_never_returns_candidates_with_nan(rng):
+    a = rng.standard_normal((40, 8)).astype(np.float32)
+    c = rng.standard_normal((30, 8)).astype(np.float32)
+    bad = np.arange(0, 30, 3)
+    c[bad, 2] = np.nan
+    c[1, 0] = np.inf
+    miner = ra.HardNegativeMiner.random(seed=1)
+    picks = miner.mine_batch(a, None, c, 10)
+    assert not np.isin(picks, np.append(bad, 1)).any()
+    assert (picks >= 0).all()  # 19 clean candidates: 10 always found
+    a[3, 0] = np.nan  # a NaN anchor has NaN similarity with everything
+    assert (miner.mine_batch(a, None, c, 10)[3] == -1).all()
+
+
+def test_a_miner_shared_by_two_threads_never_repeats_a_draw(rng):
+    a = rng.standard_normal((4, 8)).astype(np.float32)
+    c = rng.standard_normal((4000, 8)).astype(np.float32)  # large enough to release the GIL
+    calls = 100
+    shared = ra.HardNegativeMiner.random(seed=7)
+    results: list[bytes] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(2)
+
+    def work() -> None:
+        barrier.wait()
+        for _ in range(calls):
+            picks = shared.mine_batch(a, None, c, 5).tobytes()
+            with lock:
+                results.append(picks)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sequential = ra.HardNegativeMiner.random(seed=7)
+    expected = [sequential.mine_batch(a, None, c, 5).tobytes() for _ in range(2 * calls)]
+    assert sorted(results) == sorted(expected)  # each call number drawn exactly once
+    assert shared.state_dict()["calls"] == 2 * calls

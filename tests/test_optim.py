@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 import ruvector_attention as ra
+from platforms import simd_paths
 from ruvector_attention import SGD, Adam, AdamW
 
 SGD_CONFIGS = [
@@ -306,13 +307,6 @@ def test_clip_returns_nonfinite_norm_and_leaves_grads_so_a_step_can_be_skipped()
         ra.clip_grad_norm(np.array([np.inf], np.float32), 1.0, error_if_nonfinite=True)
 
 
-def _paths():
-    order = ["baseline", "avx2", "avx512"]
-    best = ra._native._testing.best_simd_path()
-    best = "avx2" if best == "avx2+fma" else best
-    return order[: order.index(best) + 1]
-
-
 @pytest.mark.parametrize("kind", ["sgd", "adam", "adamw", "clip"])
 def test_every_simd_path_gives_identical_bits(rng, kind):
     size = 100_003
@@ -320,7 +314,7 @@ def test_every_simd_path_gives_identical_bits(rng, kind):
     grads = [rng.standard_normal(size).astype(np.float32) for _ in range(3)]
     results = []
     try:
-        for path in _paths():
+        for path in simd_paths():
             ra._native._testing.force_simd_path(path)
             p = p0.copy()
             if kind == "clip":

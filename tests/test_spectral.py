@@ -275,3 +275,47 @@ def test_compute_batch_propagates_nan(rng):
     value, grad = SpectralRegularization(1.0).compute_batch_with_gradients(x)
     assert np.isnan(value)
     assert np.isnan(grad[:, 1]).all()
+
+
+def test_a_two_by_two_integer_graph_is_never_guessed():
+    x = np.array([[0.0, 0.0], [1.0, 3.0]], np.float32)  # |x0 - x1|^2 = 10
+    reg = ra.SpectralRegularization(1.0)
+    for graph in (np.array([[0, 1], [1, 0]]), np.eye(2, dtype=int)):
+        with pytest.raises(ValueError, match="adjacency matrix or an edge list"):
+            reg.laplacian(x, graph)
+    assert reg.laplacian(x, ra.Graph.from_adjacency(np.array([[0, 1], [1, 0]]))) == 10.0
+    assert reg.laplacian(x, np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)) == 10.0
+    assert reg.laplacian(x, ra.Graph.from_adjacency(np.eye(2, dtype=int))) == 0.0
+    # As an edge list the same array lists the one edge twice.
+    assert reg.laplacian(x, ra.Graph.from_edges(np.array([[0, 1], [1, 0]]), 2)) == 20.0
+
+
+def test_a_non_canonical_sparse_graph_is_left_as_it_was():
+    data = np.array([1.0, 1.0, 1.0, 1.0])
+    indices = np.array([1, 1, 0, 0])
+    indptr = np.array([0, 2, 4])
+    x = np.array([[0.0], [1.0]], np.float32)
+    for shape_ok in (True, False):
+        m = sp.csr_matrix((data.copy(), indices.copy(), indptr.copy()), shape=(2, 2))
+        assert m.nnz == 4 and not m.has_canonical_format
+        if shape_ok:
+            value = ra.SpectralRegularization(1.0).laplacian(x, m)
+            assert value == pytest.approx(2.0)  # duplicates summed: weight 2 on |x0 - x1|^2 = 1
+        else:
+            with pytest.raises(ShapeError):
+                ra.SpectralRegularization(1.0).laplacian(np.zeros((3, 1), np.float32), m)
+        assert m.nnz == 4 and list(m.indices) == [1, 1, 0, 0] and list(m.data) == list(data)
+
+
+def test_nan_graph_weights_are_refused_alike_in_every_form():
+    x = np.ones((3, 2), np.float32)
+    w = np.array([[0, 1, 0], [1, 0, np.nan], [0, np.nan, 0]])
+    reg = ra.SpectralRegularization(1.0)
+    for graph in (w, sp.csr_matrix(w), ra.Graph):
+        with pytest.raises(ValueError, match="must be finite"):
+            if graph is ra.Graph:
+                ra.Graph.from_adjacency(w)
+            else:
+                reg.laplacian(x, graph)
+    with pytest.raises(ValueError, match="must be finite"):
+        reg.laplacian(x, np.array([[0, 1], [1, 2]]), weights=np.array([1.0, np.inf]))

@@ -1,7 +1,7 @@
 """Forks repeatedly while another thread is inside the kernels; each child makes one call.
 
 Exit status 0 when every child finished, 1 (with the count) when any hung. Run by
-tests/test_robustness.py in a subprocess, so a hung child can never hang the test session.
+tests/test_runtime.py in a subprocess, so a hung child can never hang the test session.
 Usage: python fork_beside_kernel.py TRIALS CHILD_TIMEOUT_SECONDS
 """
 
