@@ -242,8 +242,8 @@ def corpus_negatives(queries, corpus, positives, *, k, range_min=0, range_max=No
                      min_score=None, max_score=None, absolute_margin=None, relative_margin=None,
                      sampling="top", seed=None, exclude_self=False):  # fmt: skip
     """mine_hard_negatives' definition, written directly in float64: the picks of "top"; for
-    "random", each query's eligible candidates (which k of them a seed draws is the sampler's own business,
-    tested for uniformity by its distribution, not by re-deriving its keys)."""
+    "random", each query's eligible candidates (which k of them a seed draws is the sampler's
+    own business, tested for uniformity by its distribution, not by re-deriving its keys)."""
     q = np.asarray(queries, np.float64)
     c = np.asarray(corpus, np.float64)
     qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-8)
