@@ -27,4 +27,4 @@ cd outside
 # own switch skips modules that cannot be imported for doctests (the tests import every other
 # module, so an import error elsewhere still fails the run).
 "$PY" -m pytest -p no:cacheprovider -q -m "$SELECT" ../tests "$PACKAGE" \
-  --doctest-ignore-import-errors
+  --doctest-ignore-import-errors --durations=15

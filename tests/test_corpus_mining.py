@@ -183,6 +183,7 @@ def test_shape_and_dtype_errors():
         ra.mine_hard_negatives(queries, corpus.astype(np.int32))
 
 
+@pytest.mark.slow
 @linux_only
 def test_the_out_of_core_path_keeps_anonymous_memory_small(tmp_path):
     # A 256 MB float16 memmap (2,000,000 x 64) against 512 queries: the anonymous memory of the

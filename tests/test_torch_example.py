@@ -10,7 +10,7 @@ import pytest
 
 from frameworks import require
 
-pytestmark = pytest.mark.torch
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
 require("torch", "torch")
 require("sklearn", "torch")
 

@@ -72,6 +72,7 @@ def test_small_run_writes_every_output(tmp_path, capsys):
 UNSEEN_SEEDS = ["--seed", "100", "--repeats", "3"]
 
 
+@pytest.mark.slow
 def test_default_quality_on_unseen_seeds(tmp_path):
     # The project's claim: 8 dimensions, default flags, mean test metrics over 3 unseen seeds.
     code, out = run(tmp_path, "--no-progress", *UNSEEN_SEEDS)
@@ -114,6 +115,7 @@ def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, monke
     assert ma["history"] == mb["history"] and ma["test"] == mb["test"]
 
 
+@pytest.mark.slow
 @pytest.mark.timing
 @linux_only
 def test_ctrl_c_checkpoints_between_steps_and_resume_is_bit_exact(tmp_path):
