@@ -38,7 +38,9 @@ def parity_binary() -> Path:
         cwd=ROOT,
         check=True,
     )
-    return ROOT / "target" / "release" / "ruvector-parity"
+    # Where cargo put it: CARGO_TARGET_DIR when set (as .ci/run sets it), else the workspace's.
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    return target / "release" / "ruvector-parity"
 
 
 def _plain(value: Any) -> Any:
