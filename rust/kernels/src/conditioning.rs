@@ -224,18 +224,18 @@ impl Centred {
         // beyond it in some coordinate is in no window: it becomes NaN (never in the window)
         // and does not set the scale, so it cannot push the rest into float32's underflow.
         let reach = near_spread * (1.0 + 2.0 * (d as f64).sqrt()) + f64::from(margin).abs();
-        let candidate_out: Vec<bool> = inputs
+        // One pass over the candidates: each row's largest offset decides both whether it is
+        // out and, for the rest, the scale.
+        let offsets: Vec<f64> = inputs
             .candidates
             .chunks_exact(d)
-            .map(|row| largest_offset(row) > reach)
+            .map(largest_offset)
             .collect();
-        let spread = inputs
-            .candidates
-            .chunks_exact(d)
-            .zip(&candidate_out)
-            .filter(|(_, &out)| !out)
-            .map(|(row, _)| largest_offset(row))
-            .fold(near_spread, f64::max);
+        let candidate_out: Vec<bool> = offsets.iter().map(|&o| o > reach).collect();
+        let spread = offsets
+            .iter()
+            .filter(|&&o| o <= reach)
+            .fold(near_spread, |m, &o| m.max(o));
         let scale = if spread > 0.0 {
             power_of_two_below_inverse(spread) * CENTRED_TOP
         } else {
