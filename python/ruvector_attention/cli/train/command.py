@@ -22,7 +22,7 @@ from .config import TrainConfig
 from .data import DataError, Dataset, load_dataset
 from .outdir import FINISHED, RESUME, OutputDirError, locked_output_dir, plan_runs
 from .resources import check_memory
-from .trainer import Trainer, data_digest
+from .trainer import Trainer, check_same_run, data_digest
 
 __all__ = ["add_parser", "run"]
 
@@ -138,17 +138,7 @@ def _finished_run(config: TrainConfig, data: Dataset, run_dir: str) -> dict[str,
         saved_config, digest = dict(result["config"]), result["data_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         raise StateFileError(f"{path}: not the report of a finished run; remove it") from None
-    mismatched = config.differing(saved_config)
-    if mismatched:
-        raise ValueError(
-            f"the finished run in {run_dir} was made with different settings "
-            f"({', '.join(mismatched)}); resume with the same flags or choose another --out"
-        )
-    if digest != data_digest(data):
-        raise ValueError(
-            f"the finished run in {run_dir} was made on different data; resume on the same data "
-            "or choose another --out"
-        )
+    check_same_run(f"the finished run in {run_dir}", config, data, saved_config, digest)
     print(f"seed {config.seed}: finished before ({run_dir}); not run again")
     return result
 

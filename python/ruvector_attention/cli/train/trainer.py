@@ -30,7 +30,7 @@ from .data import Dataset
 from .metrics import retrieval_metrics
 from .model import EmbeddingHead
 
-__all__ = ["Trainer", "strategy_for"]
+__all__ = ["Trainer", "check_same_run", "strategy_for"]
 
 #: The checkpoint's file name in the output directory (a safetensors state file: no pickle).
 CHECKPOINT = "checkpoint.safetensors"
@@ -43,6 +43,24 @@ def data_digest(data: Dataset) -> str:
         h.update(f"{arr.dtype.str}{arr.shape}".encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()
+
+
+def check_same_run(
+    what: str, config: TrainConfig, data: Dataset, saved_config: dict[str, Any], digest: object
+) -> None:
+    """Refuses to continue (a checkpoint) or reuse (a finished seed's report) a run made with
+    other settings or on other data than this command's; ``what`` names it in the message."""
+    mismatched = config.differing(saved_config)
+    if mismatched:
+        raise ValueError(
+            f"{what} was made with different settings ({', '.join(mismatched)}); resume with "
+            "the same flags or choose another --out"
+        )
+    if digest != data_digest(data):
+        raise ValueError(
+            f"{what} was made on different data (the features or labels changed since); resume "
+            "on the same data or choose another --out"
+        )
 
 
 def strategy_for(difficulty: float) -> MiningStrategy:
@@ -300,17 +318,7 @@ class Trainer:
             rng, history = saved["rng"], saved["history"]
         except (KeyError, TypeError):
             raise StateFileError(f"{path}: not a checkpoint of ruvector-attention train") from None
-        mismatched = self.config.differing(config)
-        if mismatched:
-            raise ValueError(
-                f"the checkpoint in {out_dir} was made with different settings "
-                f"({', '.join(mismatched)}); resume with the same flags or choose another --out"
-            )
-        if digest != data_digest(self.data):
-            raise ValueError(
-                f"the checkpoint in {out_dir} was made on different data (the features or labels "
-                "changed since); resume on the same data or choose another --out"
-            )
+        check_same_run(f"the checkpoint in {out_dir}", self.config, self.data, config, digest)
         shapes = [p.shape for p in self.model.params]
         if [np.shape(p) for p in params] != shapes:
             raise StateFileError(f"{path}: its parameters do not fit this model")
