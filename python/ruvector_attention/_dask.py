@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .corpus import _Plan, _State
+from ._corpus_state import Plan, State
 
 __all__ = ["reduce_blocks"]
 
@@ -25,18 +24,18 @@ __all__ = ["reduce_blocks"]
 _FAN_IN = 4
 
 
-def _absorb(plan: _Plan, block: Any, start: int) -> _State:
+def _absorb(plan: Plan, block: Any, start: int) -> State:
     return plan.absorb(np.ascontiguousarray(block, dtype=np.float32), start)
 
 
-def _merge(*states: _State) -> _State:
+def _merge(*states: State) -> State:
     merged = copy.deepcopy(states[0])
     for state in states[1:]:
         merged.merge(state)
     return merged
 
 
-def reduce_blocks(plan: _Plan, corpus: Any, progress: bool) -> _State:
+def reduce_blocks(plan: Plan, corpus: Any, progress: bool) -> State:
     """The merged state of every row block of ``corpus`` (a ``dask.array.Array``)."""
     import dask
     from dask import delayed
@@ -56,7 +55,7 @@ def reduce_blocks(plan: _Plan, corpus: Any, progress: bool) -> _State:
         ]
     client = _distributed_client()
     if client is not None:
-        merged: _State = _wait_for(client.compute(level[0]))
+        merged: State = _wait_for(client.compute(level[0]))
     elif progress:
         from dask.diagnostics import ProgressBar
 

@@ -36,21 +36,14 @@ import numpy.typing as npt
 
 from . import _validate as check
 from ._arrays import float_matrix, is_scipy_sparse
+from ._corpus_state import Plan, uniform_keys, unit_rows
 from ._system import beyond_memory
-from .errors import ShapeError
-from .mining import HardNegativeMiner
+from .errors import ArgumentError, ShapeError
 
 __all__ = ["HardNegatives", "mine_hard_negatives"]
 
 IndexArray = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
-
-#: Similarities computed per chunk: about this many floats (queries x chunk rows), so the working
-#: memory stays in the tens of MB whatever the corpus size.
-_BLOCK_FLOATS = 1 << 22
-_NORM_EPS = 1e-8
-#: One HARDEST miner for every chunk (it draws nothing; building one per chunk drew OS entropy).
-_HARDEST = HardNegativeMiner.hardest(seed=0)
 
 
 @dataclass(frozen=True)
@@ -69,14 +62,6 @@ class HardNegatives:
 
     indices: IndexArray
     scores: F32
-
-
-def _unit_rows(x: F32) -> F32:
-    x64 = x.astype(np.float64)
-    norms = np.maximum(np.linalg.norm(x64, axis=1, keepdims=True), _NORM_EPS)
-    with np.errstate(invalid="ignore", over="ignore"):
-        unit: F32 = (x64 / norms).astype(np.float32)
-    return unit
 
 
 def _check_state_fits(queries: int, per_query: int) -> None:
@@ -141,7 +126,7 @@ def _positive_pairs(
     bad = (cols < 0) | (cols >= corpus_size)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise ArgumentError(
             f"positive index {int(cols[i])} of query {int(rows[i])} is outside 0..{corpus_size}"
         )
     return rows, cols
@@ -154,7 +139,7 @@ def _refuse_unsigned_overflow(indices: npt.NDArray[Any], corpus_size: int, query
     beyond = np.flatnonzero(indices > np.iinfo(np.int64).max)
     if beyond.size:
         j = int(beyond[0])
-        raise ValueError(
+        raise ArgumentError(
             f"positive index {int(indices[j])} of query {query_of(j)} is outside 0..{corpus_size}"
         )
 
@@ -170,69 +155,6 @@ def _corpus_take(corpus: Any, rows: IndexArray) -> F32:
     if hasattr(taken, "compute"):
         taken = taken.compute()
     return np.ascontiguousarray(taken, dtype=np.float32)
-
-
-def _uniform_keys(
-    seed_key: int, queries: IndexArray, columns: IndexArray
-) -> npt.NDArray[np.float64]:
-    """A uniform number in [0, 1) per (query, corpus index), a pure function of the pair and the
-    seed (SplitMix64's mixer on a counter), so draws never depend on chunking."""
-    with np.errstate(over="ignore"):
-        z = (
-            np.uint64(seed_key)
-            ^ (queries.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-            ^ (columns.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03))
-        )
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    keys: npt.NDArray[np.float64] = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    return keys
-
-
-class _BestList:
-    """Per query, the best ``size`` (value, corpus index) pairs seen so far, in a total order:
-    higher value first, then lower index. Merging chunks in any order gives the same lists."""
-
-    def __init__(self, queries: int, size: int) -> None:
-        self.size = size
-        self.values = np.full((queries, size), -np.inf, np.float64)
-        self.index = np.full((queries, size), -1, np.int64)
-
-    def offer(self, values: npt.NDArray[np.float64], first_column: int) -> None:
-        """Offers a (Q, C) block whose column j is corpus row ``first_column + j``; -inf entries
-        are not candidates."""
-        if self.size == 0 or values.shape[1] == 0:
-            return
-        columns = values.shape[1]
-        take = min(self.size, columns)
-        # The take-th largest value per row; entries above it all enter, entries equal to it
-        # enter lowest column first (columns are in corpus order).
-        threshold = -np.partition(-values, take - 1, axis=1)[:, take - 1]
-        above = values > threshold[:, None]
-        equal = (values == threshold[:, None]) & np.isfinite(values)
-        room = take - above.sum(axis=1)
-        chosen = above | (equal & (np.cumsum(equal, axis=1) <= room[:, None]))
-        rows, cols = np.nonzero(chosen)
-        block_values = np.full((values.shape[0], take), -np.inf, np.float64)
-        block_index = np.full((values.shape[0], take), -1, np.int64)
-        slot = np.cumsum(chosen, axis=1)[rows, cols] - 1
-        block_values[rows, slot] = values[rows, cols]
-        block_index[rows, slot] = cols + first_column
-        self.merge(block_values, block_index)
-
-    def merge(self, values: npt.NDArray[np.float64], index: IndexArray) -> None:
-        """Merges candidate lists (rows of values and global indices; -1: none)."""
-        if self.size == 0:
-            return
-        all_values = np.concatenate([self.values, values], axis=1)
-        all_index = np.concatenate([self.index, index], axis=1)
-        # Sort each row by (value desc, index asc); padding (-inf, -1) goes last.
-        missing = all_index < 0
-        order_index = np.where(missing, np.iinfo(np.int64).max, all_index)
-        order = np.lexsort((order_index, -all_values), axis=1)[:, : self.size]
-        self.values = np.take_along_axis(all_values, order, axis=1)
-        self.index = np.take_along_axis(all_index, order, axis=1)
 
 
 def mine_hard_negatives(
@@ -298,7 +220,7 @@ def mine_hard_negatives(
         )
     lazy: Any = corpus
     if _is_dask_array(lazy) and any(math.isnan(rows) for rows in lazy.chunks[0]):
-        raise ValueError(
+        raise ArgumentError(
             "corpus is a dask.array whose chunk sizes are unknown (NaN), as after boolean "
             "indexing; call corpus.compute_chunk_sizes() (or pass lengths to to_dask_array) first"
         )
@@ -320,7 +242,7 @@ def mine_hard_negatives(
     )
     rel_margin = None if relative_margin is None else check.beta("relative_margin", relative_margin)
     if sampling not in ("top", "random"):
-        raise ValueError(f"sampling must be 'top' or 'random', got {sampling!r}")
+        raise ArgumentError(f"sampling must be 'top' or 'random', got {sampling!r}")
     exclude_self = check.boolean("exclude_self", exclude_self)
     if seed is not None:
         seed = check.non_negative_int("seed", seed)
@@ -333,7 +255,7 @@ def mine_hard_negatives(
     if n_queries == 0 or k == 0 or n_corpus == 0:
         return HardNegatives(out_index, out_scores)
 
-    unit_q = _unit_rows(q)
+    unit_q = unit_rows(q)
     # Excluded pairs: positives and (exclude_self) the query's own row, sorted by corpus index.
     if exclude_self:
         own = np.arange(min(n_queries, n_corpus), dtype=np.int64)
@@ -368,7 +290,7 @@ def mine_hard_negatives(
     head_size = min(head_size, n_corpus)
     key_size = min(range_min + k, n_corpus) if (sampling == "random" and range_max is None) else 0
     _check_state_fits(n_queries, head_size + key_size)
-    plan = _Plan(
+    plan = Plan(
         unit_q=unit_q,
         cap=cap,
         floor=floor,
@@ -401,7 +323,7 @@ def mine_hard_negatives(
             picks = window_idx[ok][:k]
         elif plan.key_size == 0:  # random, closed window: every window candidate is in the list
             cand = window_idx[ok]
-            keys = _uniform_keys(plan.seed_key, np.full(len(cand), i, np.int64), cand)
+            keys = uniform_keys(plan.seed_key, np.full(len(cand), i, np.int64), cand)
             picks = cand[np.lexsort((cand, -keys))][:k]
         else:  # random, open window: the key list minus the head above range_min's rank
             excluded = set(state.by_score.index[i, :first].tolist())
@@ -420,129 +342,13 @@ def _is_dask_array(value: object) -> bool:
     return module is not None and isinstance(value, module.Array)
 
 
-@dataclass
-class _State:
-    """What one chunk (or a merge of chunks) leaves per query; merges are order-independent."""
-
-    above_cap: IndexArray
-    by_score: _BestList
-    by_key: _BestList
-
-    def merge(self, other: _State) -> None:
-        self.above_cap += other.above_cap
-        self.by_score.merge(other.by_score.values, other.by_score.index)
-        self.by_key.merge(other.by_key.values, other.by_key.index)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Everything a chunk's work needs (sent once to every Dask worker)."""
-
-    unit_q: F32
-    cap: npt.NDArray[np.float64]
-    floor: float
-    ex_rows: IndexArray
-    ex_cols: IndexArray
-    head_size: int
-    key_size: int
-    seed_key: int
-
-    @property
-    def uncapped(self) -> bool:
-        # Without a score cap the best candidates per chunk come straight from the HARDEST
-        # miner's fused GEMM and top-k (the common case, much faster than scoring blocks here).
-        return bool(np.isinf(self.cap).all()) and self.key_size == 0
-
-    def default_chunk_rows(self) -> int:
-        return 1 << 16 if self.uncapped else max(256, _BLOCK_FLOATS // max(len(self.unit_q), 1))
-
-    def empty(self) -> _State:
-        n = len(self.unit_q)
-        return _State(
-            np.zeros(n, np.int64), _BestList(n, self.head_size), _BestList(n, self.key_size)
-        )
-
-    def absorb(self, rows: F32, start: int) -> _State:
-        """The state of corpus rows ``start:start + len(rows)`` alone. A capped plan scores at
-        most ``default_chunk_rows()`` rows at a time, whatever the block it is given (a Dask
-        block of any size), so its working memory stays bounded."""
-        if self.uncapped:
-            return self._absorb_rows(rows, start)
-        step = self.default_chunk_rows()
-        state = self._absorb_rows(rows[:step], start)
-        for offset in range(step, len(rows), step):
-            state.merge(self._absorb_rows(rows[offset : offset + step], start + offset))
-        return state
-
-    def _absorb_rows(self, rows: F32, start: int) -> _State:
-        state = self.empty()
-        lo_i, hi_i = np.searchsorted(self.ex_cols, [start, start + len(rows)])
-        ex_rows, ex_cols = self.ex_rows[lo_i:hi_i], self.ex_cols[lo_i:hi_i]
-        if self.uncapped:
-            # The miner normalises (with the same clamp) as it scores: no normalised copy.
-            _offer_top(state.by_score, self.unit_q, rows, start, ex_rows, ex_cols)
-            return state
-        block = _unit_rows(rows)
-        # float64 products: per element the same bits whatever the chunk's size.
-        scores = self.unit_q.astype(np.float64) @ block.astype(np.float64).T
-        scores[ex_rows, ex_cols - start] = np.nan
-        valid = ~np.isnan(scores)
-        over = valid & (scores > self.cap[:, None])
-        state.above_cap += over.sum(axis=1)
-        state.by_score.offer(np.where(valid & ~over, scores, -np.inf), start)
-        if self.key_size:
-            passing = valid & ~over & (scores >= self.floor)
-            rows_p, cols_p = np.nonzero(passing)
-            keys = np.full(scores.shape, -np.inf)
-            keys[rows_p, cols_p] = _uniform_keys(self.seed_key, rows_p, cols_p + start)
-            state.by_key.offer(keys, start)
-        return state
-
-
-def _offer_top(
-    best: _BestList,
-    unit_q: F32,
-    block: F32,
-    start: int,
-    ex_rows: IndexArray,
-    ex_cols: IndexArray,
-) -> None:
-    """Offers each query's best candidates of one chunk (excluded pairs removed) to ``best``."""
-    excluded_per_query = np.bincount(ex_rows, minlength=len(unit_q)) if ex_rows.size else None
-    extra = int(excluded_per_query.max()) if excluded_per_query is not None else 0
-    take = min(best.size + extra, len(block))
-    if take == 0:
-        return
-    picks = _HARDEST.mine_batch(unit_q, None, block, take)
-    found = picks >= 0
-    safe = np.where(found, picks, 0)
-    # Only the picks are normalised, gathered for a few queries at a time: all at once the
-    # (Q, take, D) float64 copy grew with the rank window (8.3 GB at Q=2000, take=1010, D=256).
-    values = np.empty(picks.shape, np.float64)
-    step = max(1, _BLOCK_FLOATS // (take * block.shape[1] or 1))
-    for q0 in range(0, len(unit_q), step):
-        picked = block[safe[q0 : q0 + step]].astype(np.float64)  # (step, take, D)
-        picked /= np.maximum(np.linalg.norm(picked, axis=2, keepdims=True), _NORM_EPS)
-        values[q0 : q0 + step] = np.einsum(
-            "qd,qkd->qk", unit_q[q0 : q0 + step].astype(np.float64), picked
-        )
-    keep = found
-    if ex_rows.size:
-        width = np.int64(len(block) + 1)
-        pair = np.arange(len(unit_q), dtype=np.int64)[:, None] * width + safe
-        keep &= ~np.isin(pair, ex_rows * width + (ex_cols - start))
-    values = np.where(keep, values, -np.inf)
-    index = np.where(keep, safe + start, -1)
-    best.merge(values, index)
-
-
 def _pair_similarities(
     unit_q: F32, corpus: Any, queries: IndexArray, columns: IndexArray
 ) -> npt.NDArray[np.float64]:
     """Cosine similarity of each (query, corpus row) pair, in one fixed way. Only those rows are
     read, each once and in order (as a memory map or a Dask array reads best)."""
     distinct, where = np.unique(columns, return_inverse=True)
-    rows = _unit_rows(_corpus_take(corpus, distinct)).astype(np.float64)
+    rows = unit_rows(_corpus_take(corpus, distinct)).astype(np.float64)
     sims: npt.NDArray[np.float64] = np.einsum(
         "ij,ij->i", unit_q[queries].astype(np.float64), rows[where]
     )

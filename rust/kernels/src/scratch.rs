@@ -143,40 +143,33 @@ pub fn cached_bytes() -> usize {
 }
 
 /// A `Vec<f32>` taken from the cache that goes back to it when dropped.
-pub struct Scratch(Option<Vec<f32>>);
+pub struct Scratch(Vec<f32>);
 
 impl Scratch {
     pub fn new(len: usize) -> Self {
-        Self(Some(take(len)))
+        Self(take(len))
     }
 
     pub fn zeroed(len: usize) -> Self {
-        Self(Some(take_zeroed(len)))
-    }
-
-    /// Hands the buffer over (it then no longer returns to the cache by itself).
-    pub fn into_vec(mut self) -> Vec<f32> {
-        self.0.take().unwrap_or_default()
+        Self(take_zeroed(len))
     }
 }
 
 impl std::ops::Deref for Scratch {
     type Target = Vec<f32>;
     fn deref(&self) -> &Vec<f32> {
-        self.0.as_ref().expect("a live scratch buffer")
+        &self.0
     }
 }
 
 impl std::ops::DerefMut for Scratch {
     fn deref_mut(&mut self) -> &mut Vec<f32> {
-        self.0.as_mut().expect("a live scratch buffer")
+        &mut self.0
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Some(buffer) = self.0.take() {
-            give(buffer);
-        }
+        give(std::mem::take(&mut self.0));
     }
 }

@@ -2,8 +2,12 @@
 //!
 //! Kernels are written once as plain element loops (`#[inline(always)]`) and instantiated inside
 //! functions compiled with `#[target_feature]` for AVX-512 and AVX2+FMA; LLVM vectorises each copy
-//! for its width. No kernel calls `mul_add` and Rust never contracts `a * b + c` on its own, so all
-//! paths round identically: results are bit-for-bit the same whichever path runs.
+//! for its width. These element-loop kernels never call `mul_add`, and Rust never contracts
+//! `a * b + c` on its own, so they round identically on every path: bit-for-bit the same results
+//! whichever runs. The GEMM micro-kernels (`gemm/micro.rs`) are the exception: their AVX2 and
+//! AVX-512 tiles use fused multiply-adds (one rounding per product-sum, the portable loop two) and
+//! different tile shapes, so GEMM-based results (pooled InfoNCE, mining scores) agree across paths
+//! to float32 round-off, not bit for bit; the tests bound that difference.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

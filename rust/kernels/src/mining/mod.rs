@@ -21,6 +21,7 @@
 //! eligible candidates are padded with -1.
 
 mod bound;
+mod centred;
 mod check;
 mod rng;
 mod scoring;
@@ -89,7 +90,7 @@ pub fn mine(
             // The window is Euclidean: mined on centred, rescaled copies so that a common offset
             // or a huge scale cannot cancel the distances (conditioning.rs). The fill is the
             // hardest by cosine of the inputs as given.
-            let centred = conditioning::Centred::new(inputs, margin)?;
+            let centred = centred::Centred::new(inputs, margin)?;
             let window = tiled_rows(
                 &centred.inputs(inputs),
                 Strategy::SemiHard {

@@ -1,10 +1,63 @@
 //! Selection keys per strategy (higher is better; NaN or -inf: never selected): the semi-hard
 //! window, and the samplers' log-weights plus Gumbel noise.
 
-use super::tiles::Prepared;
 use super::{MineInputs, Strategy, Stream};
 use crate::dispatch_simd;
 use crate::fastmath::ln_f32;
+use crate::parallel::map_tasks;
+use crate::vecops::{clamped_norm, dot, squared_distance};
+
+/// Per-anchor and per-candidate quantities every tile needs.
+pub(super) struct Prepared {
+    pub(super) inv_anchor_norm: Vec<f32>,
+    pub(super) inv_candidate_norm: Vec<f32>,
+    /// Semi-hard only: |a|^2, |c|^2 and the squared bounds (d_ap^2, (d_ap + margin)^2).
+    pub(super) anchor_sq: Vec<f32>,
+    pub(super) candidate_sq: Vec<f32>,
+    pub(super) bounds: Vec<(f32, f32)>,
+}
+
+pub(super) fn prepare(inputs: &MineInputs<'_>, strategy: Strategy) -> Prepared {
+    let d = inputs.dim;
+    let norms = |x: &[f32]| -> Vec<f32> {
+        let tasks: Vec<&[f32]> = x.chunks(4096 * d).collect();
+        map_tasks(tasks, x.len(), |chunk| {
+            chunk
+                .chunks_exact(d)
+                .map(|r| 1.0 / clamped_norm(r))
+                .collect::<Vec<_>>()
+        })
+        .concat()
+    };
+    let squares = |x: &[f32]| -> Vec<f32> {
+        let tasks: Vec<&[f32]> = x.chunks(4096 * d).collect();
+        map_tasks(tasks, x.len(), |chunk| {
+            chunk.chunks_exact(d).map(|r| dot(r, r)).collect::<Vec<_>>()
+        })
+        .concat()
+    };
+    let mut prepared = Prepared {
+        inv_anchor_norm: norms(inputs.anchors),
+        inv_candidate_norm: norms(inputs.candidates),
+        anchor_sq: Vec::new(),
+        candidate_sq: Vec::new(),
+        bounds: Vec::new(),
+    };
+    if let (Strategy::SemiHard { margin }, Some(p)) = (strategy, inputs.positives) {
+        prepared.anchor_sq = squares(inputs.anchors);
+        prepared.candidate_sq = squares(inputs.candidates);
+        prepared.bounds = inputs
+            .anchors
+            .chunks_exact(d)
+            .zip(p.chunks_exact(d))
+            .map(|(a, p)| {
+                let d_ap = squared_distance(a, p).sqrt();
+                (d_ap * d_ap, (d_ap + margin) * (d_ap + margin))
+            })
+            .collect();
+    }
+    prepared
+}
 
 /// Selection keys of one tile row (higher is better; NaN or -inf: never selected).
 pub(super) fn score_row(

@@ -4,70 +4,17 @@
 //! order, so the result does not depend on the thread count.
 
 use super::bound::{offer, offer_cosines, SharedBound};
-use super::scoring::score_row;
+use super::scoring::{prepare, score_row, Prepared};
 use super::{eligible, MineInputs, Strategy, TopK};
 use crate::error::KernelResult;
 use crate::gemm::{gemm_packed, MatRef, PackedB};
 use crate::parallel::map_tasks;
 use crate::scratch::Scratch;
-use crate::vecops::{clamped_norm, dot, squared_distance};
 
 /// Candidates per tile (packed once per task), and anchors per panel: a 128 x 1024 panel of dot
 /// products (512 KiB) stays in L2 between the GEMM writing it and the selection reading it.
 const TILE_COLUMNS: usize = 1024;
 const SELECT_ROWS: usize = 128;
-
-/// Per-anchor and per-candidate quantities every tile needs.
-pub(super) struct Prepared {
-    pub(super) inv_anchor_norm: Vec<f32>,
-    pub(super) inv_candidate_norm: Vec<f32>,
-    /// Semi-hard only: |a|^2, |c|^2 and the squared bounds (d_ap^2, (d_ap + margin)^2).
-    pub(super) anchor_sq: Vec<f32>,
-    pub(super) candidate_sq: Vec<f32>,
-    pub(super) bounds: Vec<(f32, f32)>,
-}
-
-fn prepare(inputs: &MineInputs<'_>, strategy: Strategy) -> Prepared {
-    let d = inputs.dim;
-    let norms = |x: &[f32]| -> Vec<f32> {
-        let tasks: Vec<&[f32]> = x.chunks(4096 * d).collect();
-        map_tasks(tasks, x.len(), |chunk| {
-            chunk
-                .chunks_exact(d)
-                .map(|r| 1.0 / clamped_norm(r))
-                .collect::<Vec<_>>()
-        })
-        .concat()
-    };
-    let squares = |x: &[f32]| -> Vec<f32> {
-        let tasks: Vec<&[f32]> = x.chunks(4096 * d).collect();
-        map_tasks(tasks, x.len(), |chunk| {
-            chunk.chunks_exact(d).map(|r| dot(r, r)).collect::<Vec<_>>()
-        })
-        .concat()
-    };
-    let mut prepared = Prepared {
-        inv_anchor_norm: norms(inputs.anchors),
-        inv_candidate_norm: norms(inputs.candidates),
-        anchor_sq: Vec::new(),
-        candidate_sq: Vec::new(),
-        bounds: Vec::new(),
-    };
-    if let (Strategy::SemiHard { margin }, Some(p)) = (strategy, inputs.positives) {
-        prepared.anchor_sq = squares(inputs.anchors);
-        prepared.candidate_sq = squares(inputs.candidates);
-        prepared.bounds = inputs
-            .anchors
-            .chunks_exact(d)
-            .zip(p.chunks_exact(d))
-            .map(|(a, p)| {
-                let d_ap = squared_distance(a, p).sqrt();
-                (d_ap * d_ap, (d_ap + margin) * (d_ap + margin))
-            })
-            .collect();
-    }
-    prepared
-}
 
 /// Groups of candidate tiles per row block: enough tasks for the cores, few enough partial
 /// lists to keep (a function of the sizes only, not of the thread count).
