@@ -138,17 +138,21 @@ def test_adam_any_size_matches_reference_over_several_steps(size, seed, decouple
     # The reference carries its own float64 parameters and moments from step to step.
     ref_p, m, v = p.astype(np.float64), np.zeros(size), np.zeros(size)
     l2 = 0.0 if decoupled else 0.02
+    # The round-off allowed so far, per element: an error made at one step stays in the
+    # parameter at the next (size 301270, seed 0: a cancellation at step 1 still showed at 2).
+    carried = np.zeros(size)
     for t in range(1, STEPS + 1):
         g = (rng.standard_normal(size) * 10.0 ** rng.uniform(-4, 2)).astype(np.float32)
         # g + wd * p can cancel; the update g_eff / (|g_eff| + eps) then inherits float32's
         # relative error of g_eff, magnified by this condition number.
         g64 = g.astype(np.float64)
         condition = (np.abs(g64) + l2 * np.abs(ref_p)) / (np.abs(g64 + l2 * ref_p) + 1e-8)
+        carried += 0.5 + 0.01 * condition
         ref_p, m, v = ref.adam_step(
             ref_p, g, m, v, t, lr=0.01, weight_decay=0.02, decoupled=decoupled
         )
         opt.step(p, g)
-        ref.assert_f32_close(p, ref_p, scale=0.5 + 0.01 * condition, ulps=8 * t)
+        ref.assert_f32_close(p, ref_p, scale=carried, ulps=8)
 
 
 @given(size=sizes, seed=st.integers(0, 2**32 - 1), nesterov=st.booleans())

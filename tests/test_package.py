@@ -3,6 +3,9 @@ safety and SIMD paths are in test_runtime.py)."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 import ruvector_attention as ra
 import ruvector_attention.training as training
 from ruvector_attention import _native
@@ -15,6 +18,8 @@ API_NAMES = [
     "clip_grad_norm",
     "RuvectorError",
     "ShapeError",
+    "ArgumentError",
+    "LayoutError",
     "set_num_threads",
     "get_num_threads",
     "InfoNCELoss",
@@ -69,5 +74,36 @@ def test_one_version_source():
 
 def test_exception_hierarchy():
     assert issubclass(ra.RuvectorError, Exception)
-    assert issubclass(ra.ShapeError, ra.RuvectorError)
-    assert issubclass(ra.ShapeError, ValueError)
+    for kind in (ra.ArgumentError, ra.ShapeError, ra.LayoutError):
+        assert issubclass(kind, ra.RuvectorError) and issubclass(kind, ValueError), kind
+    assert len({ra.ArgumentError, ra.ShapeError, ra.LayoutError}) == 3
+
+
+def test_each_kind_of_error_has_its_class_whichever_layer_finds_it():
+    # The review: a kernel's InvalidArgument arrived as a plain ValueError (not a RuvectorError),
+    # and "must be C-contiguous" was a TypeError in one place and a ValueError in two.
+    a = np.ones((2, 3), np.float32)
+    # The Python checks and the kernels' own give the same class for an out-of-domain value.
+    with pytest.raises(ra.ArgumentError, match="temperature"):
+        ra.InfoNCELoss(temperature=-1.0)
+    with pytest.raises(ra.ArgumentError, match="temperature"):
+        _native.info_nce_pooled(a, a, None, temperature=float("nan"))
+    with pytest.raises(ra.ArgumentError, match="margin"):
+        _native.local_contrastive(a, a, a, margin=-1.0)
+    with pytest.raises(ra.ShapeError, match="2-D"):
+        _native.info_nce_pooled(a.ravel(), a, None, temperature=0.1)
+    # Every way an in-place array's memory cannot be used: one class, the argument named.
+    strided = np.ones((4, 4), np.float32)[:, ::2]
+    unaligned = np.frombuffer(bytearray(4 * 6 + 1), np.float32, 6, offset=1)
+    read_only = np.ones(6, np.float32)
+    read_only.flags.writeable = False
+    shared = np.ones(6, np.float32)
+    cases = [
+        (strided, np.ones((4, 2), np.float32), r"params\[0\] must be C-contiguous"),
+        (unaligned, np.ones(6, np.float32), "params.* is not aligned"),
+        (read_only, np.ones(6, np.float32), "params.* is read-only"),
+        ([shared, shared[:3]], [np.ones(6, np.float32), np.ones(3, np.float32)], "shares memory"),
+    ]
+    for params, grads, message in cases:
+        with pytest.raises(ra.LayoutError, match=message):
+            ra.SGD(lr=0.1).step(params, grads)

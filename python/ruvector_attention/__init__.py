@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ._loss_common import Gradients, Reduction
 from .corpus import HardNegatives, mine_hard_negatives
 from .curriculum import CurriculumScheduler, CurriculumStage, DecayType, TemperatureAnnealing
-from .errors import RuvectorError, ShapeError
+from .errors import ArgumentError, LayoutError, RuvectorError, ShapeError
 from .info_nce import InfoNCELoss
 from .local_contrastive import LocalContrastiveLoss
 from .mining import HardNegativeMiner, InBatchMiner, MiningStrategy
@@ -36,6 +36,7 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "ArgumentError",
     "CurriculumScheduler",
     "CurriculumStage",
     "DecayType",
@@ -45,6 +46,7 @@ __all__ = [
     "HardNegatives",
     "InBatchMiner",
     "InfoNCELoss",
+    "LayoutError",
     "LearningRateScheduler",
     "LocalContrastiveLoss",
     "MiningStrategy",

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._arrays import FloatArray, as_float32
-from .errors import ShapeError
+from .errors import ArgumentError, ShapeError
 
 __all__ = [
     "Gradients",
@@ -54,7 +54,9 @@ class Reduction(enum.Enum):
                 return cls(value.lower())
             except ValueError:
                 pass
-        raise ValueError(f"reduction must be 'mean', 'sum', 'none' or a Reduction, got {value!r}")
+        raise ArgumentError(
+            f"reduction must be 'mean', 'sum', 'none' or a Reduction, got {value!r}"
+        )
 
 
 ReductionLike = Union[Reduction, str]

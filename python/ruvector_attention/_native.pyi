@@ -12,11 +12,11 @@ _LossResult = tuple[npt.NDArray[np.float64], Optional[tuple[_F32, _F32, Optional
 __all__ = [
     "MAX_THREADS",
     "MIN_TEMPERATURE",
+    "NORM_EPS",
+    "AdamPlan",
     "MinerConfig",
     "__version__",
     "_testing",
-    "adam_step",
-    "adam_step_single",
     "cached_memory",
     "clip_grad_norm",
     "csr_from_dense",
@@ -36,6 +36,7 @@ __all__ = [
 
 __version__: str
 MIN_TEMPERATURE: float
+NORM_EPS: float
 MAX_THREADS: int
 
 def sgd_step(
@@ -48,30 +49,33 @@ def sgd_step(
     weight_decay: float,
     nesterov: bool,
 ) -> None: ...
-def adam_step(
-    params: list[npt.NDArray[np.float32]],
-    grads: list[npt.NDArray[np.float32]],
-    exp_avg: list[npt.NDArray[np.float32]],
-    exp_avg_sq: list[npt.NDArray[np.float32]],
-    *,
-    step: int,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    decoupled: bool,
-) -> None: ...
-def adam_step_single(
-    param: npt.NDArray[np.float32],
-    grad: object,
-    exp_avg: npt.NDArray[np.float32],
-    exp_avg_sq: npt.NDArray[np.float32],
-    step: int,
-    lr: float,
-    constants: tuple[float, float, float, float, bool],
-    /,
-) -> bool: ...
+
+@final
+class AdamPlan:
+    def __new__(
+        cls, *, beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool
+    ) -> AdamPlan: ...
+    def step(
+        self,
+        params: list[npt.NDArray[np.float32]],
+        grads: list[npt.NDArray[np.float32]],
+        exp_avg: list[npt.NDArray[np.float32]],
+        exp_avg_sq: list[npt.NDArray[np.float32]],
+        *,
+        step: int,
+        lr: float,
+    ) -> None: ...
+    def try_step_one(
+        self,
+        param: npt.NDArray[np.float32],
+        grad: object,
+        exp_avg: npt.NDArray[np.float32],
+        exp_avg_sq: npt.NDArray[np.float32],
+        step: int,
+        lr: float,
+        /,
+    ) -> bool: ...
+
 def clip_grad_norm(
     grads: list[npt.NDArray[np.float32]], max_norm: float, *, error_if_nonfinite: bool
 ) -> float: ...

@@ -1,10 +1,11 @@
 """Checks of scalar arguments and saved state, shared by every public class.
 
 Each check returns the value as a plain Python number (NumPy scalars are accepted like Python
-ones) or raises ``ValueError`` / ``TypeError`` naming the argument, so that a bad value is refused
-at construction, not halfway through training. The kernels compute in float32, so a
-hyper-parameter that float32 cannot hold (beyond about 3.4e38, or a divisor below its normal range)
-is refused here too: it would otherwise become inf, NaN or a silently wrong result later.
+ones) or raises ``ArgumentError`` (a ``ValueError``) or ``TypeError`` naming the argument, so that
+a bad value is refused at construction, not halfway through training. The kernels compute in
+float32, so a hyper-parameter that float32 cannot hold (beyond about 3.4e38, or a divisor below
+its normal range) is refused here too: it would otherwise become inf, NaN or a silently wrong
+result later.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
+
+from .errors import ArgumentError
 
 __all__ = [
     "FLOAT32_MAX",
@@ -52,29 +55,31 @@ def real(name: str, value: object) -> float:
     try:
         result = float(value)
     except OverflowError:  # an int beyond float64
-        raise ValueError(f"{name} must be finite, got an integer beyond float64's range") from None
+        raise ArgumentError(
+            f"{name} must be finite, got an integer beyond float64's range"
+        ) from None
     if not math.isfinite(result):
-        raise ValueError(f"{name} must be finite, got {result}")
+        raise ArgumentError(f"{name} must be finite, got {result}")
     return result
 
 
 def non_negative(name: str, value: object) -> float:
     result = real(name, value)
     if result < 0.0:
-        raise ValueError(f"{name} must be >= 0, got {result}")
+        raise ArgumentError(f"{name} must be >= 0, got {result}")
     return result
 
 
 def positive(name: str, value: object) -> float:
     result = real(name, value)
     if result <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {result}")
+        raise ArgumentError(f"{name} must be > 0, got {result}")
     return result
 
 
 def _within_float32(name: str, result: float) -> float:
     if abs(result) > FLOAT32_MAX:
-        raise ValueError(
+        raise ArgumentError(
             f"{name} = {result!r} is beyond float32's range (at most {FLOAT32_MAX:.4g}), "
             "which the kernels compute in"
         )
@@ -90,7 +95,7 @@ def float32_divisor(name: str, value: object) -> float:
     """A value > 0 that float32 holds and can divide by (temperatures)."""
     result = _within_float32(name, positive(name, value))
     if result < FLOAT32_TINY:
-        raise ValueError(
+        raise ArgumentError(
             f"{name} = {result!r} is below float32's normal range (at least {FLOAT32_TINY:.4g}): "
             f"1 / {name} would overflow the kernels' float32 arithmetic"
         )
@@ -100,7 +105,7 @@ def float32_divisor(name: str, value: object) -> float:
 def beta(name: str, value: object) -> float:
     result = real(name, value)
     if not 0.0 <= result < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {result}")
+        raise ArgumentError(f"{name} must be in [0, 1), got {result}")
     return result
 
 
@@ -110,9 +115,9 @@ def integer(name: str, value: object, *, minimum: int = 0, maximum: int = INT64_
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     result = int(value)
     if result < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {result}")
+        raise ArgumentError(f"{name} must be >= {minimum}, got {result}")
     if result > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {result}")
+        raise ArgumentError(f"{name} must be <= {maximum}, got {result}")
     return result
 
 
@@ -144,5 +149,5 @@ def state_keys(state: object, expected: Collection[str], owner: str) -> dict[str
     extra = sorted(str(k) for k in set(state) - set(expected))
     if missing or extra:
         parts = [f"missing {k!r}" for k in missing] + [f"unknown key {k!r}" for k in extra]
-        raise ValueError(f"invalid {owner} state_dict: {'; '.join(parts)}")
+        raise ArgumentError(f"invalid {owner} state_dict: {'; '.join(parts)}")
     return dict(state)

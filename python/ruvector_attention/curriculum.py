@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from . import _validate as check
+from .errors import ArgumentError
 from .info_nce import MIN_TEMPERATURE
 
 __all__ = ["CurriculumScheduler", "CurriculumStage", "DecayType", "TemperatureAnnealing"]
@@ -228,7 +229,7 @@ class CurriculumScheduler:
             check.non_negative_int(k, state[k]) for k in ("current", "in_stage", "total")
         )
         if (stages and not 0 <= current < len(stages)) or min(in_stage, total) < 0:
-            raise ValueError("invalid CurriculumScheduler state_dict: position out of range")
+            raise ArgumentError("invalid CurriculumScheduler state_dict: position out of range")
         self._stages, self._current, self._in_stage, self._total = stages, current, in_stage, total
 
 

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from . import _native
 from . import _validate as check
 from ._arrays import FloatArray, as_float32, float_matrix
-from .errors import ShapeError
+from .errors import ArgumentError, ShapeError
 
 __all__ = ["HardNegativeMiner", "InBatchMiner", "MiningStrategy"]
 
@@ -52,7 +52,7 @@ class MiningStrategy(enum.Enum):
                     return member
             if name == "hard_negative":
                 return cls.HARDEST
-        raise ValueError(
+        raise ArgumentError(
             "strategy must be a MiningStrategy or one of 'random', 'hardest', 'semi_hard', "
             f"'distance_weighted', got {value!r}"
         )
@@ -87,7 +87,7 @@ def _check_seed(seed: object) -> Optional[int]:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
     if int(seed) < 0:
-        raise ValueError(f"seed must be >= 0, got {int(seed)}")
+        raise ArgumentError(f"seed must be >= 0, got {int(seed)}")
     return int(seed)
 
 
@@ -98,7 +98,7 @@ def _labels(value: object, name: str, length: int) -> IndexArray:
     if arr.shape != (length,):
         raise ShapeError(f"{name} must have shape ({length},), got {arr.shape}")
     if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} has values beyond int64")
+        raise ArgumentError(f"{name} has values beyond int64")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -155,12 +155,12 @@ class HardNegativeMiner:
         self._margin = check.float32_non_negative("margin", margin)
         self._temperature = check.float32_divisor("temperature", temperature)
         if weighting not in _WEIGHTINGS:
-            raise ValueError(f"weighting must be 'softmax' or 'wu', got {weighting!r}")
+            raise ArgumentError(f"weighting must be 'softmax' or 'wu', got {weighting!r}")
         self._weighting = weighting
         self._cutoff = check.positive("cutoff", cutoff)
         self._nonzero_loss_cutoff = check.positive("nonzero_loss_cutoff", nonzero_loss_cutoff)
         if not self._cutoff < self._nonzero_loss_cutoff < 2.0:
-            raise ValueError(
+            raise ArgumentError(
                 "need 0 < cutoff < nonzero_loss_cutoff < 2 (distances between unit vectors), got "
                 f"cutoff={self._cutoff}, nonzero_loss_cutoff={self._nonzero_loss_cutoff}"
             )
@@ -286,7 +286,7 @@ class HardNegativeMiner:
         a = float_matrix(anchors, "anchors", min_rows=0)
         b, d = a.shape
         if b * k > _MAX_RESULT_ENTRIES:
-            raise ValueError(
+            raise ArgumentError(
                 f"k = {k} is too large: the ({b}, {k}) int64 result would need {8 * b * k} bytes"
             )
         c = float_matrix(candidates, "candidates", cols=d, min_rows=0)
@@ -298,9 +298,9 @@ class HardNegativeMiner:
                     f"positives must have the shape of anchors {a.shape}, got {p.shape}"
                 )
         elif self._strategy is MiningStrategy.SEMI_HARD:
-            raise ValueError("SEMI_HARD mining needs positives (B, D): d(a, p) sets the window")
+            raise ArgumentError("SEMI_HARD mining needs positives (B, D): d(a, p) sets the window")
         if (anchor_labels is None) != (candidate_labels is None):
-            raise ValueError("pass both anchor_labels and candidate_labels, or neither")
+            raise ArgumentError("pass both anchor_labels and candidate_labels, or neither")
         la = lc = None
         if anchor_labels is not None:
             la = _labels(anchor_labels, "anchor_labels", b)
@@ -411,7 +411,7 @@ class InBatchMiner:
         p = check.non_negative_int("positive_idx", positive_idx)
         for name, idx in (("anchor_idx", a), ("positive_idx", p)):
             if idx >= n:
-                raise ValueError(f"{name} must be < batch_size ({n}), got {idx}")
+                raise ArgumentError(f"{name} must be < batch_size ({n}), got {idx}")
         keep = np.ones(n, dtype=bool)
         keep[a] = False
         if self._exclude_positive:

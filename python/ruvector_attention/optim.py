@@ -21,7 +21,7 @@ import numpy as np
 from . import _native
 from . import _validate as check
 from ._arrays import ArrayList, FloatArray, as_array_list, as_float32, check_inplace_list
-from .errors import ShapeError
+from .errors import ArgumentError, ShapeError
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm"]
 
@@ -215,7 +215,7 @@ class _Optimizer(ABC):
         state_dict = dict(check.state_keys(state_dict, _STATE_DICT_KEYS, owner))
         kind = state_dict["optimizer"]
         if kind != owner:
-            raise ValueError(f"state_dict is for {kind!r}, not {owner!r}")
+            raise ArgumentError(f"state_dict is for {kind!r}, not {owner!r}")
         steps = check.non_negative_int("steps", state_dict["steps"])
         raw_shapes = state_dict["shapes"]
         shapes = None
@@ -238,7 +238,7 @@ class _Optimizer(ABC):
             state = {}
             for key, arrays in raw_state.items():
                 if key not in self._STATE_KEYS:
-                    raise ValueError(f"unknown state key {key!r} for {type(self).__name__}")
+                    raise ArgumentError(f"unknown state key {key!r} for {type(self).__name__}")
                 copied = []
                 for i, a in enumerate(arrays):
                     if not isinstance(a, np.ndarray) or a.dtype != np.float32:
@@ -252,7 +252,7 @@ class _Optimizer(ABC):
             # at zero under the saved step count (Adam's bias correction then overshoots).
             missing = [key for key in hyper._active_state_keys() if key not in state]
             if missing:
-                raise ValueError(
+                raise ArgumentError(
                     f"state_dict['state'] lacks {', '.join(map(repr, missing))}: a state saved "
                     f"by {owner}.state_dict() always holds every key its hyper-parameters use"
                 )
@@ -317,7 +317,7 @@ class SGD(_Optimizer):
     @staticmethod
     def _check_nesterov(nesterov: bool, momentum: float) -> bool:
         if check.boolean("nesterov", nesterov) and momentum <= 0.0:
-            raise ValueError("nesterov=True requires momentum > 0")
+            raise ArgumentError("nesterov=True requires momentum > 0")
         return bool(nesterov)
 
     @property
@@ -395,6 +395,9 @@ class Adam(_Optimizer):
     _STATE_KEYS = ("exp_avg", "exp_avg_sq")
     _HYPER_KEYS = ("dim", "lr", "betas", "eps", "weight_decay")
     _DECOUPLED: ClassVar[bool] = False
+    #: The kernel's prepared settings and the hyper-parameters they were prepared from.
+    _prepared: _native.AdamPlan
+    _plan_key: Optional[tuple[tuple[float, float], float, float]] = None
 
     def __init__(
         self,
@@ -438,18 +441,26 @@ class Adam(_Optimizer):
         self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
         return self
 
+    def _plan(self) -> _native.AdamPlan:
+        """The kernel's prepared settings, rebuilt only when a hyper-parameter changed."""
+        key = (self._betas, self._eps, self._weight_decay)
+        if self._plan_key != key:
+            beta1, beta2 = self._betas
+            self._prepared = _native.AdamPlan(
+                beta1=beta1,
+                beta2=beta2,
+                eps=self._eps,
+                weight_decay=self._weight_decay,
+                decoupled=self._DECOUPLED,
+            )
+            self._plan_key = key
+        return self._prepared
+
     def _step_one(self, param: np.ndarray, grad: object) -> bool:
         state = self._state
         assert state is not None  # a single shape is only recorded after a step
-        beta1, beta2 = self._betas
-        done = _native.adam_step_single(
-            param,
-            grad,
-            state["exp_avg"][0],
-            state["exp_avg_sq"][0],
-            self._steps + 1,
-            self._lr,
-            (beta1, beta2, self._eps, self._weight_decay, self._DECOUPLED),
+        done = self._plan().try_step_one(
+            param, grad, state["exp_avg"][0], state["exp_avg_sq"][0], self._steps + 1, self._lr
         )
         if done:
             self._steps += 1
@@ -462,18 +473,8 @@ class Adam(_Optimizer):
         state: dict[str, list[FloatArray]],
         step: int,
     ) -> None:
-        _native.adam_step(
-            params,
-            grads,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=step,
-            lr=self._lr,
-            beta1=self._betas[0],
-            beta2=self._betas[1],
-            eps=self._eps,
-            weight_decay=self._weight_decay,
-            decoupled=self._DECOUPLED,
+        self._plan().step(
+            params, grads, state["exp_avg"], state["exp_avg_sq"], step=step, lr=self._lr
         )
 
 

@@ -11,7 +11,7 @@ from . import _native
 from . import _validate as check
 from ._arrays import FloatArray, as_float32, float_matrix, is_scipy_sparse
 from ._loss_common import one_sample
-from .errors import ShapeError
+from .errors import ArgumentError, ShapeError
 
 __all__ = ["Graph", "SpectralRegularization"]
 
@@ -36,7 +36,7 @@ def _finite_weights(
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         position = where[0] if len(where) == 1 else where
-        raise ValueError(
+        raise ArgumentError(
             f"{name} weights must be finite numbers within float32's range; "
             f"entry {position} is {(weights if original is None else original)[where]!r}"
         )
@@ -124,13 +124,15 @@ def _csr_of(graph: object, n: int, weights: object) -> _CsrArrays:
     """The symmetric CSR arrays of ``graph`` for a signal of ``n`` nodes."""
     if isinstance(graph, Graph):
         if weights is not None:
-            raise ValueError("weights= is only for edge lists; a Graph holds its weights")
+            raise ArgumentError("weights= is only for edge lists; a Graph holds its weights")
         if graph.num_nodes != n:
             raise ShapeError(f"graph has {graph.num_nodes} nodes but X has {n} rows")
         return graph.csr()
     if is_scipy_sparse(graph):
         if weights is not None:
-            raise ValueError("weights= is only for edge lists; a sparse matrix holds its weights")
+            raise ArgumentError(
+                "weights= is only for edge lists; a sparse matrix holds its weights"
+            )
         matrix: Any = graph
         if matrix.shape != (n, n):
             raise ShapeError(f"graph must be ({n}, {n}) for X with {n} rows, got {matrix.shape}")
@@ -139,7 +141,9 @@ def _csr_of(graph: object, n: int, weights: object) -> _CsrArrays:
         csr.sum_duplicates()
         weights = _graph_weights(csr.data, "graph")  # finite first: NaN != NaN is not asymmetry
         if (csr != csr.T).nnz != 0:
-            raise ValueError("graph must be symmetric (W == W.T); got a sparse matrix that is not")
+            raise ArgumentError(
+                "graph must be symmetric (W == W.T); got a sparse matrix that is not"
+            )
         return (
             np.ascontiguousarray(csr.indptr, dtype=np.int64),
             np.ascontiguousarray(csr.indices, dtype=np.int64),
@@ -152,7 +156,7 @@ def _csr_of(graph: object, n: int, weights: object) -> _CsrArrays:
     is_edge_list = arr.ndim == 2 and arr.dtype.kind in "iu" and arr.shape[1] == 2
     if is_edge_list and arr.shape == (n, n) and weights is None:
         # A 2 x 2 integer array for 2 nodes reads as both (with weights= it is an edge list).
-        raise ValueError(
+        raise ArgumentError(
             "graph is a 2 x 2 integer array for 2 nodes: it could be an adjacency matrix or an "
             "edge list of 2 edges; say which with Graph.from_adjacency(...) or "
             "Graph.from_edges(..., num_nodes=2)"
@@ -160,7 +164,7 @@ def _csr_of(graph: object, n: int, weights: object) -> _CsrArrays:
     if is_edge_list:
         return _edges_csr(arr, n, weights)
     if weights is not None:
-        raise ValueError("weights= is only for edge lists; a dense matrix holds its weights")
+        raise ArgumentError("weights= is only for edge lists; a dense matrix holds its weights")
     if arr.ndim != 2 or arr.shape != (n, n):
         raise ShapeError(
             f"graph must be a dense ({n}, {n}) matrix, an integer (E, 2) edge list or a "

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ._atomic_file import write_atomically
-from .errors import RuvectorError
+from .errors import ArgumentError, RuvectorError
 
 __all__ = ["FORMAT", "MAX_DEPTH", "VERSION", "StateFileError", "load_state", "save_state"]
 
@@ -91,7 +91,7 @@ def _storable(value: np.ndarray, path: str) -> np.ndarray:
 def _encode(value: Any, path: str, arrays: dict[str, np.ndarray], depth: int = 0) -> Any:
     """A JSON-able tree of ``value`` with arrays moved into ``arrays``."""
     if depth > MAX_DEPTH:
-        raise ValueError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+        raise ArgumentError(f"{path}: nested more than {MAX_DEPTH} levels deep")
     # Each tensor gets a fresh name, so no nesting of keys (such as "a/b" beside "a" -> "b") can
     # make two of them collide; the path after the number is for people reading the file.
     name = f"{len(arrays)}:{path}"
@@ -115,7 +115,7 @@ def _encode(value: Any, path: str, arrays: dict[str, np.ndarray], depth: int = 0
             out = {}
             for key, item in value.items():
                 if key in _RESERVED:
-                    raise ValueError(f"{path}: the key {key!r} is reserved")
+                    raise ArgumentError(f"{path}: the key {key!r} is reserved")
                 out[key] = _encode(item, f"{path}/{key}", arrays, depth + 1)
             return out
         items = []

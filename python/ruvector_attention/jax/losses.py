@@ -12,7 +12,7 @@ from .. import info_nce as _info_nce
 from .. import local_contrastive as _local_contrastive
 from .. import spectral as _spectral
 from .._loss_common import Reduction, ReductionLike, terms_shape, triplet_inputs
-from ..errors import ShapeError
+from ..errors import ArgumentError, ShapeError
 
 __all__ = ["info_nce", "local_contrastive", "spectral"]
 
@@ -161,7 +161,7 @@ def local_contrastive(
         0.25
     """
     if negatives is None:
-        raise ValueError("negatives is required: pass (B, N, D) or a shared pool (N, D)")
+        raise ArgumentError("negatives is required: pass (B, N, D) or a shared pool (N, D)")
     kernel = _local_contrastive.LocalContrastiveLoss(margin)
     mode = Reduction.parse(reduction)
     a = _as_float_array(anchors, "anchors")

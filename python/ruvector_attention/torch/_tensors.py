@@ -11,12 +11,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ArgumentError, LayoutError
+
 __all__ = ["as_array", "from_array", "grad_array", "inplace_array"]
 
 
 def _check_device(tensor: torch.Tensor, name: str) -> None:
     if tensor.device.type != "cpu":
-        raise ValueError(
+        raise ArgumentError(
             f"{name} is on device {tensor.device}; ruvector_attention runs on the CPU, "
             "move it first with .cpu()"
         )
@@ -63,7 +65,7 @@ def inplace_array(tensor: torch.Tensor, name: str) -> np.ndarray:
             f"{name} must be float32 (the kernels update float32 in place), got {tensor.dtype}"
         )
     if not tensor.is_contiguous():
-        raise ValueError(f"{name} must be contiguous to be updated in place")
+        raise LayoutError(f"{name} must be contiguous to be updated in place")
     return tensor.detach().numpy()
 
 

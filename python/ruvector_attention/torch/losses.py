@@ -25,6 +25,7 @@ from .. import info_nce as _info_nce
 from .. import local_contrastive as _local_contrastive
 from .. import spectral as _spectral
 from .._loss_common import Gradients, Reduction, ReductionLike
+from ..errors import ArgumentError
 from ._tensors import as_array, from_array
 
 __all__ = ["InfoNCELoss", "LocalContrastiveLoss", "SpectralRegularization"]
@@ -210,7 +211,7 @@ class LocalContrastiveLoss(torch.nn.Module):
         self, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
     ) -> torch.Tensor:
         if negatives is None:
-            raise ValueError("negatives is required: pass (B, N, D) or a shared pool (N, D)")
+            raise ArgumentError("negatives is required: pass (B, N, D) or a shared pool (N, D)")
         out: torch.Tensor = _TripletFunction.apply(
             self._kernel, self.reduction, anchors, positives, negatives
         )

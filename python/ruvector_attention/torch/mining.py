@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .. import mining as _mining
+from ..errors import ArgumentError
 from ._tensors import as_array
 
 __all__ = ["HardNegativeMiner", "InBatchMiner"]
@@ -20,7 +21,7 @@ def _floats(value: object, name: str) -> Any:
 def _labels(value: object, name: str) -> Any:
     if isinstance(value, torch.Tensor):
         if value.device.type != "cpu":
-            raise ValueError(f"{name} is on device {value.device}; move it first with .cpu()")
+            raise ArgumentError(f"{name} is on device {value.device}; move it first with .cpu()")
         return value.detach().numpy()
     return value
 

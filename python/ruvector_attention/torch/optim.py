@@ -18,6 +18,7 @@ import torch
 
 from .. import _native
 from .. import _validate as check
+from ..errors import ArgumentError
 from ._tensors import grad_array, inplace_array
 
 __all__ = ["SGD", "Adam", "AdamW"]
@@ -29,7 +30,9 @@ def _number(value: object, name: str) -> float:
     """A hyper-parameter that schedulers may have stored as a 0-d tensor, as a float."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"{name} must be a number, got a tensor of shape {tuple(value.shape)}")
+            raise ArgumentError(
+                f"{name} must be a number, got a tensor of shape {tuple(value.shape)}"
+            )
         return float(value.item())
     return value  # type: ignore[return-value]
 
@@ -92,7 +95,7 @@ class _NativeOptimizer(torch.optim.Optimizer):
     def _check_hyper(self, group: dict[str, Any], where: str) -> None:
         for key in self._OFF:
             if group.get(key):
-                raise ValueError(
+                raise ArgumentError(
                     f"{where}: {key}=True is not supported by {type(self).__name__} "
                     "(use torch.optim for it)"
                 )
@@ -183,9 +186,9 @@ class SGD(_NativeOptimizer):
         super()._check_hyper(group, where)
         momentum = check.float32_non_negative(f"{where} momentum", group["momentum"])
         if group.get("dampening", 0.0):
-            raise ValueError(f"{where}: dampening must be 0 for {type(self).__name__}")
+            raise ArgumentError(f"{where}: dampening must be 0 for {type(self).__name__}")
         if check.boolean(f"{where} nesterov", group["nesterov"]) and momentum <= 0.0:
-            raise ValueError(f"{where}: nesterov=True requires momentum > 0")
+            raise ArgumentError(f"{where}: nesterov=True requires momentum > 0")
 
     def _update(
         self,
@@ -265,7 +268,7 @@ class Adam(_NativeOptimizer):
         check.float32_divisor(f"{where} eps", group["eps"])
         decoupled = group.get("decoupled_weight_decay", self._DECOUPLED)
         if bool(decoupled) != self._DECOUPLED:
-            raise ValueError(
+            raise ArgumentError(
                 f"{where}: decoupled_weight_decay={decoupled} does not match "
                 f"{type(self).__name__} (use {'AdamW' if decoupled else 'Adam'})"
             )
@@ -288,10 +291,17 @@ class Adam(_NativeOptimizer):
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
             by_step.setdefault(int(float(state["step"])), []).append(k)
         beta1, beta2 = (_number(b, f"{where} betas") for b in group["betas"])
+        plan = _native.AdamPlan(
+            beta1=beta1,
+            beta2=beta2,
+            eps=float(group["eps"]),
+            weight_decay=float(group["weight_decay"]),
+            decoupled=self._DECOUPLED,
+        )
         for step, members in by_step.items():
             chosen = [params[k] for k in members]
             states = [self.state[p] for _, p in chosen]
-            _native.adam_step(
+            plan.step(
                 [self._view(p, name) for name, p in chosen],
                 [grad_array(grads[k], params[k][0]) for k in members],
                 [
@@ -304,11 +314,6 @@ class Adam(_NativeOptimizer):
                 ],
                 step=step + 1,
                 lr=_number(group["lr"], f"{where} lr"),
-                beta1=beta1,
-                beta2=beta2,
-                eps=float(group["eps"]),
-                weight_decay=float(group["weight_decay"]),
-                decoupled=self._DECOUPLED,
             )
             for s in states:
                 s["step"] = torch.scalar_tensor(float(step + 1), dtype=torch.float32)

@@ -7,7 +7,7 @@ pub enum KernelError {
     /// Wrong rank, mismatched or empty shapes (Python: `ShapeError`).
     #[error("{0}")]
     Shape(String),
-    /// An invalid hyper-parameter or argument value (Python: `ValueError`).
+    /// An invalid hyper-parameter or argument value (Python: `ArgumentError`, a `ValueError`).
     #[error("{0}")]
     InvalidArgument(String),
     /// The allocator refused a buffer (Python: `MemoryError`).

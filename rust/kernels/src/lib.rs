@@ -20,4 +20,4 @@ pub mod scratch;
 pub mod simd;
 pub mod vecops;
 
-pub use error::KernelError;
+pub use error::{KernelError, KernelResult};

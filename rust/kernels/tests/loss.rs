@@ -4,7 +4,12 @@
 mod common;
 
 use common::data;
-use ruvector_kernels::loss::{info_nce_per_anchor, GradScale, LossGrads, PerAnchorDims};
+use ruvector_kernels::cancel::{Cancel, NEVER};
+use ruvector_kernels::error::KernelError;
+use ruvector_kernels::loss::local_contrastive::{local_contrastive, MarginInputs, Negatives};
+use ruvector_kernels::loss::{
+    info_nce_per_anchor, GradScale, LossGrads, PerAnchorDims, PerAnchorInputs,
+};
 
 /// The definition, in f64, written independently of the kernel.
 fn reference(a: &[f64], p: &[f64], negs: &[Vec<f64>], t: f64) -> f64 {
@@ -37,11 +42,15 @@ fn run(c: &Case, t: f64, scale: f32) -> (Vec<f64>, Vec<f32>, Vec<f32>, Vec<f32>)
         vec![0.0; batch * dim],
         vec![0.0; batch * negatives * dim],
     );
+    let inputs = PerAnchorInputs {
+        anchors: &c.a,
+        positives: &c.p,
+        negatives: &c.n,
+        dims: c.dims,
+        cancel: &NEVER,
+    };
     info_nce_per_anchor(
-        &c.a,
-        &c.p,
-        &c.n,
-        c.dims,
+        &inputs,
         t,
         &mut losses,
         Some(LossGrads {
@@ -175,19 +184,69 @@ fn errors() {
     ] {
         let mut losses = vec![0.0; 1];
         let negs = vec![1.0; negatives];
-        let result = info_nce_per_anchor(
-            &[1.0; 2],
-            &[1.0; 2],
-            &negs,
+        let inputs = PerAnchorInputs {
+            anchors: &[1.0; 2],
+            positives: &[1.0; 2],
+            negatives: &negs,
             dims,
-            temperature,
-            &mut losses,
-            None,
-        );
+            cancel: &NEVER,
+        };
+        let result = info_nce_per_anchor(&inputs, temperature, &mut losses, None);
         assert_eq!(
             result.is_ok(),
             ok,
             "negatives {negatives}, temperature {temperature}"
         );
     }
+}
+
+/// A stop requested before the call: both row-parallel losses skip their rows and say
+/// `Cancelled` (the binding then drops their outputs), with and without gradients.
+#[test]
+fn per_anchor_and_margin_losses_stop_when_cancelled() {
+    let cancel = Cancel::new();
+    cancel.request();
+    let (batch, negatives, dim) = (3, 2, 4);
+    let a = vec![1.0f32; batch * dim];
+    let n = vec![0.5f32; batch * negatives * dim];
+    let dims = PerAnchorDims {
+        batch,
+        negatives,
+        dim,
+    };
+    let mut losses = vec![0.0; batch];
+    let inputs = PerAnchorInputs {
+        anchors: &a,
+        positives: &a,
+        negatives: &n,
+        dims,
+        cancel: &cancel,
+    };
+    let result = info_nce_per_anchor(&inputs, 0.1, &mut losses, None);
+    assert!(matches!(result, Err(KernelError::Cancelled)), "{result:?}");
+    let inputs = MarginInputs {
+        anchors: &a,
+        positives: &a,
+        negatives: Negatives::PerAnchor(&n),
+        batch,
+        count: negatives,
+        dim,
+        cancel: &cancel,
+    };
+    let mut terms = vec![0.0; batch * negatives];
+    let (mut ga, mut gp, mut gn) = (vec![0.0; a.len()], vec![0.0; a.len()], vec![0.0; n.len()]);
+    let grads = LossGrads {
+        anchors: &mut ga,
+        positives: &mut gp,
+        negatives: Some(&mut gn),
+        scale: GradScale::uniform(1.0),
+    };
+    let result = local_contrastive(&inputs, 1.0, &mut terms, Some(grads));
+    assert!(matches!(result, Err(KernelError::Cancelled)), "{result:?}");
+    // The same call with a token nobody set runs.
+    let inputs = MarginInputs {
+        cancel: &NEVER,
+        ..inputs
+    };
+    local_contrastive(&inputs, 1.0, &mut terms, None).unwrap();
 }

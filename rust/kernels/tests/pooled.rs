@@ -6,7 +6,9 @@ mod common;
 use common::data;
 use ruvector_kernels::cancel::{Cancel, NEVER};
 use ruvector_kernels::loss::info_nce_pooled::{info_nce_pooled, PooledInputs};
-use ruvector_kernels::loss::{info_nce_per_anchor, GradScale, LossGrads, PerAnchorDims};
+use ruvector_kernels::loss::{
+    info_nce_per_anchor, GradScale, LossGrads, PerAnchorDims, PerAnchorInputs,
+};
 use ruvector_kernels::scratch;
 use ruvector_kernels::KernelError;
 
@@ -62,7 +64,14 @@ fn shared_pool_equals_per_anchor_with_the_pool_repeated() {
         negatives: Some(&mut gn2),
         scale: GradScale::uniform(1.0),
     };
-    info_nce_per_anchor(&a, &p, &repeated, dims, t, &mut l2, Some(grads)).unwrap();
+    let inputs = PerAnchorInputs {
+        anchors: &a,
+        positives: &p,
+        negatives: &repeated,
+        dims,
+        cancel: &NEVER,
+    };
+    info_nce_per_anchor(&inputs, t, &mut l2, Some(grads)).unwrap();
     // Logits of size up to 1/t, summed over the pool and the dimension.
     let terms = n + d + 2;
     for (x, y) in l1.iter().zip(&l2) {

@@ -2,7 +2,7 @@
 //!
 //! In-place arrays must be float32, C-contiguous, writeable and not overlap any other array of
 //! the call: the numpy crate's borrow tracking detects overlap, and we turn its refusal into a
-//! clear `ValueError` before anything is written. Read-only arrays arrive already converted by the
+//! clear `LayoutError` (a `ValueError`) before anything is written. Read-only arrays arrive already converted by the
 //! Python dtype policy (`ruvector_attention/_arrays.py`); they are checked again here.
 
 use numpy::ndarray::{ArrayD, IxDyn};
@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 use ruvector_kernels::scratch;
 
-use crate::errors::{type_error, value_error};
+use crate::errors::{internal_error, layout_error, shape_error, type_error, KernelErr};
 
 fn describe(obj: &Bound<'_, PyAny>) -> String {
     if let Ok(arr) = obj.cast::<numpy::PyUntypedArray>() {
@@ -38,13 +38,13 @@ fn as_f32_array<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Bound<'py,
         ))
     })?;
     if !arr.is_c_contiguous() {
-        return Err(value_error(format!(
+        return Err(layout_error(format!(
             "{name} must be C-contiguous; it is a strided view (use numpy.ascontiguousarray on \
              the source array, not on a copy you then discard)"
         )));
     }
     if !is_aligned(arr) {
-        return Err(value_error(format!(
+        return Err(layout_error(format!(
             "{name} is not aligned to 4 bytes (a view at an odd byte offset of a buffer); \
              in-place arrays must be aligned: allocate it with numpy (numpy.zeros, numpy.array)"
         )));
@@ -89,7 +89,7 @@ fn clash(
         if let Ok(other) = other.cast::<PyArrayDyn<f32>>() {
             let theirs = byte_range(other);
             if mine.start < theirs.end && theirs.start < mine.end {
-                return value_error(format!(
+                return layout_error(format!(
                     "{name} shares memory with {other_name}, passed in the same call; every array \
                      updated in place must be distinct"
                 ));
@@ -97,7 +97,7 @@ fn clash(
         }
     }
     // A read borrow fails only beside a write borrow; a write borrow beside either.
-    value_error(match access {
+    layout_error(match access {
         Access::Read => format!(
             "{name} is being updated in place by another call in progress (in another thread); \
              this call only reads it, but an array must not be read while another call writes it"
@@ -127,7 +127,7 @@ pub fn readwrite<'py>(
     let arr = as_f32_array(obj, name)?;
     arr.try_readwrite().map_err(|err| match err {
         BorrowError::NotWriteable => {
-            value_error(format!("{name} is read-only (its WRITEABLE flag is False)"))
+            layout_error(format!("{name} is read-only (its WRITEABLE flag is False)"))
         }
         _ => clash(&arr, name, others, Access::Write),
     })
@@ -152,17 +152,12 @@ pub fn readonly_in_call<'py>(
 }
 
 /// `(rows, cols)` of a 2-D array, or a `ShapeError` naming it.
-pub fn matrix_dims(
-    py: Python<'_>,
-    arr: &PyReadonlyArrayDyn<'_, f32>,
-    name: &str,
-) -> PyResult<(usize, usize)> {
+pub fn matrix_dims(arr: &PyReadonlyArrayDyn<'_, f32>, name: &str) -> PyResult<(usize, usize)> {
     match arr.shape() {
         &[rows, cols] => Ok((rows, cols)),
-        other => Err(crate::errors::shape_error(
-            py,
-            format!("{name} must be 2-D, got shape {other:?}"),
-        )),
+        other => Err(shape_error(format!(
+            "{name} must be 2-D, got shape {other:?}"
+        ))),
     }
 }
 
@@ -180,7 +175,7 @@ pub fn readonly_i64<'py>(
 /// The slice of a borrowed int64 array (indices, labels), which must be C-contiguous.
 pub fn slice_i64<'a>(arr: &'a PyReadonlyArrayDyn<'_, i64>, name: &str) -> PyResult<&'a [i64]> {
     arr.as_slice()
-        .map_err(|_| type_error(format!("{name} must be C-contiguous")))
+        .map_err(|_| layout_error(format!("{name} must be C-contiguous")))
 }
 
 /// Every item of a Python list, borrowed for writing, as `name[i]`.
@@ -210,12 +205,12 @@ pub fn readonly_list<'py>(
 /// The slice of a borrowed array (contiguity was checked on extraction).
 pub fn slice_mut<'a>(arr: &'a mut PyReadwriteArrayDyn<'_, f32>) -> PyResult<&'a mut [f32]> {
     arr.as_slice_mut()
-        .map_err(|_| value_error("array must be C-contiguous"))
+        .map_err(|_| layout_error("array must be C-contiguous"))
 }
 
 pub fn slice<'a>(arr: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<&'a [f32]> {
     arr.as_slice()
-        .map_err(|_| value_error("array must be C-contiguous"))
+        .map_err(|_| layout_error("array must be C-contiguous"))
 }
 
 /// An output array filled by a kernel while the GIL is released, then handed to NumPy without a
@@ -230,7 +225,7 @@ pub struct Buffer {
 
 impl Buffer {
     /// An output of `shape`; `MemoryError` if it cannot be allocated (never an abort).
-    pub fn output(py: Python<'_>, shape: &[usize]) -> PyResult<Self> {
+    pub fn output(shape: &[usize]) -> PyResult<Self> {
         let len = shape
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -239,7 +234,7 @@ impl Buffer {
                     "an output of shape {shape:?} is larger than the address space"
                 ))
             })?;
-        let data = scratch::try_take(len).map_err(|e| crate::errors::to_pyerr(py, e))?;
+        let data = scratch::try_take(len).map_err(KernelErr)?;
         Ok(Self {
             shape: shape.to_vec(),
             data,
@@ -252,7 +247,7 @@ impl Buffer {
 
     pub fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyArrayDyn<f32>>> {
         let array = ArrayD::from_shape_vec(IxDyn(&self.shape), self.data)
-            .map_err(|err| value_error(format!("internal: output shape: {err}")))?;
+            .map_err(|err| internal_error(format!("internal: output shape: {err}")))?;
         let owner = Bound::new(py, RecycledBuffer { array })?;
         let view = &owner.get().array;
         // SAFETY: `owner` becomes the array's base object and keeps the data alive; the data is
@@ -267,7 +262,7 @@ impl Buffer {
         shape: &[usize],
     ) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
         let array = ArrayD::from_shape_vec(IxDyn(shape), data)
-            .map_err(|err| value_error(format!("internal: output shape: {err}")))?;
+            .map_err(|err| internal_error(format!("internal: output shape: {err}")))?;
         Ok(PyArray::from_owned_array(py, array))
     }
 }

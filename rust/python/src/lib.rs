@@ -1,9 +1,12 @@
 //! `ruvector_attention._native`: the only crate that knows Python.
 //!
-//! Each function here extracts and checks its NumPy arguments, releases the GIL, calls one pure
-//! kernel from `ruvector-kernels` and maps its errors. There is no numerical logic in this crate.
+//! Each function here extracts and checks its NumPy arguments (`arrays.rs`), states what its call
+//! costs and hands one pure kernel of `ruvector-kernels` to `call.rs`, which decides by that cost
+//! whether to release the GIL and whether Ctrl-C can stop it, and maps its errors to their Python
+//! classes (`errors.rs`). There is no numerical logic in this crate.
 
 mod arrays;
+mod call;
 mod errors;
 mod loss;
 mod mining;
@@ -17,10 +20,10 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MIN_TEMPERATURE", ruvector_kernels::loss::MIN_TEMPERATURE)?;
+    m.add("NORM_EPS", ruvector_kernels::vecops::NORM_EPS)?;
     m.add("MAX_THREADS", ruvector_kernels::parallel::MAX_THREADS)?;
     m.add_function(wrap_pyfunction!(optim::sgd_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::adam_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::adam_step_single, m)?)?;
+    m.add_class::<optim::AdamPlan>()?;
     m.add_function(wrap_pyfunction!(optim::clip_grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(loss::info_nce_per_anchor, m)?)?;
     m.add_function(wrap_pyfunction!(loss::info_nce_pooled, m)?)?;

@@ -13,11 +13,12 @@ use ruvector_kernels::loss::local_contrastive::{
     local_contrastive as margin_kernel, MarginInputs, Negatives,
 };
 use ruvector_kernels::loss::{
-    info_nce_per_anchor as per_anchor, GradScale, LossGrads, PerAnchorDims,
+    info_nce_per_anchor as per_anchor, GradScale, LossGrads, PerAnchorDims, PerAnchorInputs,
 };
 
 use crate::arrays::{matrix_dims, readonly, slice, Buffer};
-use crate::errors::{run_interruptible, run_kernel, shape_error};
+use crate::call::{run, Cost};
+use crate::errors::shape_error;
 
 type Array<'py> = Bound<'py, PyArrayDyn<f32>>;
 type Grads<'py> = Option<(Array<'py>, Array<'py>, Option<Array<'py>>)>;
@@ -38,7 +39,6 @@ impl GradOutputs {
     /// Outputs shaped like the inputs when gradients are asked for (`scale` given). Their
     /// contents are unspecified until the kernel writes every element (see `Buffer`).
     fn new(
-        py: Python<'_>,
         scale: Option<f64>,
         weights: Option<Vec<f32>>,
         a: &PyReadonlyArrayDyn<'_, f32>,
@@ -49,9 +49,9 @@ impl GradOutputs {
             return Ok(None);
         };
         Ok(Some(Self {
-            anchors: Buffer::output(py, a.shape())?,
-            positives: Buffer::output(py, p.shape())?,
-            negatives: n.map(|n| Buffer::output(py, n.shape())).transpose()?,
+            anchors: Buffer::output(a.shape())?,
+            positives: Buffer::output(p.shape())?,
+            negatives: n.map(|n| Buffer::output(n.shape())).transpose()?,
             scale: scale as f32,
             weights,
         }))
@@ -90,7 +90,6 @@ struct LossCall {
 
 impl LossCall {
     fn new(
-        py: Python<'_>,
         terms: usize,
         grad_scale: Option<f64>,
         grad_weights: Option<&Bound<'_, PyAny>>,
@@ -104,7 +103,7 @@ impl LossCall {
             .transpose()?;
         Ok(Self {
             losses: vec![0.0f64; terms],
-            grads: GradOutputs::new(py, grad_scale, weights, a, p, n)?,
+            grads: GradOutputs::new(grad_scale, weights, a, p, n)?,
         })
     }
 
@@ -127,13 +126,12 @@ type Input<'py> = PyReadonlyArrayDyn<'py, f32>;
 
 /// Anchors (B x D), positives and negatives borrowed for reading, with B and D.
 fn borrow_inputs<'py>(
-    py: Python<'py>,
     anchors: &Bound<'py, PyAny>,
     positives: &Bound<'py, PyAny>,
     negatives: &Bound<'py, PyAny>,
 ) -> PyResult<(Input<'py>, Input<'py>, Input<'py>, usize, usize)> {
     let a = readonly(anchors, "anchors")?;
-    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
+    let (batch, dim) = matrix_dims(&a, "anchors")?;
     Ok((
         a,
         readonly(positives, "positives")?,
@@ -155,14 +153,13 @@ pub fn info_nce_per_anchor<'py>(
     grad_scale: Option<f64>,
     grad_weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Losses<'py>, Grads<'py>)> {
-    let (a, p, ng, batch, dim) = borrow_inputs(py, anchors, positives, negatives)?;
+    let (a, p, ng, batch, dim) = borrow_inputs(anchors, positives, negatives)?;
     let count = match ng.shape() {
         &[_, count, _] => count,
         other => {
-            return Err(shape_error(
-                py,
-                format!("negatives must be 3-D here, got shape {other:?}"),
-            ))
+            return Err(shape_error(format!(
+                "negatives must be 3-D here, got shape {other:?}"
+            )))
         }
     };
     let dims = PerAnchorDims {
@@ -170,11 +167,25 @@ pub fn info_nce_per_anchor<'py>(
         negatives: count,
         dim,
     };
-    let mut call = LossCall::new(py, batch, grad_scale, grad_weights, &a, &p, Some(&ng))?;
+    let mut call = LossCall::new(batch, grad_scale, grad_weights, &a, &p, Some(&ng))?;
     let (a_s, p_s, n_s) = (slice(&a)?, slice(&p)?, slice(&ng)?);
+    // One dot product per (anchor, positive or negative) and their norms; the gradients walk
+    // every row again, twice the work.
+    let passes = if call.grads.is_some() { 3 } else { 1 };
+    let cost = Cost {
+        flops: 4 * batch * (count + 1) * dim * passes,
+        bytes: 4 * (a_s.len() + p_s.len() + n_s.len()) * passes,
+    };
     let (out, g) = call.outputs();
-    run_kernel(py, a_s.len() + n_s.len(), move || {
-        per_anchor(a_s, p_s, n_s, dims, temperature, out, g)
+    run(py, cost, move |cancel| {
+        let inputs = PerAnchorInputs {
+            anchors: a_s,
+            positives: p_s,
+            negatives: n_s,
+            dims,
+            cancel,
+        };
+        per_anchor(&inputs, temperature, out, g)
     })?;
     call.into_py(py, &[batch])
 }
@@ -194,12 +205,12 @@ pub fn info_nce_pooled<'py>(
     let a = readonly(anchors, "anchors")?;
     let p = readonly(positives, "positives")?;
     let pool = negatives.map(|n| readonly(n, "negatives")).transpose()?;
-    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
+    let (batch, dim) = matrix_dims(&a, "anchors")?;
     let pool_size = match &pool {
-        Some(pool) => matrix_dims(py, pool, "negatives")?.0,
+        Some(pool) => matrix_dims(pool, "negatives")?.0,
         None => batch,
     };
-    let mut call = LossCall::new(py, batch, grad_scale, grad_weights, &a, &p, pool.as_ref())?;
+    let mut call = LossCall::new(batch, grad_scale, grad_weights, &a, &p, pool.as_ref())?;
     {
         let pool_slice = pool.as_ref().map(slice).transpose()?;
         let inputs = PooledInputs {
@@ -211,9 +222,14 @@ pub fn info_nce_pooled<'py>(
             dim,
             cancel: &NEVER,
         };
+        // One GEMM of the similarities, two more for the gradients.
+        let gemms = if call.grads.is_some() { 3 } else { 1 };
+        let cost = Cost {
+            flops: 2 * batch * pool_size * dim * gemms,
+            bytes: 4 * (2 * batch + pool_size) * dim * gemms,
+        };
         let (out, g) = call.outputs();
-        let work = batch * pool_size * dim;
-        run_interruptible(py, work, move |cancel| {
+        run(py, cost, move |cancel| {
             pooled(&PooledInputs { cancel, ..inputs }, temperature, out, g)
         })?;
     }
@@ -233,26 +249,17 @@ pub fn local_contrastive<'py>(
     grad_scale: Option<f64>,
     grad_weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Losses<'py>, Grads<'py>)> {
-    let (a, p, ng, batch, dim) = borrow_inputs(py, anchors, positives, negatives)?;
+    let (a, p, ng, batch, dim) = borrow_inputs(anchors, positives, negatives)?;
     let (count, shared) = match ng.shape() {
         &[_, count, _] => (count, false),
         &[count, _] => (count, true),
         other => {
-            return Err(shape_error(
-                py,
-                format!("negatives must be 2-D or 3-D, got shape {other:?}"),
-            ))
+            return Err(shape_error(format!(
+                "negatives must be 2-D or 3-D, got shape {other:?}"
+            )))
         }
     };
-    let mut call = LossCall::new(
-        py,
-        batch * count,
-        grad_scale,
-        grad_weights,
-        &a,
-        &p,
-        Some(&ng),
-    )?;
+    let mut call = LossCall::new(batch * count, grad_scale, grad_weights, &a, &p, Some(&ng))?;
     {
         let n_s = slice(&ng)?;
         let inputs = MarginInputs {
@@ -266,10 +273,18 @@ pub fn local_contrastive<'py>(
             batch,
             count,
             dim,
+            cancel: &NEVER,
+        };
+        // One squared distance per term; the gradients add two axpys per active term.
+        let passes = if call.grads.is_some() { 3 } else { 1 };
+        let cost = Cost {
+            flops: 3 * batch * count * dim * passes,
+            bytes: 4 * (2 * batch * dim + n_s.len()) * passes,
         };
         let (out, g) = call.outputs();
-        let work = batch * count * dim;
-        run_kernel(py, work, move || margin_kernel(&inputs, margin, out, g))?;
+        run(py, cost, move |cancel| {
+            margin_kernel(&MarginInputs { cancel, ..inputs }, margin, out, g)
+        })?;
     }
     call.into_py(py, &[batch, count])
 }

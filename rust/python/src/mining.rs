@@ -8,7 +8,8 @@ use ruvector_kernels::cancel::NEVER;
 use ruvector_kernels::mining::{self, MineInputs, Strategy};
 
 use crate::arrays::{matrix_dims, readonly, readonly_i64, slice, slice_i64};
-use crate::errors::{run_interruptible, to_pyerr, value_error};
+use crate::call::{run, Cost};
+use crate::errors::{argument_error, internal_error, KernelErr};
 
 /// A miner's strategy and its settings, built once per Python miner (the strategy crosses the
 /// boundary as this typed value, not as a name and a list of numbers on every call).
@@ -70,8 +71,8 @@ pub fn mine<'py>(
     let a = readonly(anchors, "anchors")?;
     let p = positives.map(|p| readonly(p, "positives")).transpose()?;
     let c = readonly(candidates, "candidates")?;
-    let (batch, dim) = matrix_dims(py, &a, "anchors")?;
-    let (pool, _) = matrix_dims(py, &c, "candidates")?;
+    let (batch, dim) = matrix_dims(&a, "anchors")?;
+    let (pool, _) = matrix_dims(&c, "candidates")?;
     let labels = labels
         .map(|(la, lc)| {
             Ok::<_, PyErr>((
@@ -102,20 +103,24 @@ pub fn mine<'py>(
         cancel: &NEVER,
     };
     let len = batch.checked_mul(k).ok_or_else(|| {
-        value_error(format!(
+        argument_error(format!(
             "k = {k} is too large: a {batch} x {k} result exceeds the address space"
         ))
     })?;
-    let mut out = ruvector_kernels::alloc::filled(len, -1i64).map_err(|e| to_pyerr(py, e))?;
-    let work = batch * pool * dim;
+    let mut out = ruvector_kernels::alloc::filled(len, -1i64).map_err(KernelErr)?;
+    // One GEMM of anchors against candidates, then a pass over the scores.
+    let cost = Cost {
+        flops: 2 * batch * pool * dim,
+        bytes: 4 * (batch + pool) * dim,
+    };
     {
         let out = &mut out[..];
-        run_interruptible(py, work, move |cancel| {
+        run(py, cost, move |cancel| {
             mining::mine(&MineInputs { cancel, ..inputs }, strategy, k, out)
         })?;
     }
     let array: ArrayD<i64> = Array2::from_shape_vec((batch, k), out)
-        .map_err(|err| value_error(format!("internal: output shape: {err}")))?
+        .map_err(|err| internal_error(format!("internal: output shape: {err}")))?
         .into_dyn();
     Ok(PyArray::from_owned_array(py, array))
 }

@@ -9,7 +9,7 @@ use ruvector_kernels::{norm, optim};
 use crate::arrays::{
     is_aligned, readonly, readonly_list, readwrite, readwrite_list, slice, slice_mut, CallLists,
 };
-use crate::errors::run_kernel;
+use crate::call::{run_in_place, Cost};
 
 /// SGD step over lists of arrays (see `ruvector_kernels::optim::sgd_step`).
 #[pyfunction]
@@ -60,38 +60,125 @@ pub fn sgd_step(
         weight_decay,
         nesterov,
     };
+    // Reads the parameter and gradient, writes the parameter (and reads and writes the buffer).
     let elements = slots.iter().map(|s| s.param.len()).sum();
-    run_kernel(py, elements, move || optim::sgd_step(slots, &hyper))
+    let bytes = if with_momentum { 20 } else { 12 };
+    run_in_place(py, Cost::per_element(elements, 4, bytes), move || {
+        optim::sgd_step(slots, &hyper)
+    })
 }
 
-/// Adam / AdamW step over lists of arrays (see `ruvector_kernels::optim::adam_step`).
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps, weight_decay, decoupled))]
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step(
-    py: Python<'_>,
-    params: &Bound<'_, PyList>,
-    grads: &Bound<'_, PyList>,
-    exp_avg: &Bound<'_, PyList>,
-    exp_avg_sq: &Bound<'_, PyList>,
-    step: u64,
-    lr: f64,
+/// Adam's settings that stay the same from step to step (AdamW: `decoupled`), prepared once per
+/// optimizer and reused by every step; the step number and the learning rate change per step.
+#[pyclass(frozen, module = "ruvector_attention._native")]
+pub struct AdamPlan {
     beta1: f64,
     beta2: f64,
     eps: f64,
     weight_decay: f64,
     decoupled: bool,
-) -> PyResult<()> {
-    let hyper = optim::AdamHyper {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        decoupled,
-        step,
-    };
-    adam_lists(py, params, grads, exp_avg, exp_avg_sq, &hyper)
+}
+
+impl AdamPlan {
+    fn hyper(&self, step: u64, lr: f64) -> optim::AdamHyper {
+        optim::AdamHyper {
+            lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            decoupled: self.decoupled,
+            step,
+        }
+    }
+}
+
+#[pymethods]
+impl AdamPlan {
+    #[new]
+    #[pyo3(signature = (*, beta1, beta2, eps, weight_decay, decoupled))]
+    fn new(beta1: f64, beta2: f64, eps: f64, weight_decay: f64, decoupled: bool) -> Self {
+        Self {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled,
+        }
+    }
+
+    /// One step over lists of arrays (see `ruvector_kernels::optim::adam_step`).
+    #[pyo3(signature = (params, grads, exp_avg, exp_avg_sq, *, step, lr))]
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        py: Python<'_>,
+        params: &Bound<'_, PyList>,
+        grads: &Bound<'_, PyList>,
+        exp_avg: &Bound<'_, PyList>,
+        exp_avg_sq: &Bound<'_, PyList>,
+        step: u64,
+        lr: f64,
+    ) -> PyResult<()> {
+        adam_lists(
+            py,
+            params,
+            grads,
+            exp_avg,
+            exp_avg_sq,
+            &self.hyper(step, lr),
+        )
+    }
+
+    /// The step of one parameter array, for small steps where building and walking lists costs
+    /// more than the update itself. Returns False, having done nothing, when `grad` is not a
+    /// float32 C-contiguous aligned array of `param`'s shape (the Python layer then converts it
+    /// and calls `step`); any other problem raises as `step` does.
+    #[pyo3(signature = (param, grad, exp_avg, exp_avg_sq, step, lr, /))]
+    #[allow(clippy::too_many_arguments)]
+    fn try_step_one(
+        &self,
+        py: Python<'_>,
+        param: &Bound<'_, PyAny>,
+        grad: &Bound<'_, PyAny>,
+        exp_avg: &Bound<'_, PyAny>,
+        exp_avg_sq: &Bound<'_, PyAny>,
+        step: u64,
+        lr: f64,
+    ) -> PyResult<bool> {
+        let hyper = self.hyper(step, lr);
+        // Every array float32, C-contiguous and aligned, and the gradient shaped like the parameter.
+        let arrays = [param, grad, exp_avg, exp_avg_sq].map(|a| a.cast::<PyArrayDyn<f32>>().ok());
+        let [Some(p), Some(g), Some(m), Some(v)] = arrays else {
+            return Ok(false);
+        };
+        let plain = |a: &Bound<'_, PyArrayDyn<f32>>| a.is_c_contiguous() && is_aligned(a);
+        if !(plain(p) && plain(g) && plain(m) && plain(v)) || g.shape() != p.shape() {
+            return Ok(false);
+        }
+        let borrowed = (
+            p.try_readwrite(),
+            m.try_readwrite(),
+            v.try_readwrite(),
+            g.try_readonly(),
+        );
+        let (Ok(mut pw), Ok(mut mw), Ok(mut vw), Ok(gr)) = borrowed else {
+            // Read-only, shared or in use: the general path raises the explaining error.
+            drop(borrowed);
+            let [params, grads, m, v] =
+                [param, grad, exp_avg, exp_avg_sq].map(|a| PyList::new(py, [a]));
+            adam_lists(py, &params?, &grads?, &m?, &v?, &hyper)?;
+            return Ok(true);
+        };
+        let slot = optim::AdamSlot {
+            param: slice_mut(&mut pw)?,
+            grad: slice(&gr)?,
+            exp_avg: slice_mut(&mut mw)?,
+            exp_avg_sq: slice_mut(&mut vw)?,
+        };
+        run_adam(py, vec![slot], &hyper)?;
+        Ok(true)
+    }
 }
 
 /// The Adam step over lists (the general path).
@@ -131,8 +218,11 @@ fn run_adam(
     slots: Vec<optim::AdamSlot<'_>>,
     hyper: &optim::AdamHyper,
 ) -> PyResult<()> {
+    // Reads four arrays and writes three.
     let elements = slots.iter().map(|s| s.param.len()).sum();
-    run_kernel(py, elements, move || optim::adam_step(slots, hyper))
+    run_in_place(py, Cost::per_element(elements, 12, 28), move || {
+        optim::adam_step(slots, hyper)
+    })
 }
 
 /// In-place global-norm clipping of a list of gradient arrays; returns the norm before clipping.
@@ -150,8 +240,9 @@ pub fn clip_grad_norm(
     for arr in g.iter_mut() {
         slices.push(slice_mut(arr)?);
     }
+    // One pass for the norm, one more to scale when it is above max_norm.
     let elements = slices.iter().map(|s| s.len()).sum();
-    run_kernel(py, elements, move || {
+    run_in_place(py, Cost::per_element(elements, 4, 12), move || {
         norm::clip_grad_norm(&mut slices, max_norm, error_if_nonfinite)
     })
 }
@@ -175,67 +266,6 @@ pub fn stream_probe(
         slice_mut(&mut v)?,
         slice(&g)?,
     );
-    run_kernel(py, p.len(), move || optim::stream_probe(p, g, m, v))
-}
-
-/// `adam_step` for one parameter array with positional arguments: the path of small steps, where
-/// building and walking lists costs more than the update itself. Returns False, having done
-/// nothing, when `grad` is not a float32 C-contiguous aligned array of `param`'s shape (the
-/// Python layer then converts it and takes the general path); any other problem raises as
-/// `adam_step` does.
-#[pyfunction]
-#[pyo3(signature = (param, grad, exp_avg, exp_avg_sq, step, lr, constants, /))]
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step_single(
-    py: Python<'_>,
-    param: &Bound<'_, PyAny>,
-    grad: &Bound<'_, PyAny>,
-    exp_avg: &Bound<'_, PyAny>,
-    exp_avg_sq: &Bound<'_, PyAny>,
-    step: u64,
-    lr: f64,
-    constants: (f64, f64, f64, f64, bool),
-) -> PyResult<bool> {
-    // (beta1, beta2, eps, weight_decay, decoupled): what stays the same from step to step.
-    let (beta1, beta2, eps, weight_decay, decoupled) = constants;
-    let hyper = optim::AdamHyper {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        decoupled,
-        step,
-    };
-    // Every array float32, C-contiguous and aligned, and the gradient shaped like the parameter.
-    let arrays = [param, grad, exp_avg, exp_avg_sq].map(|a| a.cast::<PyArrayDyn<f32>>().ok());
-    let [Some(p), Some(g), Some(m), Some(v)] = arrays else {
-        return Ok(false);
-    };
-    let plain = |a: &Bound<'_, PyArrayDyn<f32>>| a.is_c_contiguous() && is_aligned(a);
-    if !(plain(p) && plain(g) && plain(m) && plain(v)) || g.shape() != p.shape() {
-        return Ok(false);
-    }
-    let borrowed = (
-        p.try_readwrite(),
-        m.try_readwrite(),
-        v.try_readwrite(),
-        g.try_readonly(),
-    );
-    let (Ok(mut pw), Ok(mut mw), Ok(mut vw), Ok(gr)) = borrowed else {
-        // Read-only, shared or in use: the general path raises the explaining error.
-        drop(borrowed);
-        let [params, grads, m, v] =
-            [param, grad, exp_avg, exp_avg_sq].map(|a| PyList::new(py, [a]));
-        adam_lists(py, &params?, &grads?, &m?, &v?, &hyper)?;
-        return Ok(true);
-    };
-    let slot = optim::AdamSlot {
-        param: slice_mut(&mut pw)?,
-        grad: slice(&gr)?,
-        exp_avg: slice_mut(&mut mw)?,
-        exp_avg_sq: slice_mut(&mut vw)?,
-    };
-    run_adam(py, vec![slot], &hyper)?;
-    Ok(true)
+    let cost = Cost::per_element(p.len(), 0, 28);
+    run_in_place(py, cost, move || optim::stream_probe(p, g, m, v))
 }

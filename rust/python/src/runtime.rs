@@ -3,12 +3,12 @@
 use pyo3::prelude::*;
 use ruvector_kernels::{parallel, scratch, simd};
 
-use crate::errors::to_pyerr;
+use crate::errors::KernelErr;
 
 /// Set the number of threads the kernels use (0: every CPU this process may use).
 #[pyfunction]
-pub fn set_num_threads(py: Python<'_>, n: usize) -> PyResult<()> {
-    parallel::set_num_threads(n).map_err(|e| to_pyerr(py, e))
+pub fn set_num_threads(n: usize) -> PyResult<()> {
+    Ok(parallel::set_num_threads(n).map_err(KernelErr)?)
 }
 
 /// The number of threads the kernels use.
@@ -29,11 +29,11 @@ pub fn best_simd_path() -> &'static str {
     simd::detect().name()
 }
 
-/// Choose a path (tests and benchmarks); a path this CPU lacks raises ValueError.
+/// Choose a path (tests and benchmarks); a path this CPU lacks raises ArgumentError.
 #[pyfunction]
-pub fn force_simd_path(py: Python<'_>, name: &str) -> PyResult<()> {
-    let path = simd::SimdPath::from_name(name).map_err(|e| to_pyerr(py, e))?;
-    simd::force(path).map_err(|e| to_pyerr(py, e))
+pub fn force_simd_path(name: &str) -> PyResult<()> {
+    let path = simd::SimdPath::from_name(name).map_err(KernelErr)?;
+    Ok(simd::force(path).map_err(KernelErr)?)
 }
 
 /// Frees the kernels' cache of large buffers; returns the bytes released.

@@ -5,7 +5,8 @@ use pyo3::prelude::*;
 use ruvector_kernels::loss::spectral::{self, Csr, CsrOwned};
 
 use crate::arrays::{readonly, readonly_i64, slice, slice_i64, Buffer};
-use crate::errors::{run_kernel, shape_error};
+use crate::call::{run, Cost};
+use crate::errors::shape_error;
 
 type Graph<'py> = (
     Bound<'py, PyArray1<i64>>,
@@ -34,7 +35,9 @@ pub fn csr_from_edges<'py>(
     let w = weights.map(|w| readonly(w, "weights")).transpose()?;
     let e_s = slice_i64(&e, "graph")?;
     let w_s = w.as_ref().map(slice).transpose()?;
-    let csr = run_kernel(py, e_s.len(), move || spectral::csr_from_edges(e_s, w_s, n))?;
+    // A sort of the 2E directed edges dominates.
+    let cost = Cost::per_element(e_s.len(), 32, 32);
+    let csr = run(py, cost, move |_| spectral::csr_from_edges(e_s, w_s, n))?;
     Ok(to_python(py, csr))
 }
 
@@ -45,14 +48,14 @@ pub fn csr_from_dense<'py>(py: Python<'py>, graph: &Bound<'py, PyAny>) -> PyResu
     let n = match g.shape() {
         &[rows, cols] if rows == cols => rows,
         other => {
-            return Err(shape_error(
-                py,
-                format!("graph must be a square (N, N) matrix, got shape {other:?}"),
-            ))
+            return Err(shape_error(format!(
+                "graph must be a square (N, N) matrix, got shape {other:?}"
+            )))
         }
     };
     let g_s = slice(&g)?;
-    let csr = run_kernel(py, g_s.len(), move || spectral::csr_from_dense(g_s, n))?;
+    let cost = Cost::per_element(g_s.len(), 2, 4);
+    let csr = run(py, cost, move |_| spectral::csr_from_dense(g_s, n))?;
     Ok(to_python(py, csr))
 }
 
@@ -72,19 +75,12 @@ pub fn laplacian<'py>(
     let xs = readonly(x, "X")?;
     let (n, dim) = match xs.shape() {
         &[n, dim] => (n, dim),
-        other => {
-            return Err(shape_error(
-                py,
-                format!("X must be 2-D, got shape {other:?}"),
-            ))
-        }
+        other => return Err(shape_error(format!("X must be 2-D, got shape {other:?}"))),
     };
     let ip = readonly_i64(indptr, "indptr")?;
     let ix = readonly_i64(indices, "indices")?;
     let w = readonly(weights, "weights")?;
-    let mut grad = with_grad
-        .then(|| Buffer::output(py, &[n, dim]))
-        .transpose()?;
+    let mut grad = with_grad.then(|| Buffer::output(&[n, dim])).transpose()?;
     let value = {
         let graph = Csr {
             n,
@@ -94,8 +90,13 @@ pub fn laplacian<'py>(
         };
         let x_s = slice(&xs)?;
         let g = grad.as_mut().map(Buffer::as_mut_slice);
-        let work = graph.indices.len() * dim + x_s.len();
-        run_kernel(py, work, move || {
+        // One axpy per stored edge, rows read through the index.
+        let cost = Cost {
+            flops: 3 * graph.indices.len() * dim,
+            bytes: 4 * (graph.indices.len() * dim + 2 * x_s.len()),
+        };
+        // The kernel runs to the end (it takes no stop token); its outputs are fresh.
+        run(py, cost, move |_| {
             spectral::laplacian(x_s, dim, &graph, weight, g)
         })?
     };
@@ -115,19 +116,17 @@ pub fn variance_penalty<'py>(
     let (n, dim) = match xs.shape() {
         &[n, dim] => (n, dim),
         other => {
-            return Err(shape_error(
-                py,
-                format!("embeddings must be 2-D, got shape {other:?}"),
-            ))
+            return Err(shape_error(format!(
+                "embeddings must be 2-D, got shape {other:?}"
+            )))
         }
     };
-    let mut grad = with_grad
-        .then(|| Buffer::output(py, &[n, dim]))
-        .transpose()?;
+    let mut grad = with_grad.then(|| Buffer::output(&[n, dim])).transpose()?;
     let value = {
         let x_s = slice(&xs)?;
         let g = grad.as_mut().map(Buffer::as_mut_slice);
-        run_kernel(py, x_s.len(), move || {
+        let cost = Cost::per_element(x_s.len(), 6, 12);
+        run(py, cost, move |_| {
             spectral::variance_penalty(x_s, n, dim, weight, g)
         })?
     };

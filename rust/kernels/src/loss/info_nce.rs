@@ -9,6 +9,7 @@
 //! and the result does not depend on the thread count.
 
 use super::{check_len, effective_temperature, LossGrads};
+use crate::cancel::Cancel;
 use crate::conditioning::Rescaled;
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::map_tasks;
@@ -25,20 +26,35 @@ pub struct PerAnchorDims {
     pub dim: usize,
 }
 
+/// The inputs of one per-anchor call: `anchors` and `positives` (B x D), `negatives` (B x N x D).
+#[derive(Clone, Copy)]
+pub struct PerAnchorInputs<'a> {
+    pub anchors: &'a [f32],
+    pub positives: &'a [f32],
+    pub negatives: &'a [f32],
+    pub dims: PerAnchorDims,
+    /// Rows not yet started when this is set are skipped, and the call fails (`Cancelled`).
+    pub cancel: &'a Cancel,
+}
+
 /// Per-row InfoNCE losses (written to `losses`, length `batch`) and, if asked, gradients.
 ///
 /// Rows whose squares would overflow float32 (magnitudes beyond 2^40) are rescaled first
 /// (`conditioning::Rescaled`: cosine similarity does not change), so the result stays finite and
 /// exact at any scale float32 holds.
 pub fn info_nce_per_anchor(
-    anchors: &[f32],
-    positives: &[f32],
-    negatives: &[f32],
-    dims: PerAnchorDims,
+    inputs: &PerAnchorInputs<'_>,
     temperature: f64,
     losses: &mut [f64],
     grads: Option<LossGrads<'_>>,
 ) -> KernelResult<()> {
+    let PerAnchorInputs {
+        anchors,
+        positives,
+        negatives,
+        dims,
+        cancel,
+    } = *inputs;
     let d = dims.dim.max(1);
     let (a, p, n) = (
         Rescaled::new(anchors, d)?,
@@ -47,9 +63,9 @@ pub fn info_nce_per_anchor(
     );
     let rows = [&*a.rows, &*p.rows, &*n.rows];
     let Some(mut g) = grads else {
-        return unscaled(rows, dims, temperature, losses, None);
+        return on_safe_rows(rows, dims, temperature, losses, None, cancel);
     };
-    unscaled(rows, dims, temperature, losses, Some(g.reborrow()))?;
+    on_safe_rows(rows, dims, temperature, losses, Some(g.reborrow()), cancel)?;
     a.unscale_gradient(g.anchors, d);
     p.unscale_gradient(g.positives, d);
     n.unscale_gradient(g.required_negatives()?, d);
@@ -57,12 +73,14 @@ pub fn info_nce_per_anchor(
 }
 
 /// The kernel proper, on rows already safe for float32 squares: `[anchors, positives, negatives]`.
-fn unscaled(
+/// Rows not yet started when `cancel` is set are skipped, and the call then fails (`Cancelled`).
+fn on_safe_rows(
     [anchors, positives, negatives]: [&[f32]; 3],
     dims: PerAnchorDims,
     temperature: f64,
     losses: &mut [f64],
     grads: Option<LossGrads<'_>>,
+    cancel: &Cancel,
 ) -> KernelResult<()> {
     let PerAnchorDims {
         batch,
@@ -89,7 +107,9 @@ fn unscaled(
         None => {
             let tasks: Vec<_> = row_inputs.zip(losses.iter_mut()).collect();
             map_tasks(tasks, batch * (n + 2) * dim, |(((a, p), negs), out)| {
-                *out = row(a, p, negs, n, t, None);
+                if !cancel.is_requested() {
+                    *out = row(a, p, negs, n, t, None);
+                }
             });
         }
         Some(g) => {
@@ -112,13 +132,16 @@ fn unscaled(
                 tasks,
                 batch * (n + 2) * dim,
                 |(i, ((((a, p), negs), out), ((ga, gp), gn)))| {
+                    if cancel.is_requested() {
+                        return;
+                    }
                     let gn: &mut [f32] = gn.unwrap_or_default();
                     *out = row(a, p, negs, n, t, Some((ga, gp, gn, scale.at(i))));
                 },
             );
         }
     }
-    Ok(())
+    cancel.check()
 }
 
 type RowGrads<'g> = (&'g mut [f32], &'g mut [f32], &'g mut [f32], f32);

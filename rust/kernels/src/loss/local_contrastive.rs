@@ -6,6 +6,7 @@
 //! gradients instead of being clipped away by `max`.
 
 use super::{check_len, LossGrads};
+use crate::cancel::Cancel;
 use crate::conditioning;
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::for_each_task;
@@ -28,6 +29,8 @@ pub struct MarginInputs<'a> {
     pub batch: usize,
     pub count: usize,
     pub dim: usize,
+    /// Rows not yet started when this is set are skipped, and the call fails (`Cancelled`).
+    pub cancel: &'a Cancel,
 }
 
 /// Writes every term (`batch x count`, row-major) to `terms` and, if asked, the gradients.
@@ -54,7 +57,7 @@ pub fn local_contrastive(
         c = margin_room.max(1.0) as f32;
     }
     if c == 1.0 {
-        return unscaled(inputs, margin, terms, grads);
+        return on_conditioned(inputs, margin, terms, grads);
     }
     let (a, p, n) = (
         conditioning::scaled(inputs.anchors, c)?,
@@ -70,13 +73,14 @@ pub fn local_contrastive(
         },
         ..*inputs
     };
-    unscaled(&scaled_inputs, margin * f64::from(c), terms, grads)?;
+    on_conditioned(&scaled_inputs, margin * f64::from(c), terms, grads)?;
     let inverse = 1.0 / f64::from(c);
     terms.iter_mut().for_each(|t| *t *= inverse);
     Ok(())
 }
 
-fn unscaled(
+/// The kernel proper, on inputs whose squared distances neither overflow nor underflow.
+fn on_conditioned(
     inputs: &MarginInputs<'_>,
     margin: f64,
     terms: &mut [f64],
@@ -95,6 +99,7 @@ fn unscaled(
         batch: b,
         count: n,
         dim: d,
+        cancel,
     } = *inputs;
     if b == 0 || n == 0 || d == 0 {
         return Err(KernelError::shape(
@@ -126,6 +131,9 @@ fn unscaled(
     let Some(g) = grads else {
         let tasks: Vec<_> = terms.chunks_mut(n).enumerate().collect();
         for_each_task(tasks, work, |(i, out)| {
+            if cancel.is_requested() {
+                return;
+            }
             let (a, p) = row(i);
             let d_pos = squared_distance(a, p).sqrt();
             for (j, t) in out.iter_mut().enumerate() {
@@ -133,7 +141,7 @@ fn unscaled(
                 *t = f64::from(hinge(d_pos - d_neg + margin));
             }
         });
-        return Ok(());
+        return cancel.check();
     };
     let (grad_anchors, grad_positives, grad_negatives, scale) = g.explicit()?;
     scale.check_items(b * n)?;
@@ -156,6 +164,9 @@ fn unscaled(
         .enumerate()
         .collect();
     for_each_task(tasks, work, |(i, (((out, ga), gp), mut gn))| {
+        if cancel.is_requested() {
+            return;
+        }
         let (a, p) = row(i);
         let d_pos = squared_distance(a, p).sqrt();
         let pos_coef = direction_coef(d_pos, scale.scale);
@@ -193,7 +204,7 @@ fn unscaled(
         axpy(gp, c, p);
     });
 
-    if shared {
+    if shared && !cancel.is_requested() {
         // The shared pool's gradient sums over anchors: one task per pool row, anchors in order,
         // so the result does not depend on the thread count. Distances are recomputed rather
         // than stored (B x N floats).
@@ -205,6 +216,9 @@ fn unscaled(
             .collect();
         let tasks: Vec<_> = grad_negatives.chunks_mut(d).enumerate().collect();
         for_each_task(tasks, work, |(j, gn)| {
+            if cancel.is_requested() {
+                return;
+            }
             gn.fill(0.0);
             let neg = negative(0, j);
             for (i, &dp) in d_pos.iter().enumerate() {
@@ -219,7 +233,7 @@ fn unscaled(
             }
         });
     }
-    Ok(())
+    cancel.check()
 }
 
 /// `max(0, x)` that keeps NaN (`f32::max` would drop it).

@@ -10,7 +10,7 @@ pub mod info_nce_pooled;
 pub mod local_contrastive;
 pub mod spectral;
 
-pub use info_nce::{info_nce_per_anchor, PerAnchorDims};
+pub use info_nce::{info_nce_per_anchor, PerAnchorDims, PerAnchorInputs};
 
 use crate::error::{KernelError, KernelResult};
 
