@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 
+import ruvector_attention as ra
+import ruvector_attention.training as training
 from parity import observe_curriculum
 from ruvector_attention import (
     CurriculumScheduler,
@@ -39,7 +41,17 @@ def test_annealing_between_extreme_temperatures_stays_finite_and_monotone(decay)
 
 def test_stage_clamps_and_seed_names():
     s = CurriculumStage("x", difficulty=-1, temperature=0.001, negative_count=0)
-    assert (s.difficulty, s.temperature, s.negative_count, s.k_neighbors) == (0.0, 0.01, 1, 1)
+    assert (s.difficulty, s.temperature, s.negative_count) == (0.0, 0.01, 1)
+    # A temperature InfoNCELoss refuses is refused here too (the review: the stage turned -1 into
+    # 0.01 where InfoNCELoss(-1) raised); the crate's stage clamps it, in its own namespace.
+    for bad in (-1.0, 0.0):
+        with pytest.raises(ra.ArgumentError, match="temperature must be > 0"):
+            CurriculumStage("x", temperature=bad)
+        with pytest.raises(ra.ArgumentError, match="temperature must be > 0"):
+            ra.InfoNCELoss(bad)
+        crate = training.CurriculumStage("x", temperature=bad, negative_count=0)
+        assert (crate.temperature, crate.k_neighbors) == (0.01, 1)
+    assert not hasattr(s, "k_neighbors")
     with pytest.raises(ValueError, match="duration must be >= 0"):
         CurriculumStage("x", duration=-1)
     with pytest.raises(ValueError, match="difficulty must be finite"):
@@ -57,7 +69,9 @@ def test_steps_cross_several_stages_exactly_at_the_boundaries():
     assert s.step(1).name == "b"
     assert s.step(100).name == "c" and s.is_complete()
     assert s.progress() == pytest.approx(110 / 22)
-    assert s.current_params() is s.current_stage()
+    assert not hasattr(s, "current_params")
+    crate = training.CurriculumScheduler.default_curriculum(8)
+    assert crate.current_params() is crate.current_stage()
     s.reset()
     assert s.current_stage().name == "a" and s.progress() == 0.0
     assert s.step(15).name == "c"  # 10 + 5 in one call
@@ -107,6 +121,6 @@ def test_annealing_errors():
     with pytest.raises(TypeError, match="decay must be a DecayType"):
         TemperatureAnnealing(1.0, 0.1, 10, "linear")  # type: ignore[arg-type]
     a = TemperatureAnnealing(1.0, 0.1, 10)
-    assert a.get_temp() == 1.0
+    assert a.temperature == 1.0 and training.TemperatureAnnealing(1.0, 0.1, 10).get_temp() == 1.0
     a.reset()
     assert a.step() == 1.0

@@ -141,7 +141,7 @@ def test_spectral_any_arguments(x, graph, weights, w):
         return
     value = call(reg.laplacian, x, graph, weights=weights)
     assert value is None or isinstance(value, float)
-    call(reg.compute_batch_with_gradients, x)
+    call(reg.variance_penalty_with_gradients, x)
     call(ra.Graph, graph, 3, weights=weights)
     call(ra.Graph.from_edges, graph, 4)
     call(ra.Graph.from_adjacency, graph)

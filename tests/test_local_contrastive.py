@@ -56,7 +56,9 @@ def test_mean_is_over_all_terms_and_sum_is_the_total(rng, shared):
     loss = LocalContrastiveLoss()
     assert loss.batch(a, p, neg) == pytest.approx(terms.mean(), rel=1e-5)
     assert loss.batch(a, p, neg, reduction="sum") == pytest.approx(terms.sum(), rel=1e-5)
-    assert loss.with_reduction(Reduction.SUM).batch(a, p, neg) == pytest.approx(terms.sum(), 1e-5)
+    assert LocalContrastiveLoss(loss.margin, Reduction.SUM).batch(a, p, neg) == pytest.approx(
+        terms.sum(), 1e-5
+    )
 
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import ruvector_attention.training as training
 from ruvector_attention import (
     InfoNCELoss,
     LocalContrastiveLoss,
@@ -69,7 +70,7 @@ def test_in_batch_is_infonce_only():
 
 
 @pytest.mark.parametrize(
-    "loss", [InfoNCELoss(0.1), LocalContrastiveLoss(), SpectralRegularization()], ids=type
+    "loss", [InfoNCELoss(0.1), LocalContrastiveLoss(), training.SpectralRegularization()], ids=type
 )
 @pytest.mark.parametrize(
     "args, error, match",
@@ -145,6 +146,6 @@ def test_fuzzed_shapes_and_dtypes_raise_cleanly_or_work(a, p, n):
     reg = SpectralRegularization()
     for x in (a, p):
         try:
-            reg.compute_batch_with_gradients(x)
+            reg.variance_penalty_with_gradients(x)
         except (TypeError, ValueError):
             pass

@@ -14,6 +14,7 @@ from scipy import stats
 
 import reference as ref
 import ruvector_attention as ra
+import ruvector_attention.training as training
 from ruvector_attention import HardNegativeMiner, InBatchMiner, MiningStrategy, ShapeError
 from threads import with_thread_counts
 
@@ -265,16 +266,23 @@ def test_state_dict_restores_the_generator(rng, make):
         other.load_state_dict({k: v for k, v in state.items() if k != "key"})
 
 
-def test_crate_form_mine(rng):
+def test_one_anchor_form_mine(rng):
     a, p, c = data(rng, 1, 40, 6)
     miner = HardNegativeMiner.hardest()
-    np.testing.assert_array_equal(miner.mine(a[0], p[0], c, 4), miner.mine_batch(a, p, c, 4)[0])
+    np.testing.assert_array_equal(miner.mine(a[0], p[0], c, k=4), miner.mine_batch(a, p, c, 4)[0])
     assert miner.mine(a[0], p[0], c, 4).dtype == np.int64
+    crate = training.HardNegativeMiner.hardest()
+    np.testing.assert_array_equal(
+        crate.mine(a[0], p[0], c, num_negatives=4), miner.mine(a[0], p[0], c, 4)
+    )
 
 
 def test_strategy_enum_and_constructors():
-    assert MiningStrategy.HARD_NEGATIVE is MiningStrategy.HARDEST
-    assert HardNegativeMiner("hard_negative").strategy is MiningStrategy.HARDEST
+    assert training.MiningStrategy.HARD_NEGATIVE is MiningStrategy.HARDEST
+    assert not hasattr(MiningStrategy, "HARD_NEGATIVE")  # one name per strategy here
+    assert (
+        HardNegativeMiner(training.MiningStrategy.HARD_NEGATIVE).strategy is MiningStrategy.HARDEST
+    )
     assert HardNegativeMiner.semi_hard(0.3).margin == 0.3
     assert HardNegativeMiner.distance_weighted(0.5).temperature == 0.5
     assert HardNegativeMiner.random().strategy is MiningStrategy.RANDOM
@@ -342,7 +350,9 @@ def test_mine_batch_errors(args, kwargs, error, match):
 
 def test_in_batch_miner():
     assert list(InBatchMiner().get_negatives(2, 0, 5)) == [1, 3, 4]
-    assert list(InBatchMiner().include_positive().get_negatives(2, 0, 5)) == [0, 1, 3, 4]
+    assert list(InBatchMiner(exclude_positive=False).get_negatives(2, 0, 5)) == [0, 1, 3, 4]
+    crate = training.InBatchMiner()
+    assert crate.include_positive() is crate and not crate.exclude_positive
     assert list(InBatchMiner(exclude_positive=False).get_negatives(1, 1, 3)) == [0, 2]
     assert InBatchMiner().get_negatives(0, 0, 1).shape == (0,)
     with pytest.raises(ValueError, match=r"anchor_idx must be < batch_size \(3\)"):

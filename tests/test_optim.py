@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 import ruvector_attention as ra
+import ruvector_attention.training as training
 from platforms import simd_paths
 from ruvector_attention import SGD, Adam, AdamW
 
@@ -257,7 +258,7 @@ def test_reset_forgets_state_and_allows_new_shapes():
 def test_momentum_switched_on_later_starts_a_fresh_buffer(rng):
     p = rng.standard_normal(10).astype(np.float32)
     g1, g2, g3 = (rng.standard_normal(10).astype(np.float32) for _ in range(3))
-    opt = SGD(lr=0.1)
+    opt = training.SGD(lr=0.1)
     opt.step(p, g1)
     expected, buf = ref.sgd_step(p, g2, None, lr=0.1, momentum=0.5)
     opt.with_momentum(0.5).step(p, g2)
@@ -267,19 +268,32 @@ def test_momentum_switched_on_later_starts_a_fresh_buffer(rng):
     ref.assert_f32_close(p, expected, scale=1.0)
 
 
-def test_builders_and_learning_rate_accessors():
-    opt = SGD(8, 0.1).with_momentum(0.9).with_weight_decay(0.01).with_nesterov(True)
+def test_the_crates_builders_and_learning_rate_accessors():
+    opt = training.SGD(8, 0.1).with_momentum(0.9).with_weight_decay(0.01).with_nesterov(True)
     assert (opt.momentum, opt.weight_decay, opt.nesterov) == (0.9, 0.01, True)
-    adam = Adam(8, 0.1).with_betas(0.8, 0.9).with_epsilon(1e-6).with_weight_decay(0.1)
+    adam = training.Adam(8, 0.1).with_betas(0.8, 0.9).with_epsilon(1e-6).with_weight_decay(0.1)
     assert (adam.betas, adam.eps, adam.weight_decay) == ((0.8, 0.9), 1e-6, 0.1)
-    adamw = AdamW(512, 0.001, 0.01)
-    assert isinstance(adamw.with_weight_decay(0.2).with_betas(0.5, 0.6), AdamW)
+    adamw = training.AdamW(512, 0.001, 0.01)
+    assert isinstance(adamw.with_weight_decay(0.2).with_betas(0.5, 0.6), training.AdamW)
+    assert isinstance(adamw, AdamW)  # the package's class, by the crate's names
     assert adamw.weight_decay == 0.2
     adamw.set_learning_rate(0.5)
     assert adamw.learning_rate() == adamw.lr == 0.5
     adamw.lr = 0.25
     assert adamw.learning_rate() == 0.25
     assert "AdamW(" in repr(adamw)
+    # The package's own classes speak PyTorch's vocabulary only.
+    for name in ("with_momentum", "with_betas", "learning_rate", "set_learning_rate"):
+        assert not hasattr(SGD(), name) and not hasattr(Adam(), name), name
+    # A state saved by either namespace loads in the other (the crate's dim is not state).
+    main = Adam(lr=0.1, betas=(0.8, 0.9))
+    main.step(np.ones(3, np.float32), np.ones(3, np.float32))
+    crate = training.Adam()
+    crate.load_state_dict(main.state_dict())
+    assert crate.state_dict()["hyper"] == main.state_dict()["hyper"]
+    legacy = main.state_dict()
+    legacy["hyper"] = {"dim": 3, **legacy["hyper"]}  # saved by 0.1, with the crate's dim
+    Adam().load_state_dict(legacy)
 
 
 def test_nonfinite_gradient_poisons_only_its_own_elements(rng):

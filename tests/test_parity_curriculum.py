@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from parity import observe_curriculum, run_crate
-from ruvector_attention import (
+from ruvector_attention.training import (
     CurriculumScheduler,
     CurriculumStage,
     DecayType,

@@ -14,7 +14,7 @@ import pytest
 
 import reference as ref
 from parity import run_crate
-from ruvector_attention import InfoNCELoss, LocalContrastiveLoss, SpectralRegularization
+from ruvector_attention.training import InfoNCELoss, LocalContrastiveLoss, SpectralRegularization
 
 pytestmark = pytest.mark.parity
 

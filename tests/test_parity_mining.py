@@ -12,7 +12,7 @@ import pytest
 
 import reference as ref
 from parity import run_crate
-from ruvector_attention import HardNegativeMiner, InBatchMiner
+from ruvector_attention.training import HardNegativeMiner, InBatchMiner
 
 pytestmark = pytest.mark.parity
 

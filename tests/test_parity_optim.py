@@ -11,7 +11,7 @@ import pytest
 
 import reference as ref
 from parity import run_crate
-from ruvector_attention import SGD, Adam, AdamW, LearningRateScheduler, ShapeError
+from ruvector_attention.training import SGD, Adam, AdamW, LearningRateScheduler, ShapeError
 
 pytestmark = pytest.mark.parity
 

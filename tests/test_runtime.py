@@ -34,6 +34,13 @@ def test_thread_count_round_trips():
     try:
         ra.set_num_threads(3)
         assert ra.get_num_threads() == 3
+        # None (or 0) restores the default: every CPU this process may use. (Python could not
+        # ask for it before: counts were 1..4096 here while the kernels took 0 for "auto".)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        for auto in (None, 0):
+            ra.set_num_threads(1)
+            ra.set_num_threads(auto)
+            assert ra.get_num_threads() == (cpus or ra.get_num_threads()) >= 1
     finally:
         ra.set_num_threads(before)
 
@@ -326,7 +333,7 @@ def test_reading_an_array_another_call_is_writing_says_which_side_writes(rng):
             try:
                 # Small: holds the GIL throughout, so it runs only while the writer is inside
                 # its step (and the writer cannot be refused in turn).
-                reg.compute_batch(w[:2])
+                reg.variance_penalty(w[:2])
             except ValueError as exc:
                 message = str(exc)
     finally:

@@ -29,7 +29,7 @@ def test_schedule_follows_formula_over_a_whole_run(initial, warmup, decay, floor
 
 
 def test_builders_reset_and_state_dict():
-    sched = LearningRateScheduler(0.1).with_warmup(3).with_decay(10).with_min_lr(0.01)
+    sched = LearningRateScheduler(0.1, warmup_steps=3, decay_steps=10, min_lr=0.01)
     assert (sched.warmup_steps, sched.decay_steps, sched.min_lr) == (3, 10, 0.01)
     first = [sched.step() for _ in range(5)]
     saved = sched.state_dict()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 import ruvector_attention as ra
+import ruvector_attention.training as training
 from ruvector_attention import ShapeError, SpectralRegularization
 from threads import with_thread_counts
 
@@ -186,22 +187,23 @@ def test_threads_do_not_change_results(rng):
 # -- the crate's variance penalty --------------------------------------------------------------
 
 
-def test_compute_batch_matches_float64_and_its_gradient_finite_differences(rng):
+def test_variance_penalty_matches_float64_and_its_gradient_finite_differences(rng):
     x = (rng.standard_normal((9, 5)) * [1, 2, 3, 0.5, 1]).astype(np.float32)
     reg = SpectralRegularization(weight=0.2)
-    assert reg.compute_batch(x) == pytest.approx(ref.variance_penalty(x, 0.2), rel=1e-5)
-    value, grad = reg.compute_batch_with_gradients(x)
+    assert reg.variance_penalty(x) == pytest.approx(ref.variance_penalty(x, 0.2), rel=1e-5)
+    value, grad = reg.variance_penalty_with_gradients(x)
     assert value == pytest.approx(ref.variance_penalty(x, 0.2), rel=1e-5)
     fd = ref.numeric_grad(lambda y: ref.variance_penalty(y, 0.2), x)
     ref.assert_f32_close(grad, fd, scale=np.abs(fd).max(), ulps=16)
     assert np.abs(grad).max() > 0  # the crate's gradient is all zeros
 
 
-def test_compute_applies_the_penalty_to_the_stack(rng):
+def test_the_crates_compute_applies_the_penalty_to_the_stack(rng):
     a, p = rng.standard_normal((2, 4)).astype(np.float32)
     neg = rng.standard_normal((3, 4)).astype(np.float32)
-    reg = SpectralRegularization(1.0)
+    reg = training.SpectralRegularization(1.0)
     stack = np.vstack([a, p, neg])
+    assert reg.compute_batch(stack) == reg.variance_penalty(stack)
     assert reg.compute(a, p, neg) == pytest.approx(ref.variance_penalty(stack, 1.0), rel=1e-5)
     value, grad = reg.compute_with_gradients(a, p, neg)
     fd = ref.numeric_grad(lambda y: ref.variance_penalty(np.vstack([y, p, neg]), 1.0), a)
@@ -209,14 +211,14 @@ def test_compute_applies_the_penalty_to_the_stack(rng):
     ref.assert_f32_close(grad, fd, scale=np.abs(fd).max(), ulps=16)
 
 
-def test_compute_batch_errors():
+def test_variance_penalty_errors():
     reg = SpectralRegularization()
     with pytest.raises(ShapeError, match="embeddings must be a non-empty 2-D"):
-        reg.compute_batch(np.zeros((0, 3), np.float32))
+        reg.variance_penalty(np.zeros((0, 3), np.float32))
     with pytest.raises(ShapeError, match="embeddings must be a non-empty 2-D"):
-        reg.compute_batch(np.zeros(3, np.float32))
+        reg.variance_penalty(np.zeros(3, np.float32))
     with pytest.raises(TypeError, match="embeddings must contain real floating-point"):
-        reg.compute_batch(np.ones((2, 2), bool))
+        reg.variance_penalty(np.ones((2, 2), bool))
 
 
 @given(
@@ -269,10 +271,10 @@ def test_a_prepared_graph_gives_the_same_results_and_checks_its_size(rng):
     )
 
 
-def test_compute_batch_propagates_nan(rng):
+def test_variance_penalty_propagates_nan(rng):
     x = rng.standard_normal((6, 3)).astype(np.float32)
     x[2, 1] = np.nan
-    value, grad = SpectralRegularization(1.0).compute_batch_with_gradients(x)
+    value, grad = SpectralRegularization(1.0).variance_penalty_with_gradients(x)
     assert np.isnan(value)
     assert np.isnan(grad[:, 1]).all()
 

@@ -274,7 +274,7 @@ def test_miners_take_tensors_and_return_int64_tensors(rng):
     np.testing.assert_array_equal(
         seeded.numpy(), ra.HardNegativeMiner.random(seed=3).mine_batch(a, None, c, 4)
     )
-    assert rat.InBatchMiner().include_positive().get_negatives(0, 1, 3).tolist() == [1, 2]
+    assert rat.InBatchMiner(exclude_positive=False).get_negatives(0, 1, 3).tolist() == [1, 2]
     with pytest.raises(ValueError, match="anchor_labels is on device meta"):
         miner.mine_batch(
             torch.tensor(a),

@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from . import _native
 from .errors import ArgumentError
 
 __all__ = [
     "FLOAT32_MAX",
     "FLOAT32_TINY",
     "INT64_MAX",
+    "adam_settings",
     "beta",
     "boolean",
     "float32_divisor",
@@ -33,7 +35,9 @@ __all__ = [
     "positive",
     "positive_int",
     "real",
+    "sgd_settings",
     "state_keys",
+    "temperature",
 ]
 
 #: The largest finite float32.
@@ -151,3 +155,48 @@ def state_keys(state: object, expected: Collection[str], owner: str) -> dict[str
         parts = [f"missing {k!r}" for k in missing] + [f"unknown key {k!r}" for k in extra]
         raise ArgumentError(f"invalid {owner} state_dict: {'; '.join(parts)}")
     return dict(state)
+
+
+def temperature(name: str, value: object) -> float:
+    """A softmax temperature of the losses: > 0 and a float32 divisor, then clamped below at the
+    kernels' ``MIN_TEMPERATURE`` by the kernels' own rule (the value the loss computes with)."""
+    return float(_native.effective_temperature(float32_divisor(name, value)))
+
+
+def _named(where: str, name: str) -> str:
+    return f"{where} {name}" if where else name
+
+
+def sgd_settings(
+    lr: object, momentum: object, weight_decay: object, nesterov: object, where: str = ""
+) -> tuple[float, float, float, bool]:
+    """SGD's hyper-parameters, checked (``where`` prefixes the names: a torch param group).
+
+    The one owner of their domains, for ``SGD`` and ``ruvector_attention.torch.SGD``: ``lr``,
+    ``momentum`` and ``weight_decay`` finite, >= 0 and within float32; Nesterov momentum needs
+    ``momentum > 0``.
+    """
+    lr_ = float32_non_negative(_named(where, "lr"), lr)
+    momentum_ = float32_non_negative(_named(where, "momentum"), momentum)
+    decay = float32_non_negative(_named(where, "weight_decay"), weight_decay)
+    nesterov_ = boolean(_named(where, "nesterov"), nesterov)
+    if nesterov_ and momentum_ <= 0.0:
+        raise ArgumentError(f"{where + ': ' if where else ''}nesterov=True requires momentum > 0")
+    return lr_, momentum_, decay, nesterov_
+
+
+def adam_settings(
+    lr: object, betas: object, eps: object, weight_decay: object, where: str = ""
+) -> tuple[float, tuple[float, float], float, float]:
+    """Adam's (and AdamW's) hyper-parameters, checked; the one owner of their domains: ``lr`` and
+    ``weight_decay`` finite, >= 0 and within float32, each beta in [0, 1), ``eps`` a float32
+    divisor (at least float32's smallest normal number, so ``1 / eps`` stays finite)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{_named(where, 'betas')} must be a pair (beta1, beta2), got {betas!r}")
+    pair = (beta(_named(where, "beta1"), betas[0]), beta(_named(where, "beta2"), betas[1]))
+    return (
+        float32_non_negative(_named(where, "lr"), lr),
+        pair,
+        float32_divisor(_named(where, "eps"), eps),
+        float32_non_negative(_named(where, "weight_decay"), weight_decay),
+    )

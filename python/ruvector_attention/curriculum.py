@@ -14,18 +14,21 @@ from typing import Any, Optional
 
 from . import _validate as check
 from .errors import ArgumentError
-from .info_nce import MIN_TEMPERATURE
 
 __all__ = ["CurriculumScheduler", "CurriculumStage", "DecayType", "TemperatureAnnealing"]
 
 
 @dataclass(frozen=True)
 class CurriculumStage:
-    """One stage: its difficulty (clamped to [0, 1]), duration in samples or steps, softmax
-    temperature (at least 0.01) and number of negatives (at least 1), as the crate clamps them.
+    """One stage: its difficulty (clamped to [0, 1]), duration in samples or steps, the InfoNCE
+    temperature of the stage (> 0; below 0.01 it becomes 0.01, as :class:`InfoNCELoss` computes
+    with it) and number of negatives (at least 1, as the crate clamps it).
+
+    The crate also turns a temperature <= 0 into 0.01; here that is refused, as ``InfoNCELoss``
+    refuses it (``ruvector_attention.training.CurriculumStage`` keeps the crate's clamp).
 
     Examples:
-        >>> s = CurriculumStage("hard", difficulty=1.5, temperature=0.0, negative_count=0)
+        >>> s = CurriculumStage("hard", difficulty=1.5, temperature=0.001, negative_count=0)
         >>> s.difficulty, s.duration, s.temperature, s.negative_count
         (1.0, 1000, 0.01, 1)
     """
@@ -42,17 +45,10 @@ class CurriculumStage:
         difficulty = min(max(check.real("difficulty", self.difficulty), 0.0), 1.0)
         object.__setattr__(self, "difficulty", difficulty)
         object.__setattr__(self, "duration", check.non_negative_int("duration", self.duration))
-        temperature = max(check.real("temperature", self.temperature), MIN_TEMPERATURE)
-        check.float32_divisor("temperature", temperature)
-        object.__setattr__(self, "temperature", temperature)
+        object.__setattr__(self, "temperature", check.temperature("temperature", self.temperature))
         # The crate clamps counts below 1 up to 1.
         count = check.integer("negative_count", self.negative_count, minimum=-check.INT64_MAX)
         object.__setattr__(self, "negative_count", max(count, 1))
-
-    @property
-    def k_neighbors(self) -> int:
-        """The seed's name for ``negative_count``."""
-        return self.negative_count
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,10 +172,6 @@ class CurriculumScheduler:
     def current_stage(self) -> Optional[CurriculumStage]:
         return self._stages[self._current] if self._stages else None
 
-    def current_params(self) -> Optional[CurriculumStage]:
-        """The seed's name for :meth:`current_stage`."""
-        return self.current_stage()
-
     def difficulty(self) -> float:
         stage = self.current_stage()
         return stage.difficulty if stage else 1.0
@@ -285,11 +277,13 @@ class TemperatureAnnealing:
 
     def step(self) -> float:
         """The current temperature; then advance one step."""
-        value = self.get_temp()
+        value = self.temperature
         self._current += 1
         return value
 
-    def get_temp(self) -> float:
+    @property
+    def temperature(self) -> float:
+        """The current temperature (the crate's ``get_temp()``)."""
         if self._current >= self._steps:
             return self._final
         s, total = self._current, self._steps

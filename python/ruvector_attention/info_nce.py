@@ -52,7 +52,7 @@ class InfoNCELoss:
     """
 
     def __init__(self, temperature: float = 0.07) -> None:
-        self._temperature = max(check.float32_divisor("temperature", temperature), MIN_TEMPERATURE)
+        self._temperature = check.temperature("temperature", temperature)
 
     @property
     def temperature(self) -> float:

@@ -55,10 +55,6 @@ class LocalContrastiveLoss:
     def reduction(self) -> Reduction:
         return self._reduction
 
-    def with_reduction(self, reduction: ReductionLike) -> LocalContrastiveLoss:
-        """A copy with another reduction (the crate's builder)."""
-        return LocalContrastiveLoss(self._margin, reduction)
-
     def __repr__(self) -> str:
         return f"LocalContrastiveLoss(margin={self._margin!r}, reduction={self._reduction.value!r})"
 

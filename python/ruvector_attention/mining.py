@@ -28,16 +28,16 @@ IndexArray = npt.NDArray[np.int64]
 
 
 class MiningStrategy(enum.Enum):
-    """How negatives are chosen. ``HARD_NEGATIVE`` is the crate's name for ``HARDEST``.
+    """How negatives are chosen (the crate's ``HARD_NEGATIVE`` is ``HARDEST``; that name is in
+    ``ruvector_attention.training``).
 
     Examples:
-        >>> MiningStrategy.HARD_NEGATIVE is MiningStrategy.HARDEST
-        True
+        >>> MiningStrategy.parse("semi-hard")
+        <MiningStrategy.SEMI_HARD: 'semi_hard'>
     """
 
     RANDOM = "random"
     HARDEST = "hardest"
-    HARD_NEGATIVE = "hardest"
     SEMI_HARD = "semi_hard"
     DISTANCE_WEIGHTED = "distance_weighted"
 
@@ -50,8 +50,6 @@ class MiningStrategy(enum.Enum):
             for member in cls:
                 if name in (member.value, member.name.lower()):
                     return member
-            if name == "hard_negative":
-                return cls.HARDEST
         raise ArgumentError(
             "strategy must be a MiningStrategy or one of 'random', 'hardest', 'semi_hard', "
             f"'distance_weighted', got {value!r}"
@@ -252,17 +250,15 @@ class HardNegativeMiner:
 
     # -- mining ---------------------------------------------------------------------------------
 
-    def mine(
-        self, anchor: object, positive: object, candidates: object, num_negatives: int
-    ) -> IndexArray:
-        """The crate's form: indices (at most ``num_negatives``) of negatives for one anchor."""
+    def mine(self, anchor: object, positive: object, candidates: object, k: int) -> IndexArray:
+        """Indices (at most ``k``) of negatives in ``candidates`` for one anchor (D,)."""
         a = as_float32(anchor, "anchor")
         p = as_float32(positive, "positive")
         if a.ndim != 1 or a.size == 0:
             raise ShapeError(f"anchor must be a non-empty 1-D vector (D,), got shape {a.shape}")
         if p.shape != a.shape:
             raise ShapeError(f"positive must have the shape of anchor {a.shape}, got {p.shape}")
-        row: IndexArray = self.mine_batch(a[None, :], p[None, :], candidates, num_negatives)[0]
+        row: IndexArray = self.mine_batch(a[None, :], p[None, :], candidates, k)[0]
         picked: IndexArray = row[row >= 0]
         return picked
 
@@ -399,10 +395,6 @@ class InBatchMiner:
     @property
     def exclude_positive(self) -> bool:
         return self._exclude_positive
-
-    def include_positive(self) -> InBatchMiner:
-        """A miner that keeps the positive among the negatives (the crate's builder)."""
-        return InBatchMiner(exclude_positive=False)
 
     def get_negatives(self, anchor_idx: int, positive_idx: int, batch_size: int) -> IndexArray:
         """Indices 0..batch_size-1 without the anchor (and the positive, if excluded)."""

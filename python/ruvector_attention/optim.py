@@ -1,7 +1,8 @@
 """Optimizers that update NumPy float32 parameters in place: SGD, Adam and AdamW.
 
-The formulas are PyTorch's (``torch.optim.SGD``, ``Adam``, ``AdamW``); the API mirrors the Rust
-crate ``ruvector-attention`` (``step``, ``reset``, ``learning_rate``, ``with_*`` builders). The
+The formulas and the vocabulary are PyTorch's (``torch.optim.SGD``, ``Adam``, ``AdamW``: ``lr``,
+``momentum``, ``betas``, ``eps``, ``weight_decay``, ``state_dict``); the crate's names (``dim``,
+``learning_rate()``, the ``with_*`` builders) are in ``ruvector_attention.training``. The
 optimizer object owns its state as NumPy arrays (one per parameter array) and passes them to a
 stateless Rust kernel, so ``state_dict``, pickling and inspection need no copies through Rust.
 
@@ -14,7 +15,7 @@ clean.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 
@@ -52,15 +53,15 @@ class _Optimizer(ABC):
     """Shared mechanics: argument handling, state ownership, learning rate, serialisation."""
 
     #: Set by every optimizer's constructor.
+    _lr: float
     _weight_decay: float
-    #: The keys of ``state_dict()["hyper"]`` (the constructor's arguments).
+    #: The keys of ``state_dict()["hyper"]`` (the constructor's arguments), in the order of the
+    #: values ``_settings`` returns.
     _HYPER_KEYS: ClassVar[tuple[str, ...]] = ()
     #: Names of the per-array state lists this optimizer keeps (PyTorch's names).
     _STATE_KEYS: ClassVar[tuple[str, ...]]
 
-    def __init__(self, dim: Optional[int], lr: float) -> None:
-        self._dim = None if dim is None else check.non_negative_int("dim", dim)
-        self._lr = check.float32_non_negative("lr", lr)
+    def __init__(self) -> None:
         self._steps = 0
         # None until the first step fixes the parameter shapes and sizes the state arrays.
         self._shapes: Optional[list[tuple[int, ...]]] = None
@@ -78,20 +79,24 @@ class _Optimizer(ABC):
 
     @lr.setter
     def lr(self, value: float) -> None:
-        self._lr = check.float32_non_negative("lr", value)
+        self._configure(lr=value)
 
     @property
     def weight_decay(self) -> float:
         """The weight decay (L2 for SGD and Adam, decoupled for AdamW)."""
         return self._weight_decay
 
-    def learning_rate(self) -> float:
-        """The learning rate (the crate's name for :attr:`lr`)."""
-        return self._lr
+    # -- hyper-parameters ------------------------------------------------------------------------
 
-    def set_learning_rate(self, lr: float) -> None:
-        """Set the learning rate (the crate's name for assigning :attr:`lr`)."""
-        self.lr = lr
+    #: The hyper-parameters checked (``_validate`` owns their domains), in ``_HYPER_KEYS`` order.
+    _settings: ClassVar[Callable[..., tuple[Any, ...]]]
+
+    def _configure(self, **changes: Any) -> None:
+        """Changes some hyper-parameters; all are checked together before any is assigned (so
+        ``momentum=0`` with Nesterov on is refused and nothing changes)."""
+        values = {**self._hyper(), **changes} if hasattr(self, "_lr") else changes
+        for key, value in zip(self._HYPER_KEYS, self._settings(**values)):
+            setattr(self, f"_{key}", value)
 
     @property
     def steps(self) -> int:
@@ -226,9 +231,13 @@ class _Optimizer(ABC):
                 tuple(check.non_negative_int("shape entry", n) for n in s) for s in raw_shapes
             ]
         # The constructor validates every hyper-parameter; nothing is assigned before the whole
-        # dict has been checked, so a refused load leaves the optimizer as it was.
+        # dict has been checked, so a refused load leaves the optimizer as it was. "dim" (the
+        # crate's size hint, saved by versions before 0.2) is accepted and ignored.
+        saved_hyper = state_dict["hyper"]
+        if isinstance(saved_hyper, dict) and "dim" in saved_hyper:
+            saved_hyper = {k: v for k, v in saved_hyper.items() if k != "dim"}
         hyper = type(self)(
-            **dict(check.state_keys(state_dict["hyper"], self._HYPER_KEYS, f"{owner} hyper"))
+            **dict(check.state_keys(saved_hyper, self._HYPER_KEYS, f"{owner} hyper"))
         )
         raw_state = state_dict["state"]
         state: Optional[dict[str, list[FloatArray]]] = None
@@ -266,7 +275,7 @@ class _Optimizer(ABC):
         return self.state_dict()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        _Optimizer.__init__(self, None, 0.0)
+        _Optimizer.__init__(self)
         self.load_state_dict(state)
 
     def __repr__(self) -> str:
@@ -282,7 +291,6 @@ class SGD(_Optimizer):
     no buffer is kept and the step is ``p -= lr * g``.
 
     Args:
-        dim: the crate's size hint; accepted for compatibility (state is sized on the first step).
         lr: learning rate, >= 0.
         momentum: momentum factor, >= 0.
         weight_decay: L2 penalty added to the gradient, >= 0.
@@ -292,33 +300,28 @@ class SGD(_Optimizer):
         >>> import numpy as np
         >>> from ruvector_attention import SGD
         >>> w = np.ones(3, dtype=np.float32)
-        >>> opt = SGD(lr=0.1).with_momentum(0.9)
+        >>> opt = SGD(lr=0.1, momentum=0.9)
         >>> opt.step(w, np.array([1.0, 0.0, -1.0], dtype=np.float32))
         >>> w
         array([0.9, 1. , 1.1], dtype=float32)
     """
 
     _STATE_KEYS = ("momentum_buffer",)
-    _HYPER_KEYS = ("dim", "lr", "momentum", "weight_decay", "nesterov")
+    _HYPER_KEYS = ("lr", "momentum", "weight_decay", "nesterov")
+    _settings = staticmethod(check.sgd_settings)
+    _momentum: float
+    _nesterov: bool
 
     def __init__(
         self,
-        dim: Optional[int] = None,
         lr: float = 0.01,
+        *,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ) -> None:
-        super().__init__(dim, lr)
-        self._momentum = check.float32_non_negative("momentum", momentum)
-        self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
-        self._nesterov = self._check_nesterov(nesterov, self._momentum)
-
-    @staticmethod
-    def _check_nesterov(nesterov: bool, momentum: float) -> bool:
-        if check.boolean("nesterov", nesterov) and momentum <= 0.0:
-            raise ArgumentError("nesterov=True requires momentum > 0")
-        return bool(nesterov)
+        super().__init__()
+        self._configure(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
     @property
     def momentum(self) -> float:
@@ -327,23 +330,6 @@ class SGD(_Optimizer):
     @property
     def nesterov(self) -> bool:
         return self._nesterov
-
-    def with_momentum(self, momentum: float) -> SGD:
-        """Set the momentum factor; returns the optimizer (crate-style builder)."""
-        value = check.float32_non_negative("momentum", momentum)
-        self._check_nesterov(self._nesterov, value)
-        self._momentum = value
-        return self
-
-    def with_weight_decay(self, weight_decay: float) -> SGD:
-        """Set the L2 weight decay; returns the optimizer."""
-        self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
-        return self
-
-    def with_nesterov(self, nesterov: bool) -> SGD:
-        """Enable or disable Nesterov momentum; returns the optimizer."""
-        self._nesterov = self._check_nesterov(nesterov, self._momentum)
-        return self
 
     def _active_state_keys(self) -> tuple[str, ...]:
         return self._STATE_KEYS if self._momentum != 0.0 else ()
@@ -376,7 +362,6 @@ class Adam(_Optimizer):
     :class:`AdamW` is for (see docs/parity.md).
 
     Args:
-        dim: the crate's size hint; accepted for compatibility (state is sized on the first step).
         lr: learning rate, >= 0.
         betas: ``(beta1, beta2)``, each in [0, 1).
         eps: added to the denominator, > 0.
@@ -393,30 +378,25 @@ class Adam(_Optimizer):
     """
 
     _STATE_KEYS = ("exp_avg", "exp_avg_sq")
-    _HYPER_KEYS = ("dim", "lr", "betas", "eps", "weight_decay")
+    _HYPER_KEYS = ("lr", "betas", "eps", "weight_decay")
+    _settings = staticmethod(check.adam_settings)
     _DECOUPLED: ClassVar[bool] = False
+    _betas: tuple[float, float]
+    _eps: float
     #: The kernel's prepared settings and the hyper-parameters they were prepared from.
     _prepared: _native.AdamPlan
     _plan_key: Optional[tuple[tuple[float, float], float, float]] = None
 
     def __init__(
         self,
-        dim: Optional[int] = None,
         lr: float = 0.001,
+        *,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(dim, lr)
-        self._betas = self._check_betas(betas)
-        self._eps = check.float32_divisor("eps", eps)
-        self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
-
-    @staticmethod
-    def _check_betas(betas: tuple[float, float]) -> tuple[float, float]:
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        return (check.beta("beta1", betas[0]), check.beta("beta2", betas[1]))
+        super().__init__()
+        self._configure(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     @property
     def betas(self) -> tuple[float, float]:
@@ -425,21 +405,6 @@ class Adam(_Optimizer):
     @property
     def eps(self) -> float:
         return self._eps
-
-    def with_betas(self, beta1: float, beta2: float) -> Adam:
-        """Set ``(beta1, beta2)``; returns the optimizer (crate-style builder)."""
-        self._betas = self._check_betas((beta1, beta2))
-        return self
-
-    def with_epsilon(self, eps: float) -> Adam:
-        """Set ``eps``; returns the optimizer."""
-        self._eps = check.float32_divisor("eps", eps)
-        return self
-
-    def with_weight_decay(self, weight_decay: float) -> Adam:
-        """Set the weight decay; returns the optimizer."""
-        self._weight_decay = check.float32_non_negative("weight_decay", weight_decay)
-        return self
 
     def _plan(self) -> _native.AdamPlan:
         """The kernel's prepared settings, rebuilt only when a hyper-parameter changed."""
@@ -484,17 +449,16 @@ class AdamW(Adam):
     First ``p *= 1 - lr * weight_decay``, then the Adam step without an L2 term.
 
     Args:
-        dim: the crate's size hint (``AdamW(512, 0.001, 0.01)`` is the crate's call).
         lr: learning rate, >= 0.
-        weight_decay: decoupled decay, >= 0.
         betas: ``(beta1, beta2)``, each in [0, 1).
         eps: added to the denominator, > 0.
+        weight_decay: decoupled decay, >= 0.
 
     Examples:
         >>> import numpy as np
         >>> from ruvector_attention import AdamW
         >>> w = np.ones(4, dtype=np.float32)
-        >>> opt = AdamW(4, lr=0.1, weight_decay=0.5)
+        >>> opt = AdamW(lr=0.1, weight_decay=0.5)
         >>> opt.step(w, np.zeros(4, dtype=np.float32))  # zero gradient: only the decay acts
         >>> w
         array([0.95, 0.95, 0.95, 0.95], dtype=float32)
@@ -504,28 +468,13 @@ class AdamW(Adam):
 
     def __init__(
         self,
-        dim: Optional[int] = None,
         lr: float = 0.001,
-        weight_decay: float = 0.01,
+        *,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        weight_decay: float = 0.01,
     ) -> None:
-        super().__init__(dim, lr, betas=betas, eps=eps, weight_decay=weight_decay)
-
-    def with_weight_decay(self, weight_decay: float) -> AdamW:
-        """Set the decoupled weight decay; returns the optimizer."""
-        super().with_weight_decay(weight_decay)
-        return self
-
-    def with_betas(self, beta1: float, beta2: float) -> AdamW:
-        """Set ``(beta1, beta2)``; returns the optimizer."""
-        super().with_betas(beta1, beta2)
-        return self
-
-    def with_epsilon(self, eps: float) -> AdamW:
-        """Set ``eps``; returns the optimizer."""
-        super().with_epsilon(eps)
-        return self
+        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
 def clip_grad_norm(grads: ArrayList, max_norm: float, *, error_if_nonfinite: bool = False) -> float:

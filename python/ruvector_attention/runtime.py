@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from . import _native
 from . import _validate as check
 
@@ -17,20 +19,21 @@ __all__ = [
 ]
 
 
-def set_num_threads(n: int) -> None:
-    """Set how many threads the kernels use (default: every CPU this process may use).
+def set_num_threads(n: Optional[int]) -> None:
+    """Set how many threads the kernels use; ``None`` (or ``0``) restores the default, every CPU
+    this process may use (followed as the process's CPU affinity changes).
 
     Small calls always run on the calling thread; only large ones are split.
 
     Examples:
         >>> import ruvector_attention as ra
-        >>> before = ra.get_num_threads()
         >>> ra.set_num_threads(1)
         >>> ra.get_num_threads()
         1
-        >>> ra.set_num_threads(before)
+        >>> ra.set_num_threads(None)  # back to every CPU this process may use
     """
-    _native.set_num_threads(check.integer("n", n, minimum=1, maximum=MAX_THREADS))
+    threads = 0 if n is None else check.integer("n", n, minimum=0, maximum=MAX_THREADS)
+    _native.set_num_threads(threads)
 
 
 def get_num_threads() -> int:

@@ -37,34 +37,35 @@ class LearningRateScheduler:
         [0.05, 0.1, 0.1, 0.05, 0.0]
     """
 
+    _initial_lr: float
+    _warmup_steps: int
+    _decay_steps: int
+    _min_lr: float
+
     def __init__(
         self,
         initial_lr: float,
+        *,
         warmup_steps: int = 0,
         decay_steps: int = 100_000,
         min_lr: float = 1e-7,
     ) -> None:
-        self._initial_lr = check.float32_non_negative("initial_lr", initial_lr)
-        self._warmup_steps = check.non_negative_int("warmup_steps", warmup_steps)
-        self._decay_steps = check.positive_int("decay_steps", decay_steps)
-        self._min_lr = check.float32_non_negative("min_lr", min_lr)
+        self._configure(
+            initial_lr=initial_lr, warmup_steps=warmup_steps, decay_steps=decay_steps, min_lr=min_lr
+        )
         self._current_step = 0
 
-    # crate-style builders
-    def with_warmup(self, steps: int) -> LearningRateScheduler:
-        """Set the warmup length; returns the scheduler."""
-        self._warmup_steps = check.non_negative_int("warmup_steps", steps)
-        return self
-
-    def with_decay(self, steps: int) -> LearningRateScheduler:
-        """Set the decay length; returns the scheduler."""
-        self._decay_steps = check.positive_int("decay_steps", steps)
-        return self
-
-    def with_min_lr(self, min_lr: float) -> LearningRateScheduler:
-        """Set the floor; returns the scheduler."""
-        self._min_lr = check.float32_non_negative("min_lr", min_lr)
-        return self
+    def _configure(self, **values: Any) -> None:
+        """Sets the given settings, each checked (the one owner of their domains)."""
+        checks = {
+            "initial_lr": check.float32_non_negative,
+            "warmup_steps": check.non_negative_int,
+            "decay_steps": check.positive_int,
+            "min_lr": check.float32_non_negative,
+        }
+        checked = {key: checks[key](key, value) for key, value in values.items()}
+        for key, value in checked.items():
+            setattr(self, f"_{key}", value)
 
     @property
     def initial_lr(self) -> float:

@@ -204,9 +204,11 @@ class SpectralRegularization:
     (E, 2) edge list (each undirected edge once) with optional ``weights=(E,)``, or a
     :class:`Graph` prepared once from any of these (faster when the graph is reused).
 
-    ``compute_batch(embeddings)`` is the crate's penalty: ``weight`` times the variance across
-    dimensions of the per-dimension variances; ``compute_batch_with_gradients`` gives its true
-    gradient (the crate returns zeros).
+    ``variance_penalty(embeddings)`` is the crate's own regulariser (not spectral, despite the
+    class's name, which is the crate's): ``weight`` times the variance across dimensions of the
+    per-dimension variances; ``variance_penalty_with_gradients`` gives its true gradient (the crate
+    returns zeros). The crate's names for it, ``compute_batch`` and ``compute``, are in
+    ``ruvector_attention.training``.
 
     Args:
         weight: finite, >= 0.
@@ -250,31 +252,21 @@ class SpectralRegularization:
 
     # -- the crate's variance penalty -----------------------------------------------------------
 
-    def compute_batch(self, embeddings: object) -> float:
-        """The crate's penalty of embeddings (N, D)."""
+    def variance_penalty(self, embeddings: object) -> float:
+        """``weight`` times the variance across dimensions of the per-dimension variances of
+        embeddings (N, D)."""
         value, _ = _native.variance_penalty(
             float_matrix(embeddings, "embeddings"), weight=self._weight, with_grad=False
         )
         return value
 
-    def compute_batch_with_gradients(self, embeddings: object) -> tuple[float, FloatArray]:
+    def variance_penalty_with_gradients(self, embeddings: object) -> tuple[float, FloatArray]:
         """The penalty and its gradient with respect to every embedding (N, D)."""
         value, grad = _native.variance_penalty(
             float_matrix(embeddings, "embeddings"), weight=self._weight, with_grad=True
         )
         assert grad is not None
         return value, grad
-
-    def compute(self, anchor: object, positive: object, negatives: object) -> float:
-        """``compute_batch`` of the stack ``[anchor, positive, *negatives]``, as the crate does."""
-        return self.compute_batch(_stack(anchor, positive, negatives))
-
-    def compute_with_gradients(
-        self, anchor: object, positive: object, negatives: object
-    ) -> tuple[float, FloatArray]:
-        """``(compute(...), d / d anchor)``: the true gradient (the crate returns zeros)."""
-        value, grad = self.compute_batch_with_gradients(_stack(anchor, positive, negatives))
-        return value, grad[0]
 
 
 def _stack(anchor: object, positive: object, negatives: object) -> FloatArray:

@@ -205,12 +205,12 @@ def spectral(x: _Array, graph: object = None, *, weight: float = 0.01) -> _Array
 
     def value_and_grad(values: np.ndarray) -> tuple[float, np.ndarray]:
         if prepared is None:
-            return kernel.compute_batch_with_gradients(values)
+            return kernel.variance_penalty_with_gradients(values)
         return kernel.laplacian_with_gradients(values, prepared)
 
     def value_only(values: np.ndarray) -> float:
         if prepared is None:
-            return kernel.compute_batch(values)
+            return kernel.variance_penalty(values)
         return kernel.laplacian(values, prepared)
 
     @jax.custom_vjp

@@ -235,7 +235,7 @@ class _SpectralFunction(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             value, ctx.grad = _spectral_with_gradient(kernel, graph, as_array(x, "X"))
         elif graph is None:
-            value = kernel.compute_batch(as_array(x, "X"))
+            value = kernel.variance_penalty(as_array(x, "X"))
         else:
             value = kernel.laplacian(as_array(x, "X"), graph)
         return torch.scalar_tensor(value, dtype=x.dtype)
@@ -254,7 +254,7 @@ def _spectral_with_gradient(
     kernel: _spectral.SpectralRegularization, graph: object, x: np.ndarray
 ) -> tuple[float, np.ndarray]:
     if graph is None:
-        return kernel.compute_batch_with_gradients(x)
+        return kernel.variance_penalty_with_gradients(x)
     return kernel.laplacian_with_gradients(x, graph)
 
 

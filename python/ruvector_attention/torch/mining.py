@@ -39,14 +39,12 @@ class HardNegativeMiner(_mining.HardNegativeMiner):
         tensor([[1, 0]])
     """
 
-    def mine(
-        self, anchor: object, positive: object, candidates: object, num_negatives: int
-    ) -> torch.Tensor:
+    def mine(self, anchor: object, positive: object, candidates: object, k: int) -> torch.Tensor:
         picked = super().mine(
             _floats(anchor, "anchor"),
             _floats(positive, "positive"),
             _floats(candidates, "candidates"),
-            num_negatives,
+            k,
         )
         return torch.from_numpy(np.ascontiguousarray(picked))
 
@@ -79,9 +77,6 @@ class InBatchMiner(_mining.InBatchMiner):
         >>> InBatchMiner().get_negatives(0, 1, 4)
         tensor([2, 3])
     """
-
-    def include_positive(self) -> InBatchMiner:
-        return InBatchMiner(exclude_positive=False)
 
     def get_negatives(self, anchor_idx: int, positive_idx: int, batch_size: int) -> torch.Tensor:
         return torch.from_numpy(super().get_negatives(anchor_idx, positive_idx, batch_size))

@@ -99,8 +99,6 @@ class _NativeOptimizer(torch.optim.Optimizer):
                     f"{where}: {key}=True is not supported by {type(self).__name__} "
                     "(use torch.optim for it)"
                 )
-        check.float32_non_negative(f"{where} lr", _number(group["lr"], f"{where} lr"))
-        check.float32_non_negative(f"{where} weight_decay", group["weight_decay"])
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
@@ -184,11 +182,10 @@ class SGD(_NativeOptimizer):
 
     def _check_hyper(self, group: dict[str, Any], where: str) -> None:
         super()._check_hyper(group, where)
-        momentum = check.float32_non_negative(f"{where} momentum", group["momentum"])
         if group.get("dampening", 0.0):
             raise ArgumentError(f"{where}: dampening must be 0 for {type(self).__name__}")
-        if check.boolean(f"{where} nesterov", group["nesterov"]) and momentum <= 0.0:
-            raise ArgumentError(f"{where}: nesterov=True requires momentum > 0")
+        lr = _number(group["lr"], f"{where} lr")
+        check.sgd_settings(lr, group["momentum"], group["weight_decay"], group["nesterov"], where)
 
     def _update(
         self,
@@ -261,11 +258,10 @@ class Adam(_NativeOptimizer):
     def _check_hyper(self, group: dict[str, Any], where: str) -> None:
         super()._check_hyper(group, where)
         betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise TypeError(f"{where} betas must be a pair (beta1, beta2), got {betas!r}")
-        check.beta(f"{where} beta1", _number(betas[0], f"{where} beta1"))
-        check.beta(f"{where} beta2", _number(betas[1], f"{where} beta2"))
-        check.float32_divisor(f"{where} eps", group["eps"])
+        if isinstance(betas, (tuple, list)) and len(betas) == 2:
+            betas = tuple(_number(b, f"{where} beta{i + 1}") for i, b in enumerate(betas))
+        lr = _number(group["lr"], f"{where} lr")
+        check.adam_settings(lr, betas, group["eps"], group["weight_decay"], where)
         decoupled = group.get("decoupled_weight_decay", self._DECOUPLED)
         if bool(decoupled) != self._DECOUPLED:
             raise ArgumentError(

@@ -45,10 +45,14 @@ pub struct AdamHyper {
     pub step: u64,
 }
 
+// The domains of the hyper-parameters are the Python layer's to check, with its messages
+// (`_validate.sgd_settings`, `adam_settings`); these are the kernels' own guard with the same
+// bounds, so that a direct caller cannot feed float32 arithmetic a value it cannot hold.
+
 fn check_finite_nonneg(name: &str, value: f64) -> KernelResult<()> {
-    if !value.is_finite() || value < 0.0 {
+    if !(0.0..=f64::from(f32::MAX)).contains(&value) {
         return Err(KernelError::invalid(format!(
-            "{name} must be a finite number >= 0, got {value}"
+            "{name} must be a finite number >= 0 within float32, got {value}"
         )));
     }
     Ok(())
@@ -82,9 +86,11 @@ impl AdamHyper {
         check_finite_nonneg("lr", self.lr)?;
         check_beta("beta1", self.beta1)?;
         check_beta("beta2", self.beta2)?;
-        if !self.eps.is_finite() || self.eps <= 0.0 {
+        // A divisor: at least float32's smallest normal number, so 1 / eps stays finite.
+        if !(f64::from(f32::MIN_POSITIVE)..=f64::from(f32::MAX)).contains(&self.eps) {
             return Err(KernelError::invalid(format!(
-                "eps must be a finite number > 0, got {}",
+                "eps must be a float32 number >= {:e}, got {}",
+                f32::MIN_POSITIVE,
                 self.eps
             )));
         }

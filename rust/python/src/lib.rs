@@ -34,6 +34,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(spectral::csr_from_dense, m)?)?;
     m.add_function(wrap_pyfunction!(spectral::laplacian, m)?)?;
     m.add_function(wrap_pyfunction!(spectral::variance_penalty, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::effective_temperature, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::simd_path, m)?)?;

@@ -9,7 +9,7 @@ use ruvector_kernels::mining::{self, MineInputs, Strategy};
 
 use crate::arrays::{matrix_dims, readonly, readonly_i64, slice, slice_i64};
 use crate::call::{run, Cost};
-use crate::errors::{argument_error, internal_error, KernelErr};
+use crate::errors::{internal_error, KernelErr};
 
 /// A miner's strategy and its settings, built once per Python miner (the strategy crosses the
 /// boundary as this typed value, not as a name and a list of numbers on every call).
@@ -102,11 +102,9 @@ pub fn mine<'py>(
         call,
         cancel: &NEVER,
     };
-    let len = batch.checked_mul(k).ok_or_else(|| {
-        argument_error(format!(
-            "k = {k} is too large: a {batch} x {k} result exceeds the address space"
-        ))
-    })?;
+    // `k` is checked against the batch by the Python layer (`mining.py`); a product beyond the
+    // address space can only come from a direct call, and is an allocation that fails.
+    let len = batch.saturating_mul(k);
     let mut out = ruvector_kernels::alloc::filled(len, -1i64).map_err(KernelErr)?;
     // One GEMM of anchors against candidates, then a pass over the scores.
     let cost = Cost {

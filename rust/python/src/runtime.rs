@@ -1,9 +1,16 @@
 //! Thread-pool size and SIMD path, exposed to Python.
 
 use pyo3::prelude::*;
-use ruvector_kernels::{parallel, scratch, simd};
+use ruvector_kernels::{loss, parallel, scratch, simd};
 
 use crate::errors::KernelErr;
+
+/// The temperature the losses compute with: the kernels' rule (at least `MIN_TEMPERATURE`, the
+/// crate's clamp), so that the Python layer reports what the kernels use without repeating it.
+#[pyfunction]
+pub fn effective_temperature(temperature: f64) -> PyResult<f64> {
+    Ok(loss::clamped_temperature(temperature).map_err(KernelErr)?)
+}
 
 /// Set the number of threads the kernels use (0: every CPU this process may use).
 #[pyfunction]

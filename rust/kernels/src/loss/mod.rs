@@ -108,12 +108,18 @@ pub(crate) fn check_len(name: &str, got: usize, expected: usize) -> KernelResult
 pub const MIN_TEMPERATURE: f64 = 0.01;
 
 /// Clamps the temperature as the crate does (values below `MIN_TEMPERATURE` become it); rejects
-/// non-positive and non-finite values.
-pub fn effective_temperature(temperature: f64) -> KernelResult<f32> {
+/// non-positive and non-finite values. The one owner of this rule: the Python layer calls it
+/// (through `_native.effective_temperature`) to report the temperature in use.
+pub fn clamped_temperature(temperature: f64) -> KernelResult<f64> {
     if !temperature.is_finite() || temperature <= 0.0 {
         return Err(KernelError::invalid(format!(
             "temperature must be a finite number > 0, got {temperature}"
         )));
     }
-    Ok(temperature.max(MIN_TEMPERATURE) as f32)
+    Ok(temperature.max(MIN_TEMPERATURE))
+}
+
+/// `clamped_temperature` in the kernels' float32.
+pub fn effective_temperature(temperature: f64) -> KernelResult<f32> {
+    Ok(clamped_temperature(temperature)? as f32)
 }
