@@ -382,5 +382,7 @@ def test_ctrl_c_ends_a_long_kernel_call_promptly(kind, threads):
         child.wait(timeout=120)
         child.stdout.close()
     assert outcome == "interrupted", outcome  # not "finished": the call was cut short
-    assert seconds < 1.0, seconds  # about a tile's time; 0.01-0.2 s measured
+    # About a tile's (or a row block's) time: 0.01-0.2 s measured. A call that cannot be stopped
+    # raises only when it returns: 0.6 s or more after the signal for each kind here.
+    assert seconds < 0.3, seconds
     assert "ok" in rest and child.returncode == 0  # the miner works on afterwards
