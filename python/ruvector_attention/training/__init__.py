@@ -25,8 +25,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-# The package's names the crate shares unchanged, then the crate's own forms of the others below.
-from .. import (
+# The package's names the crate shares unchanged (re-exported through __all__), then the crate's
+# own forms of the others below.
+from .. import (  # noqa: F401
     ArgumentError,
     DecayType,
     Gradients,
@@ -48,6 +49,7 @@ from .. import (
     set_num_threads,
     simd_path,
 )
+from .. import __all__ as _PACKAGE_NAMES
 from .. import _validate as check
 from .._arrays import FloatArray
 from .._loss_common import ReductionLike, one_sample
@@ -66,41 +68,8 @@ from ..optim import AdamW as _AdamW
 from ..schedule import LearningRateScheduler as _LearningRateScheduler
 from ..spectral import SpectralRegularization as _SpectralRegularization
 
-#: Every public name of the package (tests/test_package.py holds the two lists equal).
-__all__ = [
-    "SGD",
-    "Adam",
-    "AdamW",
-    "ArgumentError",
-    "CurriculumScheduler",
-    "CurriculumStage",
-    "DecayType",
-    "Gradients",
-    "Graph",
-    "HardNegativeMiner",
-    "HardNegatives",
-    "InBatchMiner",
-    "InfoNCELoss",
-    "LayoutError",
-    "LearningRateScheduler",
-    "LocalContrastiveLoss",
-    "MiningStrategy",
-    "Reduction",
-    "RuvectorError",
-    "ShapeError",
-    "SpectralRegularization",
-    "StateFileError",
-    "TemperatureAnnealing",
-    "cached_memory",
-    "clip_grad_norm",
-    "get_num_threads",
-    "load_state",
-    "mine_hard_negatives",
-    "release_cached_memory",
-    "save_state",
-    "set_num_threads",
-    "simd_path",
-]
+#: Every public name of the package, by the package's own list (they cannot drift apart).
+__all__ = [name for name in _PACKAGE_NAMES if name != "__version__"]
 
 
 def _size_hint(dim: Optional[int]) -> None:
