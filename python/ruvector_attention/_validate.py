@@ -30,6 +30,7 @@ __all__ = [
     "float32_divisor",
     "float32_non_negative",
     "integer",
+    "learning_rate",
     "non_negative",
     "non_negative_int",
     "positive",
@@ -167,6 +168,12 @@ def _named(where: str, name: str) -> str:
     return f"{where} {name}" if where else name
 
 
+def learning_rate(value: object, where: str = "") -> float:
+    """An optimizer's ``lr``: finite, >= 0 and within float32 (checked alone when a scheduler sets
+    it before every step, so that path stays cheap)."""
+    return float32_non_negative(_named(where, "lr"), value)
+
+
 def sgd_settings(
     lr: object, momentum: object, weight_decay: object, nesterov: object, where: str = ""
 ) -> tuple[float, float, float, bool]:
@@ -176,7 +183,7 @@ def sgd_settings(
     ``momentum`` and ``weight_decay`` finite, >= 0 and within float32; Nesterov momentum needs
     ``momentum > 0``.
     """
-    lr_ = float32_non_negative(_named(where, "lr"), lr)
+    lr_ = learning_rate(lr, where)
     momentum_ = float32_non_negative(_named(where, "momentum"), momentum)
     decay = float32_non_negative(_named(where, "weight_decay"), weight_decay)
     nesterov_ = boolean(_named(where, "nesterov"), nesterov)
@@ -195,7 +202,7 @@ def adam_settings(
         raise TypeError(f"{_named(where, 'betas')} must be a pair (beta1, beta2), got {betas!r}")
     pair = (beta(_named(where, "beta1"), betas[0]), beta(_named(where, "beta2"), betas[1]))
     return (
-        float32_non_negative(_named(where, "lr"), lr),
+        learning_rate(lr, where),
         pair,
         float32_divisor(_named(where, "eps"), eps),
         float32_non_negative(_named(where, "weight_decay"), weight_decay),

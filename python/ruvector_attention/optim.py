@@ -79,7 +79,7 @@ class _Optimizer(ABC):
 
     @lr.setter
     def lr(self, value: float) -> None:
-        self._configure(lr=value)
+        self._lr = check.learning_rate(value)
 
     @property
     def weight_decay(self) -> float:
