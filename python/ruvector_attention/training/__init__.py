@@ -237,7 +237,7 @@ class LocalContrastiveLoss(_LocalContrastiveLoss):
     """
 
     def with_reduction(self, reduction: ReductionLike) -> LocalContrastiveLoss:
-        self.__init__(self.margin, reduction)  # type: ignore[misc]
+        self._reduction = Reduction.parse(reduction)
         return self
 
 
@@ -251,7 +251,7 @@ class InBatchMiner(_InBatchMiner):
     """
 
     def include_positive(self) -> InBatchMiner:
-        self.__init__(exclude_positive=False)  # type: ignore[misc]
+        self._exclude_positive = False
         return self
 
 
