@@ -69,3 +69,33 @@ def test_load_state_dict_refuses_wrong_types_and_keys():
     sched = ra.LearningRateScheduler(0.1)
     with pytest.raises(ValueError, match="missing 'min_lr'"):
         sched.load_state_dict({k: v for k, v in sched.state_dict().items() if k != "min_lr"})
+
+
+def test_read_only_inputs_are_accepted_wherever_the_call_only_reads():
+    # Ray Data and JAX hand out read-only arrays; a call that only reads them must take them.
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((32, 16)).astype(np.float32)
+    n = rng.standard_normal((32, 4, 16)).astype(np.float32)
+    frozen_a, frozen_n = a.copy(), n.copy()
+    frozen_a.flags.writeable = frozen_n.flags.writeable = False
+    loss, margin = ra.InfoNCELoss(0.1), ra.LocalContrastiveLoss(1.0)
+    assert (
+        loss.batch_with_gradients(frozen_a, frozen_a, frozen_n)[0]
+        == (loss.batch_with_gradients(a, a, n)[0])
+    )
+    assert margin.batch(frozen_a, frozen_a, frozen_n) == margin.batch(a, a, n)
+    miner = ra.HardNegativeMiner.semi_hard(0.5)
+    np.testing.assert_array_equal(
+        miner.mine_batch(frozen_a, frozen_a, frozen_a, 2), miner.mine_batch(a, a, a, 2)
+    )
+    np.testing.assert_array_equal(
+        ra.mine_hard_negatives(frozen_a[:3], frozen_a, k=2).indices,
+        ra.mine_hard_negatives(a[:3], a, k=2).indices,
+    )
+    reg = ra.SpectralRegularization(0.1)
+    assert reg.variance_penalty(frozen_a) == reg.variance_penalty(a)
+    grad = np.ones(16, np.float32)
+    grad.flags.writeable = False
+    w = np.zeros(16, np.float32)
+    ra.Adam(lr=0.1).step(w, grad)
+    assert w[0] == pytest.approx(-0.1)

@@ -6,6 +6,11 @@ Read-only inputs: real floats only. float32 C-contiguous aligned arrays pass thr
 complex, object and string data raise ``TypeError``, because silently turning labels or indices
 into embeddings hides bugs.
 
+Read-only inputs may also be any CPU array of another library that speaks DLPack or the array API
+standard (PyTorch and JAX CPU tensors, array-API arrays): they are read through
+``numpy.from_dlpack``, without a copy where the layout allows. An array on another device (a GPU,
+PyTorch's ``meta``) is refused with a message naming the device.
+
 In-place arguments (parameters, gradients to clip) are never converted: a converted copy would be
 updated and thrown away. Their checks (float32, C-contiguous, writeable, no overlap) happen in the
 extension, before anything is written.
@@ -20,7 +25,7 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ShapeError
+from .errors import ArgumentError, ShapeError
 
 __all__ = [
     "ArrayList",
@@ -29,6 +34,7 @@ __all__ = [
     "as_float32",
     "check_inplace_list",
     "float_matrix",
+    "from_interchange",
     "is_scipy_sparse",
 ]
 
@@ -36,6 +42,42 @@ FloatArray = npt.NDArray[np.float32]
 ArrayList = Union[npt.NDArray[Any], Sequence[npt.NDArray[Any]]]
 
 _FLOAT32 = np.dtype(np.float32)
+#: DLPack's device type of host (CPU) memory.
+_DLPACK_CPU = 1
+
+
+def from_interchange(value: object, name: str) -> Any:
+    """``value`` itself, or, for an object of another array library (one with ``__dlpack__``,
+    such as a PyTorch or JAX CPU tensor), a NumPy view of its memory (no copy).
+
+    Raises:
+        ArgumentError: the array lives on another device than the CPU.
+        TypeError: it cannot be exported (a PyTorch tensor that requires grad, bfloat16).
+    """
+    if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__"):
+        return value
+    device = _device_other_than_cpu(value)
+    if device is not None:
+        raise ArgumentError(
+            f"{name} is on device {device}; ruvector_attention computes on the CPU: copy it there "
+            "first (PyTorch: .cpu(), JAX: jax.device_put(x, jax.devices('cpu')[0]))"
+        )
+    try:
+        return np.from_dlpack(value)
+    except (BufferError, RuntimeError, TypeError, ValueError) as exc:
+        raise TypeError(f"{name} cannot be read as a CPU array through DLPack: {exc}") from exc
+
+
+def _device_other_than_cpu(value: Any) -> str | None:
+    """The name of the device ``value`` lives on, or None for the CPU."""
+    try:
+        kind = int(value.__dlpack_device__()[0])
+    except Exception:  # e.g. PyTorch's meta device has no DLPack device type
+        kind = None
+    if kind == _DLPACK_CPU:
+        return None
+    device = getattr(value, "device", None)
+    return str(device) if device is not None else f"of DLPack type {kind}"
 
 
 def as_float32(value: object, name: str) -> FloatArray:
@@ -51,6 +93,7 @@ def as_float32(value: object, name: str) -> FloatArray:
         and value.flags.aligned
     ):
         return value
+    value = from_interchange(value, name)
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
@@ -67,8 +110,9 @@ def as_float32(value: object, name: str) -> FloatArray:
 
 
 def as_array_list(value: object, name: str) -> list[Any]:
-    """Accept one array or a list/tuple of arrays; return a list (items unchanged)."""
-    if isinstance(value, np.ndarray):
+    """Accept one array or a list/tuple of arrays; return a list (items unchanged). One array may
+    also be another library's (``__dlpack__``): gradients, which are only read, can be."""
+    if isinstance(value, np.ndarray) or hasattr(value, "__dlpack__"):
         return [value]
     if isinstance(value, (list, tuple)):
         if len(value) == 0:

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _validate as check
-from ._arrays import float_matrix, is_scipy_sparse
+from ._arrays import float_matrix, from_interchange, is_scipy_sparse
 from ._corpus_state import Plan, uniform_keys, unit_rows
 from ._system import beyond_memory
 from .errors import ArgumentError, ShapeError
@@ -218,6 +218,9 @@ def mine_hard_negatives(
             "corpus must be a dense array (NumPy, a memory map or a dask.array), got a "
             f"scipy.sparse {type(corpus).__name__}; embeddings are dense: pass corpus.toarray()"
         )
+    if not _is_dask_array(corpus):
+        # Another library's CPU array (PyTorch, JAX, array API) is read through DLPack, no copy.
+        corpus = from_interchange(corpus, "corpus")
     lazy: Any = corpus
     if _is_dask_array(lazy) and any(math.isnan(rows) for rows in lazy.chunks[0]):
         raise ArgumentError(
