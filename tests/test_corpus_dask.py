@@ -82,6 +82,23 @@ def test_local_cluster_with_worker_processes_equals_in_memory(cluster, kwargs):
     assert_identical(got, expected)
 
 
+def test_each_worker_sizes_the_kernels_pool_to_its_own_threads(cluster):
+    # Two single-threaded workers on this machine: left at the machine's core count, each would
+    # start one kernel thread per core (4 on 2 cores). A worker's share is its thread count.
+    queries, corpus, _ = data()
+    ra.mine_hard_negatives(queries, da.from_array(corpus, chunks=(100, -1)), k=4)
+    nthreads = cluster.nthreads()
+    counts = cluster.run(ra.get_num_threads)
+    assert counts == {address: nthreads[address] for address in counts}, (counts, nthreads)
+    # A count set in the worker by the user is kept.
+    cluster.run(ra.set_num_threads, 2)
+    try:
+        ra.mine_hard_negatives(queries, da.from_array(corpus, chunks=(100, -1)), k=4)
+        assert set(cluster.run(ra.get_num_threads).values()) == {2}
+    finally:
+        cluster.run(ra.set_num_threads, None)
+
+
 @pytest.mark.timing
 @posix_only
 def test_a_worker_killed_while_the_graph_runs_changes_nothing(cluster):

@@ -386,3 +386,45 @@ def test_ctrl_c_ends_a_long_kernel_call_promptly(kind, threads):
     # raises only when it returns: 0.6 s or more after the signal for each kind here.
     assert seconds < 0.3, seconds
     assert "ok" in rest and child.returncode == 0  # the miner works on afterwards
+
+
+def _busy_threads(call) -> int:
+    """How many of this process's threads ran for at least 50 ms of CPU time during ``call()``
+    (from /proc: user + system clock ticks of each thread, 100 per second)."""
+
+    def ticks() -> dict[str, int]:
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # the thread ended
+                continue
+            out[tid] = int(fields[11]) + int(fields[12])  # utime, stime
+        return out
+
+    before = ticks()
+    call()
+    after = ticks()
+    return sum(1 for tid, t in after.items() if t - before.get(tid, 0) >= 5)
+
+
+@linux_only
+def test_threadpoolctl_sees_and_limits_the_kernels_pool(rng):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    ours = [i for i in threadpool_info() if i["user_api"] == "ruvector_attention"]
+    assert len(ours) == 1 and ours[0]["num_threads"] == ra.get_num_threads(), ours
+    a = rng.standard_normal((4096, 512)).astype(np.float32)
+    loss = ra.InfoNCELoss(0.1)
+    call = lambda: loss.batch_with_gradients(a, a)  # noqa: E731  (0.3 s on two threads)
+    before = ra.get_num_threads()
+    try:
+        with threadpool_limits(limits=1, user_api="ruvector_attention"):
+            assert ra.get_num_threads() == 1
+            assert _busy_threads(call) == 1  # the limit holds inside a call, not just in a getter
+        assert ra.get_num_threads() == before
+        if before >= 2 and len(os.sched_getaffinity(0)) >= 2:
+            assert _busy_threads(call) >= 2  # the same call uses the pool when not limited
+    finally:
+        ra.set_num_threads(before)

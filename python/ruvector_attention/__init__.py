@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._loss_common import Gradients, Reduction
+from ._threadpool import register_with_threadpoolctl
 from .corpus import HardNegatives, mine_hard_negatives
 from .curriculum import CurriculumScheduler, CurriculumStage, DecayType, TemperatureAnnealing
 from .errors import ArgumentError, LayoutError, RuvectorError, ShapeError
@@ -26,6 +27,9 @@ from .runtime import (
 from .schedule import LearningRateScheduler
 from .spectral import Graph, SpectralRegularization
 from .state import StateFileError, load_state, save_state
+
+# threadpoolctl (when installed) sees and limits the kernels' pool as it does BLAS's.
+register_with_threadpoolctl()
 
 try:
     __version__: str = version("ruvector-attention")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _native
 from ._corpus_state import Plan, State
 
 __all__ = ["reduce_blocks"]
@@ -25,7 +26,23 @@ _FAN_IN = 4
 
 
 def _absorb(plan: Plan, block: Any, start: int) -> State:
+    _take_worker_share()
     return plan.absorb(np.ascontiguousarray(block, dtype=np.float32), start)
+
+
+def _take_worker_share() -> None:
+    """In a Dask worker, the kernels' pool defaults to the worker's threads (its CPU share), not
+    every core of the machine: two single-threaded workers on two cores would otherwise start
+    four kernel threads. A thread count the user set in the worker is kept."""
+    if _native.requested_threads() != 0:
+        return
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not in a distributed worker (Dask's own schedulers)
+        return
+    _native.set_num_threads(max(1, int(worker.state.nthreads)))
 
 
 def _merge(*states: State) -> State:

@@ -23,7 +23,11 @@ def set_num_threads(n: Optional[int]) -> None:
     """Set how many threads the kernels use; ``None`` (or ``0``) restores the default, every CPU
     this process may use (followed as the process's CPU affinity changes).
 
-    Small calls always run on the calling thread; only large ones are split.
+    Small calls always run on the calling thread; only large ones are split. threadpoolctl
+    (>= 3.2, when installed) sees the pool too: ``threadpool_limits(1)`` limits it and
+    ``threadpool_info()`` lists it (user API ``"ruvector_attention"``). In a Dask worker the
+    default is the worker's thread count, its share of the machine, so that workers side by side
+    do not each start a thread per core.
 
     Examples:
         >>> import ruvector_attention as ra

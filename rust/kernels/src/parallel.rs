@@ -46,6 +46,11 @@ pub fn num_threads() -> usize {
     }
 }
 
+/// The thread count asked for with `set_num_threads`; 0: none ("the CPUs this process may use").
+pub fn requested_threads() -> usize {
+    REQUESTED.load(Ordering::Relaxed)
+}
+
 /// Set the number of threads; 0 means "the CPUs this process may use".
 pub fn set_num_threads(n: usize) -> KernelResult<()> {
     if n > MAX_THREADS {

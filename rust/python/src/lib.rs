@@ -37,6 +37,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime::effective_temperature, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::requested_threads, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::simd_path, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::release_cached_memory, m)?)?;
     m.add_function(wrap_pyfunction!(runtime::cached_memory, m)?)?;

@@ -1,5 +1,7 @@
 //! Thread-pool size and SIMD path, exposed to Python.
 
+use std::os::raw::c_int;
+
 use pyo3::prelude::*;
 use ruvector_kernels::{loss, parallel, scratch, simd};
 
@@ -22,6 +24,32 @@ pub fn set_num_threads(n: usize) -> PyResult<()> {
 #[pyfunction]
 pub fn get_num_threads() -> usize {
     parallel::num_threads()
+}
+
+/// The thread count asked for with `set_num_threads`; 0 when none was ("auto").
+#[pyfunction]
+pub fn requested_threads() -> usize {
+    parallel::requested_threads()
+}
+
+// The thread count through the C ABI, for threadpoolctl (`ruvector_attention/_threadpool.py`),
+// which controls the pools of the native libraries a process has loaded by calling such
+// functions; their names also identify this library among the loaded shared objects.
+
+/// The number of threads the kernels use.
+#[no_mangle]
+pub extern "C" fn ruvector_attention_get_num_threads() -> c_int {
+    c_int::try_from(parallel::num_threads()).unwrap_or(c_int::MAX)
+}
+
+/// Sets the kernels' thread count (0: every CPU this process may use); 0 on success, -1 for a
+/// count outside 0..=MAX_THREADS.
+#[no_mangle]
+pub extern "C" fn ruvector_attention_set_num_threads(threads: c_int) -> c_int {
+    match usize::try_from(threads).map(parallel::set_num_threads) {
+        Ok(Ok(())) => 0,
+        _ => -1,
+    }
 }
 
 /// The instruction-set path the kernels run now: "avx512", "avx2+fma" or "baseline".
