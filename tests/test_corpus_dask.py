@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +252,15 @@ def test_unknown_chunk_sizes_are_refused_with_the_remedy():
     with dask.config.set(scheduler="threads"):
         got = ra.mine_hard_negatives(queries, filtered, k=3)
     assert_identical(got, ra.mine_hard_negatives(queries, corpus[corpus[:, 0] > 0], k=3))
+
+
+def test_the_dask_example_runs():
+    # examples/mine_on_dask.py starts its own LocalCluster of worker processes and checks its
+    # result against the in-process call itself; it must end cleanly, without warnings.
+    example = Path(__file__).parent.parent / "examples" / "mine_on_dask.py"
+    done = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", str(example)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "identical to the in-process result" in done.stdout

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
 from ._corpus_state import Plan, State
+from .runtime import adopt_worker_share
 
 __all__ = ["reduce_blocks"]
 
@@ -31,18 +31,15 @@ def _absorb(plan: Plan, block: Any, start: int) -> State:
 
 
 def _take_worker_share() -> None:
-    """In a Dask worker, the kernels' pool defaults to the worker's threads (its CPU share), not
-    every core of the machine: two single-threaded workers on two cores would otherwise start
-    four kernel threads. A thread count the user set in the worker is kept."""
-    if _native.requested_threads() != 0:
-        return
+    """In a distributed worker, the kernels' pool defaults to the worker's thread count (two
+    single-threaded workers on two cores would otherwise start four kernel threads)."""
     try:
         from distributed import get_worker
 
         worker = get_worker()
     except (ImportError, ValueError):  # not in a distributed worker (Dask's own schedulers)
         return
-    _native.set_num_threads(max(1, int(worker.state.nthreads)))
+    adopt_worker_share(worker.state.nthreads)
 
 
 def _merge(*states: State) -> State:

@@ -174,13 +174,18 @@ def mine_hard_negatives(
     exclude_self: bool = False,
     progress: bool = False,
     chunk_rows: Optional[int] = None,
+    column: Optional[str] = None,
 ) -> HardNegatives:
     """Negatives for every query against the whole corpus (see the module for the definitions).
 
     Args:
         queries: (Q, D) real floats.
         corpus: (N, D) float32 or float16 (or any real float) NumPy array, including
-            ``np.memmap`` / ``np.load(..., mmap_mode="r")``; read in row chunks.
+            ``np.memmap`` / ``np.load(..., mmap_mode="r")``, read in row chunks; a PyTorch or
+            JAX CPU tensor; a ``dask.array`` (mined on the active Dask cluster); or a corpus held
+            by Ray: a ``ray.data.Dataset`` (its embedding column) or a list of ``ray.ObjectRef``
+            of (rows, D) blocks, mined where Ray schedules each block. Every form gives the
+            same result, to the bit.
         positives: each query's known positives as corpus indices: an int array (Q,), a list of
             int arrays, or a scipy.sparse (Q, N) matrix. Never returned.
         k: negatives per query (>= 0).
@@ -196,6 +201,8 @@ def mine_hard_negatives(
         exclude_self: queries are rows of the corpus; query i never gets corpus row i.
         progress: show a progress bar (tqdm, when installed).
         chunk_rows: corpus rows per chunk (default: sized to keep the working memory small).
+        column: for a ``ray.data.Dataset``, the column holding the embeddings (default: its only
+            column, or its only tensor column).
 
     Returns:
         :class:`HardNegatives` with ``indices`` (Q, k) int64 (-1 padded) and ``scores`` (Q, k)
@@ -218,7 +225,14 @@ def mine_hard_negatives(
             "corpus must be a dense array (NumPy, a memory map or a dask.array), got a "
             f"scipy.sparse {type(corpus).__name__}; embeddings are dense: pass corpus.toarray()"
         )
-    if not _is_dask_array(corpus):
+    ray_engine = None
+    if _is_ray_corpus(corpus):
+        from ._ray import RayCorpus
+
+        corpus = ray_engine = RayCorpus(corpus, column)
+    elif column is not None:
+        raise ArgumentError("column= is for a ray.data.Dataset corpus")
+    elif not _is_dask_array(corpus):
         # Another library's CPU array (PyTorch, JAX, array API) is read through DLPack, no copy.
         corpus = from_interchange(corpus, "corpus")
     lazy: Any = corpus
@@ -303,7 +317,9 @@ def mine_hard_negatives(
         key_size=key_size,
         seed_key=int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0]),
     )
-    if _is_dask_array(corpus):
+    if ray_engine is not None:
+        state = ray_engine.reduce(plan)
+    elif _is_dask_array(corpus):
         from ._dask import reduce_blocks
 
         state = reduce_blocks(plan, corpus, progress)
@@ -338,6 +354,14 @@ def mine_hard_negatives(
     # bits whatever the chunking (or the number of Dask workers).
     out_scores[:] = _scores_of(unit_q, corpus, out_index)
     return HardNegatives(out_index, out_scores)
+
+
+def _is_ray_corpus(value: object) -> bool:
+    if "ray" not in sys.modules:  # Ray is optional: without it imported, nothing is Ray's
+        return False
+    from ._ray import is_ray_corpus
+
+    return is_ray_corpus(value)
 
 
 def _is_dask_array(value: object) -> bool:

@@ -93,3 +93,12 @@ def release_cached_memory() -> int:
         0
     """
     return int(_native.release_cached_memory())
+
+
+def adopt_worker_share(threads: float) -> None:
+    """In a worker of a cluster engine (Dask, Ray): the kernels' pool defaults to the worker's
+    share of the machine (its thread count, or the CPUs Ray assigned the task), not every core,
+    so that workers side by side do not each start a thread per core. A count the user set in
+    the worker is kept."""
+    if _native.requested_threads() == 0:
+        _native.set_num_threads(max(1, min(int(threads), MAX_THREADS)))

@@ -4,7 +4,8 @@ Inputs are ``.npy`` files: queries (Q, D), the corpus (N, D) float32 or float16 
 never loaded whole), and optionally positives as corpus indices: (Q,) or (Q, P) integers, -1
 padded. The result goes to ``--out`` as an ``.npz`` with ``indices`` (Q, k) int64 (-1 padded)
 and ``scores`` (Q, k) float32 (NaN padded), written atomically. With ``--scheduler ADDRESS``
-the corpus is mined on that Dask cluster, each worker reading its row blocks from the file.
+the corpus is mined on that Dask cluster, with ``--ray ADDRESS`` on that Ray cluster, each worker
+reading its row blocks from the file (which all of them must see at the same absolute path).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from .._common import InputError, check_output_file, describe, fail, load_npy
 
 __all__ = ["add_parser", "run"]
 
-#: Corpus rows per Dask block (the in-process path chooses its own chunks).
-_DASK_BLOCK_ROWS = 1 << 18
+#: Corpus rows per Dask or Ray block (the in-process path chooses its own chunks).
+_BLOCK_ROWS = 1 << 18
 
 
 def add_parser(sub: Any) -> None:
@@ -50,7 +51,13 @@ def add_parser(sub: Any) -> None:
     add("--sampling", choices=["top", "random"], default="top", help="default top")
     add("--seed", type=int, help="seed of --sampling random")
     add("--exclude-self", action="store_true", help="query i is corpus row i: never pick it")
-    add("--scheduler", help="address of a running Dask scheduler (needs the [dask] extra)")
+    cluster = mine.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--scheduler", help="address of a running Dask scheduler (needs the [dask] extra)"
+    )
+    cluster.add_argument(
+        "--ray", metavar="ADDRESS", help="address of a running Ray cluster (needs the [ray] extra)"
+    )
     add("--out", required=True, help="output .npz (indices, scores)")
     add("--no-progress", action="store_true", help="no progress bar")
     mine.set_defaults(run=run)
@@ -83,11 +90,22 @@ def _dask_corpus(path: str, shape: tuple[int, int], dtype: np.dtype) -> Any:
     from dask import delayed
 
     blocks = []
-    for start in range(0, shape[0], _DASK_BLOCK_ROWS):
-        stop = min(start + _DASK_BLOCK_ROWS, shape[0])
+    for start in range(0, shape[0], _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, shape[0])
         rows = delayed(_read_rows, pure=True)(path, start, stop)
         blocks.append(da.from_delayed(rows, shape=(stop - start, shape[1]), dtype=dtype))
     return da.concatenate(blocks, axis=0) if blocks else da.zeros((0, shape[1]), dtype=dtype)
+
+
+def _ray_corpus(path: str, shape: tuple[int, int]) -> list[Any]:
+    """The .npy corpus as Ray object references of row blocks, each read by a Ray worker."""
+    import ray
+
+    read = ray.remote(_read_rows)
+    return [
+        read.remote(path, start, min(start + _BLOCK_ROWS, shape[0]))
+        for start in range(0, shape[0], _BLOCK_ROWS)
+    ]
 
 
 def _read_rows(path: str, start: int, stop: int) -> np.ndarray:
@@ -142,6 +160,29 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+    ray_cluster = False
+    if args.ray:
+        try:
+            import ray
+        except ImportError:
+            return fail(
+                "mine", '--ray needs the "ray" extra: pip install "ruvector-attention[ray]"'
+            )
+        if corpus.ndim != 2:
+            return fail("mine", f"corpus must be a 2-D array (N, D), got shape {corpus.shape}")
+        try:
+            ray.init(address=args.ray, logging_level="ERROR", log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            return fail("mine", f"cannot reach the Ray cluster at {args.ray}: {exc}")
+        ray_cluster = True
+        # As for Dask: an absolute path, resolved here, names the same file for every worker.
+        if corpus.shape[0] > 0:
+            source = _ray_corpus(os.path.abspath(args.corpus), corpus.shape)
+        print(
+            f"mining {queries.shape[0]} queries on the Ray cluster at {args.ray}",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         result = mine_hard_negatives(queries, source, **options)
     except (ValueError, TypeError, MemoryError) as exc:  # checked before any work
@@ -153,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+        if ray_cluster:
+            import ray
+
+            ray.shutdown()  # the driver's tasks end with it
     buffer = io.BytesIO()
     np.savez(buffer, indices=result.indices, scores=result.scores)
     write_atomically(args.out, buffer.getvalue())
