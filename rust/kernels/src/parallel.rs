@@ -33,9 +33,23 @@ static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 /// `fork()` never finds it locked.
 static POOL: Mutex<Option<(u32, usize, Arc<ThreadPool>)>> = Mutex::new(None);
 
-/// The CPUs this process may use (affinity and cgroup limits included).
+/// The CPUs this process may use, as last read (0: not read yet).
+static AVAILABLE: AtomicUsize = AtomicUsize::new(0);
+
+/// The CPUs this process may use (affinity and cgroup limits included): read once, and again
+/// whenever "auto" is asked for (`set_num_threads(0)`). std reads the cgroup files on every call
+/// (28 us here), and every large kernel call asks for the thread count two or three times.
 pub fn available_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    match AVAILABLE.load(Ordering::Relaxed) {
+        0 => read_available_cpus(),
+        n => n,
+    }
+}
+
+fn read_available_cpus() -> usize {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    AVAILABLE.store(n, Ordering::Relaxed);
+    n
 }
 
 /// Threads the kernels will use.
@@ -57,6 +71,9 @@ pub fn set_num_threads(n: usize) -> KernelResult<()> {
         return Err(KernelError::invalid(format!(
             "n must be between 0 and {MAX_THREADS}, got {n}"
         )));
+    }
+    if n == 0 {
+        read_available_cpus(); // "auto" follows the affinity in force when it is asked for
     }
     REQUESTED.store(n, Ordering::Relaxed);
     Ok(())
@@ -151,6 +168,9 @@ mod tests {
         assert_eq!(pool().current_num_threads(), 1);
         set_num_threads(0).unwrap();
         assert_eq!(num_threads(), available_cpus());
+        // "auto" is the CPUs this process may use, as std reads them (the cached value).
+        let fresh = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(num_threads(), fresh);
         assert!(matches!(
             set_num_threads(1_000_000),
             Err(crate::error::KernelError::InvalidArgument(_))
