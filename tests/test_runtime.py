@@ -390,7 +390,8 @@ def test_ctrl_c_ends_a_long_kernel_call_promptly(kind, threads):
 
 def _busy_threads(call) -> int:
     """How many of this process's threads ran for at least 50 ms of CPU time during ``call()``
-    (from /proc: user + system clock ticks of each thread, 100 per second)."""
+    (from /proc: user + system clock ticks of each thread, 100 per second). Sampled during the
+    call too, since a thread started for the call may end with it."""
 
     def ticks() -> dict[str, int]:
         out = {}
@@ -398,15 +399,30 @@ def _busy_threads(call) -> int:
             try:
                 with open(f"/proc/self/task/{tid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-            except FileNotFoundError:  # the thread ended
+            except (FileNotFoundError, ProcessLookupError):  # the thread ended
                 continue
             out[tid] = int(fields[11]) + int(fields[12])  # utime, stime
         return out
 
     before = ticks()
-    call()
-    after = ticks()
-    return sum(1 for tid, t in after.items() if t - before.get(tid, 0) >= 5)
+    latest: dict[str, int] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            latest.update(ticks())
+            done.wait(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        call()
+    finally:
+        done.set()
+        sampler.join()
+    latest.update(ticks())
+    sampler_tid = str(sampler.native_id)
+    return sum(1 for tid, t in latest.items() if tid != sampler_tid and t - before.get(tid, 0) >= 5)
 
 
 @linux_only
