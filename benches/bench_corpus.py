@@ -57,7 +57,9 @@ def faiss_search(queries, corpus, positives, k):
 
 def dask_overhead(path, shape, queries, k, in_process_seconds):
     """The same memmap mined by a LocalCluster of 2 single-threaded worker processes, each
-    reading its row blocks from the file (as `ruvector-attention mine --scheduler` does)."""
+    reading its row blocks from the file (as `ruvector-attention mine --scheduler` does): with
+    the kernels' pool at the worker's share (the default: 1 thread) and at the machine's core
+    count in every worker (2 x 2 threads on 2 cores: oversubscribed)."""
     from distributed import Client, LocalCluster
 
     from ruvector_attention.cli.mine.command import _dask_corpus
@@ -66,16 +68,44 @@ def dask_overhead(path, shape, queries, k, in_process_seconds):
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
-        client.run(ra.set_num_threads, 1)
         lazy = _dask_corpus(path, shape, np.dtype(np.float16))
-        ra.mine_hard_negatives(queries[:8], lazy, k=k)  # warm the workers
-        started = time.perf_counter()
-        ra.mine_hard_negatives(queries, lazy, k=k)
-        seconds = time.perf_counter() - started
-    print(
-        f"\nLocalCluster, 2 workers x 1 thread: {seconds:.2f} s against {in_process_seconds:.2f} s "
-        f"in process with 2 threads: Dask overhead {seconds / in_process_seconds:.2f}x"
-    )
+        for label, threads in (("worker share (default)", None), ("2 threads per worker", 2)):
+            client.run(ra.set_num_threads, threads)
+            ra.mine_hard_negatives(queries[:8], lazy, k=k)  # warm the workers
+            started = time.perf_counter()
+            ra.mine_hard_negatives(queries, lazy, k=k)
+            seconds = time.perf_counter() - started
+            print(
+                f"\nDask LocalCluster, 2 workers x 1 thread, pool {label}: {seconds:.2f} s "
+                f"against {in_process_seconds:.2f} s in process with 2 threads: "
+                f"{seconds / in_process_seconds:.2f}x"
+            )
+
+
+def ray_overhead(path, shape, queries, k, in_process_seconds):
+    """The same memmap mined on a local Ray cluster with 2 CPUs, each task reading its row block
+    from the file (as `ruvector-attention mine --ray` does); the pool at the task's share (the
+    default: 1 thread) and at 2 threads in every worker (oversubscribed)."""
+    import ray
+
+    from ruvector_attention.cli.mine.command import _ray_corpus
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        set_threads = ray.remote(ra.set_num_threads)
+        for label, threads in (("task share (default)", None), ("2 threads per worker", 2)):
+            ray.get([set_threads.remote(threads) for _ in range(8)])  # both worker processes
+            refs = _ray_corpus(path, shape)
+            ra.mine_hard_negatives(queries[:8], refs, k=k)  # warm the workers
+            started = time.perf_counter()
+            ra.mine_hard_negatives(queries, refs, k=k)
+            seconds = time.perf_counter() - started
+            print(
+                f"\nRay, 2 CPUs, pool {label}: {seconds:.2f} s against {in_process_seconds:.2f} s "
+                f"in process with 2 threads: {seconds / in_process_seconds:.2f}x"
+            )
+    finally:
+        ray.shutdown()
 
 
 def rss_anon() -> int:
@@ -97,6 +127,7 @@ def main() -> None:
     parser.add_argument(
         "--dask", action="store_true", help="also: a LocalCluster of 2 single-threaded workers"
     )
+    parser.add_argument("--ray", action="store_true", help="also: a local Ray cluster with 2 CPUs")
     parser.add_argument("--skip-ram", action="store_true", help="only the memmap part")
     args = parser.parse_args()
     threads = ra.get_num_threads()
@@ -163,6 +194,8 @@ def memmapped(args: argparse.Namespace, rng: np.random.Generator) -> None:
         watcher.join()
         if args.dask:
             dask_overhead(path, (rows, dim), q, k, seconds)
+        if args.ray:
+            ray_overhead(path, (rows, dim), q, k, seconds)
         growth = (peak[0] - base) / 2**20
         print(
             f"\nfloat16 memmap: {args.queries} queries x {rows:,} x {dim}, k={k}: "

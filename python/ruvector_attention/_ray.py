@@ -13,6 +13,7 @@ rows the result reports (the picks, the positives) are gathered block by block.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -28,8 +29,6 @@ __all__ = ["RayCorpus", "is_ray_corpus"]
 
 def is_ray_corpus(value: object) -> bool:
     """A ``ray.data.Dataset``, or a non-empty list or tuple of ``ray.ObjectRef``s (row blocks)."""
-    import sys
-
     ray = sys.modules.get("ray")
     if ray is None:
         return False
@@ -82,6 +81,8 @@ class RayCorpus:
             raise ArgumentError("column= names a column of a ray.data.Dataset, not of ObjectRefs")
         else:
             self.refs = list(source)
+        if not self.refs:
+            raise ShapeError("the corpus holds no row blocks (an empty dataset)")
         describe, _, _ = _tasks()
         shapes = ray.get([describe.remote(ref) for ref in self.refs])
         dims = {cols for _, cols, _ in shapes}
