@@ -30,7 +30,7 @@ def main() -> None:
     options = {"positives": positives, "k": 10, "range_min": 5, "relative_margin": 0.05}
 
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
         Client(cluster),
     ):
         mined = ra.mine_hard_negatives(queries, lazy, **options)
