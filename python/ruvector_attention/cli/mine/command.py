@@ -139,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
     )
     source: Any = corpus
     client = None
+    ray_cluster = False
+    if (args.scheduler or args.ray) and corpus.ndim != 2:
+        return fail("mine", f"corpus must be a 2-D array (N, D), got shape {corpus.shape}")
+    # Cluster workers read the file themselves, from their own working directories: an absolute
+    # path, resolved here, names the same file for all of them.
     if args.scheduler:
         try:
             from distributed import Client
@@ -146,21 +151,12 @@ def run(args: argparse.Namespace) -> int:
             return fail(
                 "mine", '--scheduler needs the "dask" extra: pip install "ruvector-attention[dask]"'
             )
-        if corpus.ndim != 2:
-            return fail("mine", f"corpus must be a 2-D array (N, D), got shape {corpus.shape}")
         try:
             client = Client(args.scheduler, timeout=30)
         except OSError as exc:
             return fail("mine", f"cannot reach the Dask scheduler at {args.scheduler}: {exc}")
-        # Workers read the file themselves, from their own working directories: an absolute
-        # path, resolved here, names the same file for all of them.
         source = _dask_corpus(os.path.abspath(args.corpus), corpus.shape, corpus.dtype)
-        print(
-            f"mining {queries.shape[0]} queries on the Dask cluster at {args.scheduler}",
-            file=sys.stderr,
-            flush=True,
-        )
-    ray_cluster = False
+        where = f"the Dask cluster at {args.scheduler}"
     if args.ray:
         try:
             import ray
@@ -168,21 +164,16 @@ def run(args: argparse.Namespace) -> int:
             return fail(
                 "mine", '--ray needs the "ray" extra: pip install "ruvector-attention[ray]"'
             )
-        if corpus.ndim != 2:
-            return fail("mine", f"corpus must be a 2-D array (N, D), got shape {corpus.shape}")
         try:
             ray.init(address=args.ray, logging_level="ERROR", log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             return fail("mine", f"cannot reach the Ray cluster at {args.ray}: {exc}")
         ray_cluster = True
-        # As for Dask: an absolute path, resolved here, names the same file for every worker.
         if corpus.shape[0] > 0:
             source = _ray_corpus(os.path.abspath(args.corpus), corpus.shape)
-        print(
-            f"mining {queries.shape[0]} queries on the Ray cluster at {args.ray}",
-            file=sys.stderr,
-            flush=True,
-        )
+        where = f"the Ray cluster at {args.ray}"
+    if args.scheduler or args.ray:
+        print(f"mining {queries.shape[0]} queries on {where}", file=sys.stderr, flush=True)
     try:
         result = mine_hard_negatives(queries, source, **options)
     except (ValueError, TypeError, MemoryError) as exc:  # checked before any work
