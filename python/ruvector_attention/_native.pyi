@@ -163,6 +163,8 @@ class _Testing:
     @staticmethod
     def force_simd_path(name: str) -> None: ...
     @staticmethod
+    def set_parallel_threshold(elements: int) -> int: ...
+    @staticmethod
     def stream_probe(
         p: npt.NDArray[np.float32],
         g: npt.NDArray[np.float32],

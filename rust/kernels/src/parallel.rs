@@ -18,6 +18,20 @@ use crate::forksafe::critical;
 /// microseconds, more than the work itself.
 pub const PARALLEL_THRESHOLD: usize = 1 << 18;
 
+/// The threshold in force: `PARALLEL_THRESHOLD` unless a benchmark moved it to find where the
+/// pool starts to pay (`benches/bench_torch_optim.py --crossover`).
+static THRESHOLD: AtomicUsize = AtomicUsize::new(PARALLEL_THRESHOLD);
+
+/// The fewest elements `for_each_task` and `map_tasks` split across the pool.
+pub fn parallel_threshold() -> usize {
+    THRESHOLD.load(Ordering::Relaxed)
+}
+
+/// Moves the threshold (benchmarks only); returns the previous value.
+pub fn set_parallel_threshold(elements: usize) -> usize {
+    THRESHOLD.swap(elements, Ordering::Relaxed)
+}
+
 /// Elements per task when work is split: large enough to amortise scheduling, small enough to
 /// balance two cores and to keep each task's arrays in L2.
 pub const CHUNK: usize = 1 << 15;
@@ -130,15 +144,140 @@ pub fn in_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Run `work` on every task, in parallel when `total_elements` makes it worth it.
+///
+/// Called from outside the pool, the calling thread works through the tasks itself and offers
+/// them to `threads - 1` of the pool's workers, which take what is left when they wake; the
+/// caller never waits for a worker that has not started (see `SharedTasks`). Handing the whole
+/// call to the pool (`install`) made the caller sleep and wait for workers to wake first: on the
+/// 2-vCPU VM the median AdamW step of 0.5M parameters was then 193-202 us against 153 us on one
+/// thread (best 95 us), as a wake-up there can take longer than the work.
 pub fn for_each_task<T, F>(tasks: Vec<T>, total_elements: usize, work: F)
 where
     T: Send,
     F: Fn(T) + Sync + Send,
 {
-    if total_elements < PARALLEL_THRESHOLD || tasks.len() < 2 || num_threads() < 2 {
+    let threads = num_threads();
+    if total_elements < parallel_threshold() || tasks.len() < 2 || threads < 2 {
         tasks.into_iter().for_each(work);
-    } else {
+    } else if rayon::current_thread_index().is_some() {
+        // Already on a worker (a whole call run by `in_pool`): rayon splits in place.
         pool().install(|| tasks.into_par_iter().for_each(work));
+    } else {
+        let helpers = (threads - 1).min(tasks.len() - 1);
+        let slots: Vec<Mutex<Option<T>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
+        let run = |i: usize| {
+            let task = slots[i].lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(task) = task {
+                work(task);
+            }
+        };
+        SharedTasks::run(slots.len(), helpers, &run);
+    }
+}
+
+/// Tasks `0..total` shared between the calling thread and pool workers that may start late.
+///
+/// Each participant claims the next index under the lock and runs it. When nothing is left the
+/// caller closes the queue and waits only for the tasks already claimed; a worker that wakes
+/// after that finds the queue closed and returns without touching the tasks. This is why the
+/// workers are plain `spawn`ed jobs (rayon's scopes wait for every job to start and end).
+struct SharedTasks {
+    queue: Mutex<Queue>,
+    finished: std::sync::Condvar,
+    /// The task runner, borrowed from `SharedTasks::run`'s caller with its lifetime erased:
+    /// called only for an index claimed while the queue was open, and `run` does not return
+    /// before every claimed index has finished (`Queue::running == 0` after `closed`).
+    task: *const (dyn Fn(usize) + Sync),
+}
+
+struct Queue {
+    next: usize,
+    total: usize,
+    running: usize,
+    closed: bool,
+    /// A task's panic, re-raised on the calling thread.
+    panic: Option<Box<dyn std::any::Any + Send>>,
+}
+
+// SAFETY: `task` points to a `Sync` closure that outlives every call made through it (see the
+// field's comment); the rest is guarded by the mutex.
+unsafe impl Send for SharedTasks {}
+unsafe impl Sync for SharedTasks {}
+
+impl SharedTasks {
+    fn run(total: usize, helpers: usize, task: &(dyn Fn(usize) + Sync)) {
+        // SAFETY (lifetime erasure): see `task`; `Finish` below closes the queue and waits for
+        // the claimed tasks even when the caller's own task panics.
+        let erased: *const (dyn Fn(usize) + Sync + '_) = task;
+        let task: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(erased) };
+        let shared = Arc::new(SharedTasks {
+            queue: Mutex::new(Queue {
+                next: 0,
+                total,
+                running: 0,
+                closed: false,
+                panic: None,
+            }),
+            finished: std::sync::Condvar::new(),
+            task,
+        });
+        let pool = pool();
+        for _ in 0..helpers {
+            let shared = Arc::clone(&shared);
+            pool.spawn(move || shared.drain());
+        }
+        struct Finish<'a>(&'a SharedTasks);
+        impl Drop for Finish<'_> {
+            fn drop(&mut self) {
+                let mut queue = self.0.lock();
+                queue.closed = true;
+                while queue.running > 0 {
+                    queue = self
+                        .0
+                        .finished
+                        .wait(queue)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+        let finish = Finish(&shared);
+        shared.drain();
+        drop(finish);
+        let panic = shared.lock().panic.take();
+        if let Some(panic) = panic {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Plain counters: a poisoned lock holds nothing half-written.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims and runs tasks until none is left or the queue is closed.
+    fn drain(&self) {
+        loop {
+            let index = {
+                let mut queue = self.lock();
+                if queue.closed || queue.next == queue.total || queue.panic.is_some() {
+                    return;
+                }
+                queue.running += 1;
+                queue.next += 1;
+                queue.next - 1
+            };
+            // SAFETY: claimed while open, so the caller of `run` is still waiting for it.
+            let task = unsafe { &*self.task };
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(index)));
+            let mut queue = self.lock();
+            queue.running -= 1;
+            if let Err(panic) = outcome {
+                queue.panic.get_or_insert(panic);
+            }
+            if queue.running == 0 {
+                self.finished.notify_all();
+            }
+        }
     }
 }
 
@@ -150,7 +289,7 @@ where
     R: Send,
     F: Fn(T) -> R + Sync + Send,
 {
-    if total_elements < PARALLEL_THRESHOLD || tasks.len() < 2 || num_threads() < 2 {
+    if total_elements < parallel_threshold() || tasks.len() < 2 || num_threads() < 2 {
         tasks.into_iter().map(work).collect()
     } else {
         pool().install(|| tasks.into_par_iter().map(work).collect())
@@ -175,6 +314,54 @@ mod tests {
             set_num_threads(1_000_000),
             Err(crate::error::KernelError::InvalidArgument(_))
         ));
+    }
+
+    #[test]
+    fn shared_tasks_run_each_task_once_and_pass_panics_on() {
+        use std::sync::atomic::AtomicU32;
+        let runs: Vec<AtomicU32> = (0..1000).map(|_| AtomicU32::new(0)).collect();
+        SharedTasks::run(runs.len(), 3, &|i| {
+            runs[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(runs.iter().all(|r| r.load(Ordering::Relaxed) == 1));
+        let outcome = std::panic::catch_unwind(|| {
+            SharedTasks::run(100, 1, &|i| assert!(i != 37, "task 37 fails"));
+        });
+        let message = outcome.unwrap_err();
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"task 37 fails"));
+    }
+
+    #[test]
+    fn the_caller_does_not_wait_for_workers_that_have_not_started() {
+        // Every worker of the pool blocked: a caller waiting for its helpers to start would
+        // hang here; it must do all the tasks itself and return.
+        let pool = pool();
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let blocked = Arc::new(Mutex::new(blocked));
+        let (started, all_started) = std::sync::mpsc::channel();
+        for _ in 0..pool.current_num_threads() {
+            let (blocked, started) = (Arc::clone(&blocked), started.clone());
+            pool.spawn(move || {
+                started.send(()).unwrap();
+                let _ = blocked.lock().unwrap().recv();
+            });
+        }
+        // The first worker holds the lock while it waits; the others wait for the lock.
+        all_started.recv().unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let caller = std::thread::spawn(move || {
+            let count = AtomicUsize::new(0);
+            SharedTasks::run(64, 4, &|_| {
+                count.fetch_add(1, Ordering::Relaxed);
+            });
+            done.send(count.load(Ordering::Relaxed)).unwrap();
+        });
+        let result = finished.recv_timeout(std::time::Duration::from_secs(20));
+        for _ in 0..pool.current_num_threads() {
+            let _ = release.send(());
+        }
+        caller.join().unwrap();
+        assert_eq!(result, Ok(64));
     }
 
     #[test]

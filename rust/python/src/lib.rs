@@ -47,6 +47,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     testing.add_function(wrap_pyfunction!(optim::stream_probe, &testing)?)?;
     testing.add_function(wrap_pyfunction!(runtime::best_simd_path, &testing)?)?;
     testing.add_function(wrap_pyfunction!(runtime::force_simd_path, &testing)?)?;
+    testing.add_function(wrap_pyfunction!(runtime::set_parallel_threshold, &testing)?)?;
     m.add_submodule(&testing)?;
     Ok(())
 }

@@ -82,3 +82,10 @@ pub fn release_cached_memory() -> usize {
 pub fn cached_memory() -> usize {
     scratch::cached_bytes()
 }
+
+/// Moves the fewest elements the streaming kernels split across threads (benchmarks measuring
+/// where the pool starts to pay); returns the previous value.
+#[pyfunction]
+pub fn set_parallel_threshold(elements: usize) -> usize {
+    parallel::set_parallel_threshold(elements)
+}
