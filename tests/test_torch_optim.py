@@ -149,6 +149,109 @@ def test_update_is_in_place_and_visible_to_autograd():
         loss.backward()
 
 
+# -- the kernel arguments cached between steps ---------------------------------------------------
+
+
+def _both(name, start, **kwargs):
+    ours = [torch.nn.Parameter(p.detach().clone()) for p in start]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in start]
+    return (
+        ours,
+        getattr(rat, name)(ours, **kwargs),
+        theirs,
+        getattr(torch.optim, name)(theirs, **kwargs),
+    )
+
+
+def _step_both(pairs, grads):
+    ours, opt, theirs, ref = pairs
+    for p, q, g in zip(ours, theirs, grads):
+        p.grad, q.grad = torch.tensor(g), torch.tensor(g)
+    opt.step()
+    ref.step()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_what_changes_between_steps_is_seen_by_the_next_step(rng, name):
+    # The views of parameters and state are made once and reused: each change below must reach
+    # the kernel (a stale view would update the old memory and leave the new one untouched).
+    kwargs = dict(lr=0.05, momentum=0.9) if name == "SGD" else dict(lr=0.05)
+    pairs = _both(name, _params(rng), **kwargs)
+    ours, opt, theirs, ref = pairs
+    grads = _grad_sequence(rng, 8)
+    _step_both(pairs, grads[0])
+    # 1. A parameter given new storage of the same shape.
+    fresh = rng.normal(size=SHAPES[0]).astype(np.float32)
+    ours[0].data, theirs[0].data = torch.tensor(fresh), torch.tensor(fresh)
+    _step_both(pairs, grads[1])
+    _assert_close(ours, theirs, 2)
+    # 2. A state tensor replaced by the user (both sides alike).
+    key = "momentum_buffer" if name == "SGD" else "exp_avg"
+    for o, p in ((opt, ours[2]), (ref, theirs[2])):
+        o.state[p][key] = torch.full(SHAPES[2], 0.25)
+    _step_both(pairs, grads[2])
+    _assert_close(ours, theirs, 3)
+    # 3. A state tensor given new storage in place.
+    for o, p in ((opt, ours[1]), (ref, theirs[1])):
+        o.state[p][key].set_(torch.full(SHAPES[1], -0.5))
+    _step_both(pairs, grads[3])
+    _assert_close(ours, theirs, 4)
+    # 4. A parameter that skips a step, then a group whose membership changes.
+    ours[1].grad = theirs[1].grad = None
+    for p, q, g in zip(ours[::2], theirs[::2], grads[4][::2]):
+        p.grad, q.grad = torch.tensor(g), torch.tensor(g)
+    opt.step()
+    ref.step()
+    _step_both(pairs, grads[5])
+    _assert_close(ours, theirs, 6)
+    if name != "SGD":
+        steps = [float(opt.state[p]["step"]) for p in ours]
+        assert steps == [float(ref.state[p]["step"]) for p in theirs] == [6.0, 5.0, 6.0]
+
+
+def test_a_parameter_viewed_smaller_at_the_same_address_is_updated_at_its_new_size():
+    # p.data = p.data[:3] keeps the data pointer and changes the shape: the cached 6-element view
+    # must not be reused (it would write the 3 elements past the new end).
+    storage = torch.zeros(6)
+    w = torch.nn.Parameter(storage)
+    opt = rat.SGD([w], lr=1.0)
+    w.grad = torch.ones(6)
+    opt.step()
+    w.data = storage[:3]
+    w.grad = torch.ones(3)
+    opt.step()
+    assert storage.tolist() == [-2.0, -2.0, -2.0, -1.0, -1.0, -1.0]
+
+
+def test_momentum_switched_on_mid_training_follows_torch(rng):
+    pairs = _both("SGD", _params(rng), lr=0.05)
+    ours, opt, theirs, ref = pairs
+    grads = _grad_sequence(rng, 6)
+    for t, gs in enumerate(grads):
+        if t == 3:
+            opt.param_groups[0]["momentum"] = ref.param_groups[0]["momentum"] = 0.9
+        _step_both(pairs, gs)
+    _assert_close(ours, theirs, 6)
+    assert all("momentum_buffer" in opt.state[p] for p in ours)
+
+
+def test_step_counts_advance_in_place_and_load_from_numbers():
+    w = torch.nn.Parameter(torch.zeros(2))
+    opt = rat.AdamW([w], lr=0.1)
+    w.grad = torch.ones(2)
+    opt.step()
+    held = opt.state[w]["step"]
+    opt.step()
+    assert held is opt.state[w]["step"] and float(held) == 2.0  # torch advances its tensor too
+    # A state saved with a plain number (older checkpoints) steps on from it.
+    saved = opt.state_dict()
+    saved["state"][0]["step"] = 7
+    opt.load_state_dict(saved)
+    opt.step()
+    step = opt.state[w]["step"]
+    assert isinstance(step, torch.Tensor) and step.dtype == torch.float32 and float(step) == 8.0
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 
