@@ -7,7 +7,7 @@
 
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
-use crate::parallel::{for_each_task, CHUNK};
+use crate::parallel::{for_each_task_above, CHUNK};
 
 /// One parameter array with its gradient and SGD momentum buffer (empty when momentum is 0).
 pub struct SgdSlot<'a> {
@@ -148,6 +148,14 @@ fn sgd_momentum_generic<const DECAY: bool, const NESTEROV: bool>(
 dispatch_simd!(fn sgd_plain<const DECAY: bool>(p: &mut [f32], g: &[f32], c: SgdCoeffs) => sgd_plain_generic);
 dispatch_simd!(fn sgd_momentum<const DECAY: bool, const NESTEROV: bool>(p: &mut [f32], g: &[f32], b: &mut [f32], c: SgdCoeffs) => sgd_momentum_generic);
 
+/// Below this many parameters an optimizer step runs on the calling thread. Measured through
+/// the PyTorch front end on the 2-vCPU Zen 4 (`benches/bench_torch_optim.py --crossover`: steps
+/// called from Python in a loop, whose pauses let the pool's workers fall asleep), pool / one
+/// thread for SGD and AdamW, two runs: 262k 1.33x 1.08x, 1.22x 0.91x; 524k 1.30x 1.01x,
+/// 0.86x 0.73x; 1M 1.02x 0.88x, 0.79x 0.82x; 2M 0.88x 0.90x, 0.64x 0.59x. The bare call back to
+/// back paid from 131k-262k, but a training loop is the former.
+pub const OPTIMIZER_PARALLEL_THRESHOLD: usize = 1 << 20;
+
 /// One SGD step over every slot. Validates everything before writing anything.
 pub fn sgd_step(slots: Vec<SgdSlot<'_>>, hyper: &SgdHyper) -> KernelResult<()> {
     hyper.validate()?;
@@ -183,16 +191,19 @@ pub fn sgd_step(slots: Vec<SgdSlot<'_>>, hyper: &SgdHyper) -> KernelResult<()> {
             }
         }
     }
-    for_each_task(tasks, total, |(p, g, b)| {
-        match (with_momentum, decay, hyper.nesterov) {
+    for_each_task_above(
+        OPTIMIZER_PARALLEL_THRESHOLD,
+        tasks,
+        total,
+        |(p, g, b)| match (with_momentum, decay, hyper.nesterov) {
             (false, false, _) => sgd_plain::<false>(p, g, c),
             (false, true, _) => sgd_plain::<true>(p, g, c),
             (true, false, false) => sgd_momentum::<false, false>(p, g, b, c),
             (true, true, false) => sgd_momentum::<true, false>(p, g, b, c),
             (true, false, true) => sgd_momentum::<false, true>(p, g, b, c),
             (true, true, true) => sgd_momentum::<true, true>(p, g, b, c),
-        }
-    });
+        },
+    );
     Ok(())
 }
 
@@ -283,11 +294,16 @@ pub fn adam_step(slots: Vec<AdamSlot<'_>>, hyper: &AdamHyper) -> KernelResult<()
             tasks.push((p, g, m, v));
         }
     }
-    for_each_task(tasks, total, |(p, g, m, v)| match (l2, decoupled) {
-        (false, false) => adam_kernel::<false, false>(p, g, m, v, c),
-        (true, _) => adam_kernel::<true, false>(p, g, m, v, c),
-        (false, true) => adam_kernel::<false, true>(p, g, m, v, c),
-    });
+    for_each_task_above(
+        OPTIMIZER_PARALLEL_THRESHOLD,
+        tasks,
+        total,
+        |(p, g, m, v)| match (l2, decoupled) {
+            (false, false) => adam_kernel::<false, false>(p, g, m, v, c),
+            (true, _) => adam_kernel::<true, false>(p, g, m, v, c),
+            (false, true) => adam_kernel::<false, true>(p, g, m, v, c),
+        },
+    );
     Ok(())
 }
 
@@ -315,6 +331,11 @@ pub fn stream_probe(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) -> K
         .zip(m.chunks_mut(CHUNK))
         .zip(v.chunks_mut(CHUNK))
         .collect();
-    for_each_task(tasks, n, |(((p, g), m), v)| probe(p, g, m, v));
+    for_each_task_above(
+        OPTIMIZER_PARALLEL_THRESHOLD,
+        tasks,
+        n,
+        |(((p, g), m), v)| probe(p, g, m, v),
+    );
     Ok(())
 }

@@ -15,21 +15,27 @@ use crate::error::{KernelError, KernelResult};
 use crate::forksafe::critical;
 
 /// Below this many elements of streaming work one thread wins: waking workers costs tens of
-/// microseconds, more than the work itself.
+/// microseconds, more than the work itself. (The optimizers have their own, measured:
+/// `optim::OPTIMIZER_PARALLEL_THRESHOLD`.)
 pub const PARALLEL_THRESHOLD: usize = 1 << 18;
 
-/// The threshold in force: `PARALLEL_THRESHOLD` unless a benchmark moved it to find where the
-/// pool starts to pay (`benches/bench_torch_optim.py --crossover`).
-static THRESHOLD: AtomicUsize = AtomicUsize::new(PARALLEL_THRESHOLD);
+/// A benchmark's override of every threshold (`usize::MAX`: none), to find where the pool
+/// starts to pay (`benches/bench_torch_optim.py --crossover`).
+static THRESHOLD_OVERRIDE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// The fewest elements `for_each_task` and `map_tasks` split across the pool.
-pub fn parallel_threshold() -> usize {
-    THRESHOLD.load(Ordering::Relaxed)
+/// The threshold in force for a kernel whose own is `default`.
+pub fn threshold(default: usize) -> usize {
+    match THRESHOLD_OVERRIDE.load(Ordering::Relaxed) {
+        usize::MAX => default,
+        n => n,
+    }
 }
 
-/// Moves the threshold (benchmarks only); returns the previous value.
-pub fn set_parallel_threshold(elements: usize) -> usize {
-    THRESHOLD.swap(elements, Ordering::Relaxed)
+/// Overrides every threshold (benchmarks only; `None` restores the kernels' own); returns the
+/// override in force before.
+pub fn override_threshold(elements: Option<usize>) -> Option<usize> {
+    let previous = THRESHOLD_OVERRIDE.swap(elements.unwrap_or(usize::MAX), Ordering::Relaxed);
+    (previous != usize::MAX).then_some(previous)
 }
 
 /// Elements per task when work is split: large enough to amortise scheduling, small enough to
@@ -156,8 +162,21 @@ where
     T: Send,
     F: Fn(T) + Sync + Send,
 {
+    for_each_task_above(PARALLEL_THRESHOLD, tasks, total_elements, work);
+}
+
+/// `for_each_task` with a kernel's own threshold (elements below which one thread wins).
+pub fn for_each_task_above<T, F>(
+    parallel_from: usize,
+    tasks: Vec<T>,
+    total_elements: usize,
+    work: F,
+) where
+    T: Send,
+    F: Fn(T) + Sync + Send,
+{
     let threads = num_threads();
-    if total_elements < parallel_threshold() || tasks.len() < 2 || threads < 2 {
+    if total_elements < threshold(parallel_from) || tasks.len() < 2 || threads < 2 {
         tasks.into_iter().for_each(work);
     } else if rayon::current_thread_index().is_some() {
         // Already on a worker (a whole call run by `in_pool`): rayon splits in place.
@@ -289,7 +308,7 @@ where
     R: Send,
     F: Fn(T) -> R + Sync + Send,
 {
-    if total_elements < parallel_threshold() || tasks.len() < 2 || num_threads() < 2 {
+    if total_elements < threshold(PARALLEL_THRESHOLD) || tasks.len() < 2 || num_threads() < 2 {
         tasks.into_iter().map(work).collect()
     } else {
         pool().install(|| tasks.into_par_iter().map(work).collect())

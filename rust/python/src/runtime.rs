@@ -83,9 +83,11 @@ pub fn cached_memory() -> usize {
     scratch::cached_bytes()
 }
 
-/// Moves the fewest elements the streaming kernels split across threads (benchmarks measuring
-/// where the pool starts to pay); returns the previous value.
+/// Overrides the fewest elements every streaming kernel splits across threads (benchmarks
+/// measuring where the pool starts to pay; `None` restores the kernels' own thresholds); returns
+/// the override in force before.
 #[pyfunction]
-pub fn set_parallel_threshold(elements: usize) -> usize {
-    parallel::set_parallel_threshold(elements)
+#[pyo3(signature = (elements, /))]
+pub fn set_parallel_threshold(elements: Option<usize>) -> Option<usize> {
+    parallel::override_threshold(elements)
 }
