@@ -11,7 +11,7 @@
 # MARKERS replaces the selection (.ci/run's dask dry run selects the dask group alone).
 set -euo pipefail
 EXTRAS=${EXTRAS:-test,dask}
-SELECT="not torch and not jax and not ray and not parity"
+SELECT="not torch and not jax and not ray and not datasets and not parity"
 case ",$EXTRAS," in *,dask,*) ;; *) SELECT="$SELECT and not dask" ;; esac
 SELECT=${MARKERS:-$SELECT}
 python -m venv venv

@@ -59,7 +59,11 @@ def test_the_command_writes_what_the_api_returns(tmp_path, files):
         ({"--queries": "text.npy"}, "cannot read queries"),
         ({"--positives": "minus_two.npy"}, "positives of query 3 hold -2"),
         ({"--out": "missing/dir/o.npz"}, "the folder"),
-        ({"--out": "."}, "is a directory"),
+        # Not an .npz: a candidate store, whose directory must be empty (or --resume/--overwrite).
+        ({"--out": ".", "--k": None}, "is not empty: add --resume or --overwrite"),
+        ({"--out": "store"}, "--k filters or samples: with a candidate store"),
+        ({"--candidates": "5"}, "--candidates is for a candidate store"),
+        ({"--out": "store", "--k": None, "--candidates": "0"}, "candidates must be"),
         (
             {
                 "--queries": "many.npy",

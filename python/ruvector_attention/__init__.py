@@ -10,9 +10,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._loss_common import Gradients, Reduction
 from ._threadpool import register_with_threadpoolctl
+from .candidate_store import CandidateStore, StoreError, mine_candidates, open_store
 from .corpus import HardNegatives, mine_hard_negatives
 from .curriculum import CurriculumScheduler, CurriculumStage, DecayType, TemperatureAnnealing
 from .errors import ArgumentError, LayoutError, RuvectorError, ShapeError
+from .export import export_negatives
 from .info_nce import InfoNCELoss
 from .local_contrastive import LocalContrastiveLoss
 from .mining import HardNegativeMiner, InBatchMiner, MiningStrategy
@@ -25,6 +27,7 @@ from .runtime import (
     simd_path,
 )
 from .schedule import LearningRateScheduler
+from .select import Selection, save_selection, select_negatives
 from .spectral import Graph, SpectralRegularization
 from .state import StateFileError, load_state, save_state
 
@@ -41,6 +44,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "ArgumentError",
+    "CandidateStore",
     "CurriculumScheduler",
     "CurriculumStage",
     "DecayType",
@@ -56,18 +60,25 @@ __all__ = [
     "MiningStrategy",
     "Reduction",
     "RuvectorError",
+    "Selection",
     "ShapeError",
     "SpectralRegularization",
     "StateFileError",
+    "StoreError",
     "TemperatureAnnealing",
     "__version__",
     "cached_memory",
     "clip_grad_norm",
+    "export_negatives",
     "get_num_threads",
     "load_state",
+    "mine_candidates",
     "mine_hard_negatives",
+    "open_store",
     "release_cached_memory",
+    "save_selection",
     "save_state",
+    "select_negatives",
     "set_num_threads",
     "simd_path",
 ]

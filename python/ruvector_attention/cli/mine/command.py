@@ -41,14 +41,14 @@ def add_parser(sub: Any) -> None:
     add("--queries", required=True, help=".npy file of queries (Q, D)")
     add("--corpus", required=True, help=".npy file of the corpus (N, D), float32 or float16")
     add("--positives", help=".npy file of positives: (Q,) or (Q, P) corpus indices, -1 padded")
-    add("--k", type=int, default=10, help="negatives per query (default 10)")
-    add("--range-min", type=int, default=0, help="first rank of the window (default 0)")
+    add("--k", type=int, help="negatives per query (default 10)")
+    add("--range-min", type=int, help="first rank of the window (default 0)")
     add("--range-max", type=int, help="end of the rank window (default: none)")
     add("--min-score", type=float, help="lowest similarity a negative may have")
     add("--max-score", type=float, help="highest similarity a negative may have")
     add("--absolute-margin", type=float, help="s <= positive_score - margin")
     add("--relative-margin", type=float, help="s <= positive_score * (1 - margin), in [0, 1)")
-    add("--sampling", choices=["top", "random"], default="top", help="default top")
+    add("--sampling", choices=["top", "random"], help="default top")
     add("--seed", type=int, help="seed of --sampling random")
     add("--exclude-self", action="store_true", help="query i is corpus row i: never pick it")
     cluster = mine.add_mutually_exclusive_group()
@@ -58,7 +58,15 @@ def add_parser(sub: Any) -> None:
     cluster.add_argument(
         "--ray", metavar="ADDRESS", help="address of a running Ray cluster (needs the [ray] extra)"
     )
-    add("--out", required=True, help="output .npz (indices, scores)")
+    add(
+        "--out",
+        required=True,
+        help="output .npz (indices, scores), or a directory for a candidate store",
+    )
+    add("--candidates", type=int, help="store: best rows kept per query (default 100)")
+    add("--query-block", type=int, help="store: queries per block written (default 4096)")
+    add("--resume", action="store_true", help="store: continue an interrupted run in --out")
+    add("--overwrite", action="store_true", help="store: replace what --out holds")
     add("--no-progress", action="store_true", help="no progress bar")
     mine.set_defaults(run=run)
 
@@ -112,31 +120,102 @@ def _read_rows(path: str, start: int, stop: int) -> np.ndarray:
     return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
 
 
+#: The flags that filter or sample: they apply when the result is an .npz, and to a store at
+#: ``ruvector-attention select``.
+_SELECTION_FLAGS = (
+    "k",
+    "range_min",
+    "range_max",
+    "min_score",
+    "max_score",
+    "absolute_margin",
+    "relative_margin",
+    "sampling",
+    "seed",
+)
+_STORE_FLAGS = ("candidates", "query_block", "resume", "overwrite")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_mode(args: argparse.Namespace) -> Optional[str]:
+    """The problem with the flags given for the output kind --out names, if any."""
+    if args.out.endswith(".npz"):
+        given = [n for n in _STORE_FLAGS if getattr(args, n) not in (None, False)]
+        if given:
+            return f"{_flag(given[0])} is for a candidate store; --out {args.out} is an .npz file"
+        return None
+    given = [n for n in _SELECTION_FLAGS if getattr(args, n) is not None]
+    if given:
+        return (
+            f"{_flag(given[0])} filters or samples: with a candidate store (--out {args.out}) "
+            f"give it to: ruvector-attention select {args.out} ..."
+        )
+    if args.ray:
+        return "--ray does not write a candidate store yet: use --scheduler or no cluster"
+    if args.resume and args.overwrite:
+        return "--resume and --overwrite exclude each other"
+    return None
+
+
+def _check_store_out(args: argparse.Namespace) -> None:
+    out = os.path.realpath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {args.out} exists and is not a directory")
+    held = os.path.isdir(out) and bool(os.listdir(out))
+    if held and not (args.resume or args.overwrite):
+        raise InputError(f"--out {args.out} is not empty: add --resume or --overwrite")
+    if args.resume and not held:
+        raise InputError(f"--out {args.out} holds no run to --resume")
+    folder = os.path.dirname(out)
+    if not os.path.isdir(folder):
+        raise InputError(f"--out {args.out}: the folder {folder} does not exist")
+    if not os.access(out if os.path.isdir(out) else folder, os.W_OK | os.X_OK):
+        raise InputError(f"--out {args.out} is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..._atomic_file import write_atomically
     from ...corpus import mine_hard_negatives
 
+    problem = _check_mode(args)
+    if problem is not None:
+        return fail("mine", problem)
+    to_store = not args.out.endswith(".npz")
     try:
-        check_output_file(args.out, "--out")
+        if to_store:
+            _check_store_out(args)
+        else:
+            check_output_file(args.out, "--out")
         queries = load_npy(args.queries, "queries")
         corpus = load_npy(args.corpus, "corpus", mmap=True)
         positives = _positives(args.positives, queries.shape[0] if queries.ndim else 0)
     except InputError as exc:
         return fail("mine", str(exc))
-    options = dict(
-        positives=positives,
-        k=args.k,
-        range_min=args.range_min,
-        range_max=args.range_max,
-        min_score=args.min_score,
-        max_score=args.max_score,
-        absolute_margin=args.absolute_margin,
-        relative_margin=args.relative_margin,
-        sampling=args.sampling,
-        seed=args.seed,
-        exclude_self=args.exclude_self,
-        progress=not args.no_progress,
+    options: dict[str, Any] = dict(
+        positives=positives, exclude_self=args.exclude_self, progress=not args.no_progress
     )
+    if to_store:
+        options.update(
+            candidates=100 if args.candidates is None else args.candidates,
+            query_block=4096 if args.query_block is None else args.query_block,
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
+    else:
+        options.update(
+            k=10 if args.k is None else args.k,
+            range_min=0 if args.range_min is None else args.range_min,
+            range_max=args.range_max,
+            min_score=args.min_score,
+            max_score=args.max_score,
+            absolute_margin=args.absolute_margin,
+            relative_margin=args.relative_margin,
+            sampling=args.sampling or "top",
+            seed=args.seed,
+        )
     source: Any = corpus
     client = None
     ray_cluster = False
@@ -175,12 +254,19 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler or args.ray:
         print(f"mining {queries.shape[0]} queries on {where}", file=sys.stderr, flush=True)
     try:
+        if to_store:
+            return _mine_store(queries, source, args.out, options)
         result = mine_hard_negatives(queries, source, **options)
     except (ValueError, TypeError, MemoryError) as exc:  # checked before any work
         return fail("mine", describe(exc))
     except KeyboardInterrupt:
         # Closing the client (below) releases its futures: the scheduler cancels their tasks.
-        print("ruvector-attention mine: interrupted; nothing was written", file=sys.stderr)
+        said = (
+            f"the finished blocks are kept in {args.out}; --resume continues"
+            if to_store
+            else "nothing was written"
+        )
+        print(f"ruvector-attention mine: interrupted; {said}", file=sys.stderr)
         return 130
     finally:
         if client is not None:
@@ -191,7 +277,22 @@ def run(args: argparse.Namespace) -> int:
             ray.shutdown()  # the driver's tasks end with it
     buffer = io.BytesIO()
     np.savez(buffer, indices=result.indices, scores=result.scores)
+    # (a candidate store was written block by block above and returned there)
     write_atomically(args.out, buffer.getvalue())
     found = int((result.indices >= 0).sum())
     print(f"wrote {args.out}: {result.indices.shape[0]} queries, {found} negatives")
+    return 0
+
+
+def _mine_store(queries: np.ndarray, corpus: Any, out: str, options: dict[str, Any]) -> int:
+    from ...candidate_store import mine_candidates, open_store
+
+    done_before = len(open_store(out).manifest["blocks"]["done"]) if options["resume"] else 0
+    store = mine_candidates(queries, corpus, out, **options)
+    blocks = store.manifest["blocks"]["total"]
+    resumed = f" (resumed: {done_before} blocks were done)" if options["resume"] else ""
+    print(
+        f"wrote {out}: {store.queries} queries x up to {store.candidates} candidates "
+        f"in {blocks} blocks{resumed}"
+    )
     return 0

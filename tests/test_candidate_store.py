@@ -1,0 +1,291 @@
+"""The candidate store and selection from it: against a float64 brute force, against mining
+directly, across crashes (kill -9, then resume), and with inputs that do not match."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import ruvector_attention as ra
+from ruvector_attention._corpus_state import uniform_keys
+
+pytest.importorskip("pyarrow")
+
+
+def _unit(x):
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
+
+
+def brute_force(
+    queries,
+    corpus,
+    positives,
+    *,
+    exclude_self=False,
+    k=10,
+    range_min=0,
+    range_max=None,
+    min_score=None,
+    max_score=None,
+    absolute_margin=None,
+    relative_margin=None,
+    max_positive_similarity=None,
+    sampling="top",
+    seed=None,
+):
+    """mine_hard_negatives' definitions (and max_positive_similarity) in float64, row by row."""
+    uq, uc = _unit(queries), _unit(corpus)
+    sims = uq @ uc.T
+    seed_key = int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0])
+    out = []
+    for i in range(len(queries)):
+        pos = np.asarray(positives[i], np.int64) if positives is not None else np.zeros(0, int)
+        excluded = set(pos.tolist()) | ({i} if exclude_self else set())
+        ranking = [c for c in np.lexsort((np.arange(len(corpus)), -sims[i])) if c not in excluded]
+        end = len(ranking) if range_max is None else range_max
+        pos_score = sims[i, pos].min() if pos.size else np.nan
+        passing = []
+        for c in ranking[range_min:end]:
+            s = sims[i, c]
+            if min_score is not None and s < min_score:
+                continue
+            if max_score is not None and s > max_score:
+                continue
+            if pos.size and absolute_margin is not None and s > pos_score - absolute_margin:
+                continue
+            if pos.size and relative_margin is not None and s > pos_score * (1 - relative_margin):
+                continue
+            if (
+                max_positive_similarity is not None
+                and pos.size
+                and (uc[c] @ uc[pos].T).max() >= max_positive_similarity
+            ):
+                continue
+            passing.append(c)
+        passing = np.array(passing, np.int64)
+        if sampling == "random":
+            keys = uniform_keys(seed_key, np.full(len(passing), i, np.int64), passing)
+            passing = passing[np.lexsort((passing, -keys))]
+        out.append(passing[:k])
+    return out
+
+
+def _data(rng, n=400, d=16, q=30, positives_per_query=2):
+    corpus = rng.standard_normal((n, d)).astype(np.float32)
+    queries = corpus[:q] + 0.3 * rng.standard_normal((q, d)).astype(np.float32)
+    # Each query's first positive is the row it was made from (a high positive score, so the
+    # margins leave candidates); the others are random rows.
+    positives = [
+        np.concatenate([[i], rng.choice(n, positives_per_query - 1, replace=False)])
+        for i in range(q)
+    ]
+    return queries, corpus, positives
+
+
+def _settings(rng):
+    s = {"k": int(rng.integers(1, 12)), "range_min": int(rng.integers(0, 6))}
+    if rng.random() < 0.5:
+        s["range_max"] = s["range_min"] + int(rng.integers(0, 40))
+    if rng.random() < 0.3:
+        s["min_score"] = float(rng.uniform(-0.5, 0.2))
+    if rng.random() < 0.3:
+        s["max_score"] = float(rng.uniform(0.0, 0.6))
+    if rng.random() < 0.4:
+        s["absolute_margin"] = float(rng.uniform(0, 0.2))
+    if rng.random() < 0.4:
+        s["relative_margin"] = float(rng.uniform(0, 0.5))
+    if rng.random() < 0.4:
+        s["max_positive_similarity"] = float(rng.uniform(0.1, 0.5))
+    return s
+
+
+def _as_lists(indices):
+    return [row[row >= 0] for row in indices]
+
+
+def test_select_equals_a_float64_brute_force_across_filter_settings(rng, tmp_path):
+    queries, corpus, positives = _data(rng)
+    store = ra.mine_candidates(
+        queries,
+        corpus,
+        str(tmp_path / "run"),
+        positives=positives,
+        candidates=len(corpus),
+        query_block=7,
+        exclude_self=True,
+    )
+    for trial in range(40):
+        s = _settings(rng)
+        if trial % 2:
+            s.update(sampling="random", seed=trial)
+        chosen = ra.select_negatives(store, **s)
+        want = brute_force(queries, corpus, positives, exclude_self=True, **s)
+        assert not chosen.shortfall.any()  # a complete store is never short
+        for i, (got, ref) in enumerate(zip(_as_lists(chosen.indices), want)):
+            np.testing.assert_array_equal(got, ref, err_msg=f"query {i}, {s}")
+
+
+def test_a_cut_store_reports_what_it_cannot_provide_and_is_right_otherwise(rng, tmp_path):
+    queries, corpus, positives = _data(rng)
+    store = ra.mine_candidates(
+        queries, corpus, str(tmp_path / "run"), positives=positives, candidates=25, query_block=8
+    )
+    seen_short = 0
+    for _ in range(40):
+        s = _settings(rng)
+        chosen = ra.select_negatives(store, **s)
+        want = brute_force(queries, corpus, positives, **s)
+        for i, (got, ref) in enumerate(zip(_as_lists(chosen.indices), want)):
+            short = int(chosen.shortfall[i])
+            seen_short += short > 0
+            if short == 0:
+                np.testing.assert_array_equal(got, ref, err_msg=f"query {i}, {s}")
+            else:  # what it returns is the true answer's start; the rest is counted, not hidden
+                np.testing.assert_array_equal(got, ref[: len(got)])
+                assert len(got) + short == s["k"] and len(ref) <= s["k"]
+    assert seen_short  # the settings reached past the store's 25 candidates somewhere
+    with pytest.raises(ra.ArgumentError, match="range_max must be at most 25"):
+        ra.select_negatives(store, sampling="random", seed=0, range_max=30)
+
+
+def test_select_equals_mining_directly(rng, tmp_path):
+    queries, corpus, positives = _data(rng, n=600, positives_per_query=1)
+    store = ra.mine_candidates(
+        queries, corpus, str(tmp_path / "run"), positives=positives, candidates=60
+    )
+    for s in (
+        dict(k=10, range_min=3, relative_margin=0.05),
+        dict(k=5, absolute_margin=0.1, min_score=-0.2),
+        dict(k=8, range_min=2, range_max=50, sampling="random", seed=7),
+    ):
+        chosen = ra.select_negatives(store, **s)
+        direct = ra.mine_hard_negatives(queries, corpus, positives=positives, **s)
+        assert not chosen.shortfall.any()
+        np.testing.assert_array_equal(chosen.indices, direct.indices)
+        np.testing.assert_allclose(chosen.scores, direct.scores, rtol=1e-6, equal_nan=True)
+
+
+def test_the_audit_adds_up(rng, tmp_path):
+    queries, corpus, positives = _data(rng)
+    store = ra.mine_candidates(
+        queries, corpus, str(tmp_path / "run"), positives=positives, candidates=30
+    )
+    chosen = ra.select_negatives(
+        store,
+        k=4,
+        range_min=2,
+        range_max=40,
+        max_score=0.5,
+        relative_margin=0.1,
+        max_positive_similarity=0.3,
+    )
+    a = chosen.audit
+    assert a["candidates_seen"] == 30 * len(queries)
+    assert sum(a["removed"].values()) + a["not_drawn"] + a["selected"] == a["candidates_seen"]
+    assert a["selected"] == int((chosen.indices >= 0).sum())
+    assert all(a["removed"][f] > 0 for f in ("rank_window", "max_score", "max_positive_similarity"))
+    assert a["queries_short"] == int((chosen.shortfall > 0).sum())
+    assert sum(a["negative_scores_before"]) == a["candidates_seen"]
+    assert sum(a["negative_scores_after"]) == a["selected"]
+    assert sum(a["positive_scores"]) == len(queries)
+    path = ra.save_selection(store, chosen)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["selection"]["audit"] == json.loads(json.dumps(a))
+    assert os.path.exists(path) and (tmp_path / "run" / "audit.png").stat().st_size > 1000
+
+
+def test_existing_output_resume_and_overwrite(rng, tmp_path):
+    queries, corpus, positives = _data(rng, q=12)
+    out = str(tmp_path / "run")
+    ra.mine_candidates(queries, corpus, out, positives=positives, candidates=10, query_block=5)
+    with pytest.raises(ra.StoreError, match="not empty"):
+        ra.mine_candidates(queries, corpus, out, positives=positives, candidates=10, query_block=5)
+    changed = corpus.copy()
+    changed[3, 0] += 1
+    with pytest.raises(ra.StoreError, match="input 'corpus' differs"):
+        ra.mine_candidates(
+            queries, changed, out, positives=positives, candidates=10, query_block=5, resume=True
+        )
+    with pytest.raises(ra.StoreError, match="parameter 'candidates' differs"):
+        ra.mine_candidates(
+            queries, corpus, out, positives=positives, candidates=11, query_block=5, resume=True
+        )
+    with pytest.raises(ra.StoreError, match="input 'positives' differs"):
+        ra.mine_candidates(
+            queries, corpus, out, positives=None, candidates=10, query_block=5, resume=True
+        )
+    store = ra.mine_candidates(
+        queries, changed, out, positives=positives, candidates=10, query_block=5, overwrite=True
+    )
+    assert store.finished and store.manifest["inputs"]["corpus"]["sha256"] == (
+        ra.candidate_store.array_digest(changed)
+    )
+
+
+def test_a_damaged_block_is_named(rng, tmp_path):
+    queries, corpus, positives = _data(rng, q=12)
+    store = ra.mine_candidates(
+        queries, corpus, str(tmp_path / "run"), positives=positives, candidates=10, query_block=5
+    )
+    block = tmp_path / "run" / "block-000001.parquet"
+    data = bytearray(block.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    block.write_bytes(bytes(data))
+    with pytest.raises(ra.StoreError, match=r"block-000001\.parquet does not match the digest"):
+        ra.select_negatives(store, k=3)
+    with pytest.raises(ra.StoreError, match="not a candidate store"):
+        ra.select_negatives(str(tmp_path))
+
+
+_WRITER = r"""
+import sys, numpy as np, ruvector_attention as ra
+data = np.load(sys.argv[1])
+ra.mine_candidates(data["queries"], data["corpus"], sys.argv[2], positives=list(data["positives"]),
+                   candidates=20, query_block=4, resume=sys.argv[3] == "resume")
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_resume_gives_the_same_store(rng, tmp_path):
+    queries, corpus, _ = _data(rng, n=20_000, d=32, q=120)
+    positives = rng.integers(0, len(corpus), size=(len(queries), 2))
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, queries=queries, corpus=corpus, positives=positives)
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    reference = str(tmp_path / "reference")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(script), str(inputs), reference, "fresh"], check=True)
+    duration = time.perf_counter() - start
+    ref_store = ra.open_store(reference)
+    kills = 0
+    for trial in range(10):
+        out = str(tmp_path / f"run{trial}")
+        mode = "fresh"
+        for _ in range(3):  # killed, resumed and killed again, then finished
+            child = subprocess.Popen([sys.executable, str(script), str(inputs), out, mode])
+            time.sleep(float(rng.uniform(0.0, duration)))
+            if child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+                kills += 1
+            child.wait()
+            mode = "resume" if os.path.exists(os.path.join(out, "manifest.json")) else "fresh"
+            if mode == "fresh" and os.path.exists(out):
+                os.rmdir(out) if not os.listdir(out) else None
+        subprocess.run([sys.executable, str(script), str(inputs), out, mode], check=True)
+        store = ra.open_store(out)
+        assert store.finished
+        assert store.manifest["blocks"]["digests"] == ref_store.manifest["blocks"]["digests"]
+        for block in range(store.manifest["blocks"]["total"]):
+            with (
+                open(store.block_path(block), "rb") as a,
+                open(ref_store.block_path(block), "rb") as b,
+            ):
+                assert a.read() == b.read()
+    assert kills >= 10
