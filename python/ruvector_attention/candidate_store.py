@@ -48,7 +48,7 @@ import numpy.typing as npt
 from . import _validate as check
 from ._arrays import float_matrix, from_interchange
 from ._atomic_file import write_atomically
-from .corpus import _is_dask_array, _positive_pairs, mine_hard_negatives
+from .corpus import _is_dask_array, _mine, _positive_pairs
 from .errors import ArgumentError, RuvectorError
 
 __all__ = ["CandidateStore", "StoreError", "mine_candidates", "open_store"]
@@ -393,57 +393,73 @@ def _mine_block(
         own = np.array([i], np.int64) if exclude_self and i < n_corpus else np.zeros(0, np.int64)
         excluded.append(np.union1d(by_query[i], own))
     want = min(candidates + _RESCORE_MARGIN, n_corpus)
-    mined = mine_hard_negatives(block_q, corpus, positives=excluded, k=want).indices
+    mined = _mine(
+        block_q, corpus, positives=excluded, k=want, range_min=0, range_max=None,
+        min_score=None, max_score=None, absolute_margin=None, relative_margin=None,
+        sampling="top", seed=None, exclude_self=False, progress=False, chunk_rows=None,
+        column=None, with_scores=False,
+    ).indices  # fmt: skip
     unit_q = _unit64(block_q)
-    flat = mined[mined >= 0]
-    distinct, where = np.unique(flat, return_inverse=True)
+    distinct, where = np.unique(mined[mined >= 0], return_inverse=True)
     rows = _rows64(corpus, distinct)
-    positive_rows = np.unique(np.concatenate([np.zeros(0, np.int64), *by_query[start:stop]]))
+    slot = np.full(mined.shape, -1, np.int64)
+    slot[mined >= 0] = where
+    positives = [by_query[i] for i in range(start, stop)]
+    positive_rows = np.unique(np.concatenate([np.zeros(0, np.int64), *positives]))
     positive_units = _rows64(corpus, positive_rows)
-    cand_lists, score_lists, possim_lists, pos_scores, complete = [], [], [], [], []
-    offset = 0
-    for j, i in enumerate(range(start, stop)):
-        found = mined[j][mined[j] >= 0]
-        units = rows[where[offset : offset + len(found)]]
-        offset += len(found)
-        scores = units @ unit_q[j]
-        order = np.lexsort((found, -scores))[:candidates]
-        found, scores, units = found[order], scores[order], units[order]
-        pos = by_query[i]
-        if pos.size:
-            p_units = positive_units[np.searchsorted(positive_rows, pos)]
-            pos_score = _lowest(p_units @ unit_q[j])
-            possim = np.fmax.reduce(units @ p_units.T, axis=1) if len(found) else np.zeros(0)
-        else:
-            pos_score = float("nan")
-            possim = np.full(len(found), np.nan)
-        eligible = n_corpus - len(excluded[j])
-        cand_lists.append(found)
-        score_lists.append(scores)
-        possim_lists.append(possim)
-        pos_scores.append(pos_score)
-        complete.append(len(found) < candidates or len(found) >= eligible)
+    width = max([len(p) for p in positives] + [1])
+    pos_slot = np.full((stop - start, width), -1, np.int64)
+    for j, p in enumerate(positives):
+        pos_slot[j, : len(p)] = np.searchsorted(positive_rows, p)
+    found = mined >= 0
+    scores = np.full(mined.shape, -np.inf)
+    possim = np.full(mined.shape, np.nan)
+    pos_score = np.full(stop - start, np.nan)
+    # Float64 products a few queries at a time (a block of 4096 x 116 rows of 768 would be 3 GB).
+    for lo in range(0, stop - start, 128):
+        hi = min(lo + 128, stop - start)
+        units = rows[np.maximum(slot[lo:hi], 0)]
+        scores[lo:hi] = np.where(
+            found[lo:hi], np.einsum("qkd,qd->qk", units, unit_q[lo:hi]), -np.inf
+        )
+        if positive_rows.size:
+            p_units = positive_units[np.maximum(pos_slot[lo:hi], 0)]
+            has = pos_slot[lo:hi] >= 0
+            to_query = np.where(has, np.einsum("qpd,qd->qp", p_units, unit_q[lo:hi]), np.nan)
+            with np.errstate(invalid="ignore"):  # a query without positives: all NaN
+                pos_score[lo:hi] = np.fmin.reduce(to_query, axis=1)
+            to_cand = np.einsum("qkd,qpd->qkp", units, p_units)
+            to_cand = np.where(has[:, None, :], to_cand, np.nan)
+            possim[lo:hi] = np.fmax.reduce(to_cand, axis=2)
+    # Best first, ties by lower row; rows the engine did not fill (-inf) last.
+    order = np.lexsort((np.where(found, mined, np.iinfo(np.int64).max), -scores), axis=-1)
+    order = order[:, :candidates]
+    mined = np.take_along_axis(mined, order, axis=1)
+    scores = np.take_along_axis(scores, order, axis=1)
+    possim = np.take_along_axis(possim, order, axis=1)
+    counts = (mined >= 0).sum(axis=1)
+    eligible = n_corpus - np.array([len(e) for e in excluded])
+    complete = (counts < candidates) | (counts >= eligible)
+    keep = mined >= 0  # each row's first counts[j] entries
+
+    def lists(values: npt.NDArray[Any], lengths: npt.NDArray[np.int64], kind: Any) -> Any:
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, kind))
+
+    pos_lengths = np.array([len(p) for p in positives], np.int64)
     return pa.table(
         {
             "query": pa.array(np.arange(start, stop, dtype=np.int64)),
-            "candidates": pa.array([c.tolist() for c in cand_lists], pa.list_(pa.int64())),
-            "scores": pa.array([s.tolist() for s in score_lists], pa.list_(pa.float64())),
-            "positive_similarity": pa.array(
-                [s.tolist() for s in possim_lists], pa.list_(pa.float64())
+            "candidates": lists(mined[keep], counts, pa.int64()),
+            "scores": lists(scores[keep], counts, pa.float64()),
+            "positive_similarity": lists(possim[keep], counts, pa.float64()),
+            "positives": lists(
+                np.concatenate([np.zeros(0, np.int64), *positives]), pos_lengths, pa.int64()
             ),
-            "positives": pa.array(
-                [by_query[i].tolist() for i in range(start, stop)], pa.list_(pa.int64())
-            ),
-            "positive_score": pa.array(pos_scores, pa.float64()),
+            "positive_score": pa.array(pos_score, pa.float64()),
             "complete": pa.array(complete, pa.bool_()),
         }
     )
-
-
-def _lowest(values: npt.NDArray[np.float64]) -> float:
-    """The lowest value, NaN ones ignored (a positive row with NaN or Inf sets nothing)."""
-    finite = values[~np.isnan(values)]
-    return float(finite.min()) if finite.size else float("nan")
 
 
 def _progress(blocks: list[int], show: bool) -> Iterator[int]:

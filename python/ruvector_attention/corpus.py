@@ -218,6 +218,49 @@ def mine_hard_negatives(
         >>> bool((mined.indices != np.arange(5)[:, None]).all())  # positives never returned
         True
     """
+    return _mine(
+        queries,
+        corpus,
+        positives=positives,
+        k=k,
+        range_min=range_min,
+        range_max=range_max,
+        min_score=min_score,
+        max_score=max_score,
+        absolute_margin=absolute_margin,
+        relative_margin=relative_margin,
+        sampling=sampling,
+        seed=seed,
+        exclude_self=exclude_self,
+        progress=progress,
+        chunk_rows=chunk_rows,
+        column=column,
+        with_scores=True,
+    )
+
+
+def _mine(
+    queries: object,
+    corpus: object,
+    *,
+    positives: object,
+    k: int,
+    range_min: int,
+    range_max: Optional[int],
+    min_score: Optional[float],
+    max_score: Optional[float],
+    absolute_margin: Optional[float],
+    relative_margin: Optional[float],
+    sampling: str,
+    seed: Optional[int],
+    exclude_self: bool,
+    progress: bool,
+    chunk_rows: Optional[int],
+    column: Optional[str],
+    with_scores: bool,
+) -> HardNegatives:
+    """``mine_hard_negatives``; ``with_scores=False`` leaves the scores NaN (the candidate store
+    rescores its rows itself and skips the reads this takes)."""
     q = float_matrix(queries, "queries", min_rows=0)
     n_queries, dim = q.shape
     if is_scipy_sparse(corpus):
@@ -352,7 +395,8 @@ def mine_hard_negatives(
         out_index[i, : len(picks)] = picks
     # The reported similarities are computed once, for the picks, in one fixed way: the same
     # bits whatever the chunking (or the number of Dask workers).
-    out_scores[:] = _scores_of(unit_q, corpus, out_index)
+    if with_scores:
+        out_scores[:] = _scores_of(unit_q, corpus, out_index)
     return HardNegatives(out_index, out_scores)
 
 

@@ -192,27 +192,25 @@ def select_negatives(
         counts["candidates_seen"] += int(present.sum())
         before.append(scores[present])
         positive_scores.append(pos_score[has_pos])
-        keys = None
-        if sampling == "random":
+        if sampling == "top":
+            # The candidates in ranking order: the first k alive ones.
+            order = np.argsort(~alive, axis=1, kind="stable")[:, :k]
+        else:
             keys = uniform_keys(seed_key, np.repeat(rows, width), cand.ravel()).reshape(cand.shape)
-        for j, i in enumerate(rows):
-            passing = np.flatnonzero(alive[j])
-            if sampling == "top":
-                picks = passing[:k]
-                window_held = range_max is not None and range_max <= held[j]
-                determined = len(picks) == k or bool(complete[j]) or window_held
-            else:
-                assert keys is not None
-                order = np.lexsort((cand[j, passing], -keys[j, passing]))
-                picks = passing[order][:k]
-                determined = True  # the window is inside the list (checked above) or complete
-            out_index[i, : len(picks)] = cand[j, picks]
-            out_scores[i, : len(picks)] = scores[j, picks]
-            if not determined:
-                shortfall[i] = k - len(picks)
-            counts["selected"] += len(picks)
-            counts["not_drawn"] += len(passing) - len(picks)
-            after.append(scores[j, picks])
+            order = _by_key(np.where(alive, keys, -1.0), cand, alive)[:, :k]
+        taken = np.minimum(alive.sum(axis=1), k)
+        picked = np.arange(order.shape[1])[None, :] < taken[:, None]
+        out_index[rows] = np.where(picked, np.take_along_axis(cand, order, axis=1), -1)
+        out_scores[rows] = np.where(picked, np.take_along_axis(scores, order, axis=1), np.nan)
+        if sampling == "top":
+            # Picks the store cannot settle: fewer than k found, the list cut, the window past it.
+            window_held = (range_max is not None) & (held >= (range_max or 0))
+            open_rows = (taken < k) & ~complete & ~window_held
+            shortfall[rows[open_rows]] = k - taken[open_rows]
+        # (random: the window is inside every list that is not complete, checked above)
+        counts["selected"] += int(taken.sum())
+        counts["not_drawn"] += int(alive.sum() - taken.sum())
+        after.append(out_scores[rows][picked])
     short = shortfall[shortfall > 0]
     audit: dict[str, Any] = {
         **counts,
@@ -229,6 +227,21 @@ def select_negatives(
         "negative_scores_after": _histogram(after),
     }
     return Selection(out_index, out_scores, shortfall, parameters, audit)
+
+
+def _by_key(
+    keys: npt.NDArray[np.float64], cand: npt.NDArray[np.int64], alive: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.intp]:
+    """Per row, the columns by descending key, equal keys by lower candidate row (the order
+    mine_hard_negatives draws in); dead columns (key -1) last."""
+    order = np.argsort(-keys, axis=1, kind="stable")
+    sorted_keys = np.take_along_axis(keys, order, axis=1)
+    tied = ((sorted_keys[:, 1:] == sorted_keys[:, :-1]) & (sorted_keys[:, 1:] >= 0)).any(axis=1)
+    for j in np.flatnonzero(tied):  # 53-bit keys: practically never
+        live = np.flatnonzero(alive[j])
+        first = live[np.lexsort((cand[j, live], -keys[j, live]))]
+        order[j] = np.concatenate([first, np.flatnonzero(~alive[j])])
+    return order
 
 
 def _histogram(parts: list[npt.NDArray[np.float64]]) -> list[int]:
