@@ -169,6 +169,30 @@ def test_the_mine_command_on_a_dask_scheduler(cluster, tmp_path):
         assert saved["scores"].tobytes() == expected.scores.tobytes()
 
 
+def test_a_candidate_store_written_on_the_cluster_is_the_in_process_one(cluster, tmp_path):
+    pytest.importorskip("pyarrow")
+    queries, corpus, positives = data(n=2000, d=16, q=30)
+    np.save(tmp_path / "q.npy", queries)
+    np.save(tmp_path / "c.npy", corpus.astype(np.float16))
+    np.save(tmp_path / "p.npy", np.stack(positives))
+    done = subprocess.run(
+        [sys.executable, "-m", "ruvector_attention", "mine", "--no-progress", "--queries",
+         str(tmp_path / "q.npy"), "--corpus", str(tmp_path / "c.npy"), "--positives",
+         str(tmp_path / "p.npy"), "--candidates", "30", "--query-block", "8",
+         "--scheduler", cluster.scheduler.address, "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    local = ra.mine_candidates(queries, corpus.astype(np.float16), str(tmp_path / "local"),
+                               positives=positives, candidates=30, query_block=8)  # fmt: skip
+    remote = ra.open_store(str(tmp_path / "run"))
+    assert remote.manifest["inputs"] == local.manifest["inputs"]
+    assert remote.manifest["blocks"]["digests"] == local.manifest["blocks"]["digests"]
+    for block in range(4):
+        with open(remote.block_path(block), "rb") as a, open(local.block_path(block), "rb") as b:
+            assert a.read() == b.read()
+
+
 def test_the_mine_command_resolves_a_relative_corpus_path_for_the_workers(cluster, tmp_path):
     # The report: --corpus rel/c.npy was opened by each worker from its own working directory.
     import subprocess
