@@ -289,3 +289,92 @@ def test_kill_9_at_random_moments_then_resume_gives_the_same_store(rng, tmp_path
             ):
                 assert a.read() == b.read()
     assert kills >= 10
+
+
+def _teacher(corpus, queries, calls):
+    """A deterministic teacher: the cosine in a fixed random projection of the rows."""
+    projection = np.random.default_rng(99).standard_normal((corpus.shape[1], 6))
+    c, q = _unit(corpus @ projection), _unit(queries @ projection)
+
+    def rescore(query_ids, candidate_ids):
+        calls.append(len(query_ids))
+        return np.einsum("ij,ij->i", q[query_ids], c[candidate_ids])
+
+    return rescore, q @ c.T
+
+
+def test_the_rescoring_hook_applies_its_margin_in_batches_across_queries(rng, tmp_path):
+    queries, corpus, positives = _data(rng)
+    store = ra.mine_candidates(queries, corpus, str(tmp_path / "run"), positives=positives,
+                               candidates=len(corpus))  # fmt: skip
+    calls = []
+    rescore, teacher = _teacher(corpus, queries, calls)
+    chosen = ra.select_negatives(store, k=6, range_min=1, relative_margin=0.2, rescore=rescore,
+                                 rescore_margin=0.05, rescore_batch=1000)  # fmt: skip
+    assert max(calls) == 1000 and len(calls) > 5  # batches of pairs from many queries
+    base = brute_force(queries, corpus, positives, k=len(corpus), range_min=1,
+                       relative_margin=0.2)  # fmt: skip
+    for i, row in enumerate(_as_lists(chosen.indices)):
+        cap = teacher[i, positives[i]].min() - 0.05
+        want = [c for c in base[i] if teacher[i, c] <= cap][:6]
+        np.testing.assert_array_equal(row, want)
+        np.testing.assert_allclose(chosen.rescore_scores[i, : len(row)], teacher[i, row])
+    assert chosen.audit["removed"]["rescore_margin"] > 0
+    path = ra.save_selection(store, chosen, plot=False)
+    import pyarrow.parquet as pq
+
+    saved = pq.read_table(path).column("rescore_scores").to_pylist()
+    assert saved[0] == chosen.rescore_scores[0][~np.isnan(chosen.rescore_scores[0])].tolist()
+
+
+@pytest.mark.parametrize(
+    "teacher, error, match",
+    [
+        (lambda q, c: np.zeros(len(q) + 1), ra.ShapeError, "one score per pair"),
+        (lambda q, c: np.where(c == c.max(), np.nan, 0.0), ra.ArgumentError, "must be finite"),
+        (lambda q, c: 1 / 0, ZeroDivisionError, "division by zero"),
+    ],
+)
+def test_a_teacher_that_fails_is_named(rng, tmp_path, teacher, error, match):
+    queries, corpus, positives = _data(rng, q=8)
+    store = ra.mine_candidates(queries, corpus, str(tmp_path / "run"), positives=positives,
+                               candidates=20)  # fmt: skip
+    with pytest.raises(error, match=match):
+        ra.select_negatives(store, k=3, rescore=teacher)
+    with pytest.raises(ra.ArgumentError, match="give both"):
+        ra.select_negatives(store, k=3, rescore_margin=0.1)
+
+
+def test_mining_with_the_near_duplicate_filter_and_a_teacher_equals_brute_force(rng):
+    # Near-duplicates of each positive are planted among the hardest candidates, so the filter
+    # empties the first list and the miner must look further (its lists grow until settled).
+    queries, corpus, positives = _data(rng, n=500, positives_per_query=1)
+    for i in range(len(queries)):
+        for j in range(40):
+            corpus[300 + (i * 40 + j) % 200] = corpus[i] + 0.05 * rng.standard_normal(16)
+    for s in (
+        dict(k=5, max_positive_similarity=0.9),
+        dict(k=4, range_min=2, max_positive_similarity=0.8, relative_margin=0.01),
+        dict(k=6, range_max=120, max_positive_similarity=0.85, sampling="random", seed=3),
+    ):
+        got = ra.mine_hard_negatives(queries, corpus, positives=positives, **s)
+        want = brute_force(queries, corpus, positives, **s)
+        for i, (row, ref) in enumerate(zip(_as_lists(got.indices), want)):
+            np.testing.assert_array_equal(row, ref, err_msg=f"query {i}, {s}")
+        uq, uc = _unit(queries), _unit(corpus)
+        found = got.indices >= 0
+        sims = np.einsum("ij,ij->i", uq[np.nonzero(found)[0]], uc[got.indices[found]])
+        np.testing.assert_allclose(got.scores[found], sims, rtol=1e-6)
+    calls = []
+    rescore, teacher = _teacher(corpus, queries, calls)
+    got = ra.mine_hard_negatives(queries, corpus, positives=positives, k=5,
+                                 max_positive_similarity=0.9, rescore=rescore,
+                                 rescore_margin=0.02)  # fmt: skip
+    base = brute_force(queries, corpus, positives, k=len(corpus), max_positive_similarity=0.9)
+    for i, row in enumerate(_as_lists(got.indices)):
+        cap = teacher[i, positives[i]].min() - 0.02
+        np.testing.assert_array_equal(row, [c for c in base[i] if teacher[i, c] <= cap][:5])
+        np.testing.assert_allclose(got.rescore_scores[i, : len(row)], teacher[i, row])
+    with pytest.raises(ra.ArgumentError, match="needs range_max"):
+        ra.mine_hard_negatives(queries, corpus, positives=positives,
+                               max_positive_similarity=0.9, sampling="random")  # fmt: skip

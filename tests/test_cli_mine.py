@@ -98,6 +98,22 @@ def test_bad_input_is_one_line_exit_2_and_leaves_out_alone(tmp_path, files, chan
     assert out.read_bytes() == b"previous result"
 
 
+def test_the_near_duplicate_filter_from_the_command(tmp_path, files):
+    queries, corpus, paths = files
+    out = tmp_path / "neg.npz"
+    done = run("--queries", paths["q"], "--corpus", paths["c"], "--positives", paths["p"],
+               "--k", "4", "--max-positive-similarity", "0.3", "--out", str(out),
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    expected = ra.mine_hard_negatives(queries, corpus, positives=[np.array([i]) for i in range(20)],
+                                      k=4, max_positive_similarity=0.3)  # fmt: skip
+    plain = ra.mine_hard_negatives(queries, corpus, positives=[np.array([i]) for i in range(20)],
+                                   k=4)  # fmt: skip
+    with np.load(out) as saved:
+        np.testing.assert_array_equal(saved["indices"], expected.indices)
+    assert not np.array_equal(expected.indices, plain.indices)  # the filter removed something
+
+
 def test_a_rank_window_past_the_corpus_runs(tmp_path, files):
     # The report: --range-max 100000000 on a 500-row corpus ended in a traceback or was killed.
     queries, corpus, paths = files

@@ -48,7 +48,8 @@ import numpy.typing as npt
 from . import _validate as check
 from ._arrays import float_matrix, from_interchange
 from ._atomic_file import write_atomically
-from .corpus import _is_dask_array, _mine, _positive_pairs
+from ._candidate_rows import candidate_block
+from ._corpus_engine import _is_dask_array, _positive_pairs
 from .errors import ArgumentError, RuvectorError
 
 __all__ = ["CandidateStore", "StoreError", "mine_candidates", "open_store"]
@@ -56,9 +57,6 @@ __all__ = ["CandidateStore", "StoreError", "mine_candidates", "open_store"]
 FORMAT = "ruvector-attention candidate store"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-#: Extra candidates asked of the float32 engine before the float64 rescoring picks the best
-#: ``candidates``: a row whose float32 rank is a little past the cut can be inside it in float64.
-_RESCORE_MARGIN = 16
 #: Bytes hashed at a time (a memory-mapped corpus is read once, in order).
 _HASH_CHUNK = 1 << 24
 
@@ -281,9 +279,10 @@ def mine_candidates(
     todo = [b for b in range(manifest["blocks"]["total"]) if b not in done]
     for block in _progress(todo, progress):
         start, stop = block * query_block, min((block + 1) * query_block, q.shape[0])
-        table = _mine_block(
-            pa, q, corpus, start, stop, by_query, candidates, exclude_self, n_corpus
+        block_rows = candidate_block(
+            q, corpus, np.arange(start, stop), by_query, candidates, exclude_self, n_corpus
         )
+        table = _table(pa, block_rows)
         buffer = io.BytesIO()
         # Fixed writer options: a block's bytes depend on its data (and the pyarrow version) only.
         pq.write_table(table, buffer, compression="zstd", row_group_size=max(1, stop - start))
@@ -354,110 +353,28 @@ def _group_by_query(
     return [np.unique(sorted_cols[bounds[i] : bounds[i + 1]]) for i in range(queries)]
 
 
-def _unit64(x: Any) -> npt.NDArray[np.float64]:
-    x64 = np.asarray(x, dtype=np.float64)
-    norms = np.maximum(np.linalg.norm(x64, axis=1, keepdims=True), 1e-8)
-    with np.errstate(invalid="ignore", over="ignore"):
-        unit: npt.NDArray[np.float64] = x64 / norms
-    return unit
-
-
-def _rows64(corpus: Any, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-    """Unit float64 rows of the corpus (each row read once, in order)."""
-    if rows.size == 0:
-        return np.zeros((0, int(corpus.shape[1])), np.float64)
-    taken = corpus[rows]
-    if hasattr(taken, "compute"):
-        taken = taken.compute()
-    return _unit64(taken)
-
-
-def _mine_block(
-    pa: Any,
-    q: npt.NDArray[np.float32],
-    corpus: Any,
-    start: int,
-    stop: int,
-    by_query: list[npt.NDArray[np.int64]],
-    candidates: int,
-    exclude_self: bool,
-    n_corpus: int,
-) -> Any:
-    """One block's table: the engine's best rows (a margin more than kept), rescored in float64,
-    sorted by (score desc, row asc), cut to ``candidates``."""
-    block_q = q[start:stop]
-    # Excluded rows go to the engine as positives (it never returns those); with no margins or
-    # caps set, positives change nothing else there.
-    excluded = []
-    for i in range(start, stop):
-        own = np.array([i], np.int64) if exclude_self and i < n_corpus else np.zeros(0, np.int64)
-        excluded.append(np.union1d(by_query[i], own))
-    want = min(candidates + _RESCORE_MARGIN, n_corpus)
-    mined = _mine(
-        block_q, corpus, positives=excluded, k=want, range_min=0, range_max=None,
-        min_score=None, max_score=None, absolute_margin=None, relative_margin=None,
-        sampling="top", seed=None, exclude_self=False, progress=False, chunk_rows=None,
-        column=None, with_scores=False,
-    ).indices  # fmt: skip
-    unit_q = _unit64(block_q)
-    distinct, where = np.unique(mined[mined >= 0], return_inverse=True)
-    rows = _rows64(corpus, distinct)
-    slot = np.full(mined.shape, -1, np.int64)
-    slot[mined >= 0] = where
-    positives = [by_query[i] for i in range(start, stop)]
-    positive_rows = np.unique(np.concatenate([np.zeros(0, np.int64), *positives]))
-    positive_units = _rows64(corpus, positive_rows)
-    width = max([len(p) for p in positives] + [1])
-    pos_slot = np.full((stop - start, width), -1, np.int64)
-    for j, p in enumerate(positives):
-        pos_slot[j, : len(p)] = np.searchsorted(positive_rows, p)
-    found = mined >= 0
-    scores = np.full(mined.shape, -np.inf)
-    possim = np.full(mined.shape, np.nan)
-    pos_score = np.full(stop - start, np.nan)
-    # Float64 products a few queries at a time (a block of 4096 x 116 rows of 768 would be 3 GB).
-    for lo in range(0, stop - start, 128):
-        hi = min(lo + 128, stop - start)
-        units = rows[np.maximum(slot[lo:hi], 0)]
-        scores[lo:hi] = np.where(
-            found[lo:hi], np.einsum("qkd,qd->qk", units, unit_q[lo:hi]), -np.inf
-        )
-        if positive_rows.size:
-            p_units = positive_units[np.maximum(pos_slot[lo:hi], 0)]
-            has = pos_slot[lo:hi] >= 0
-            to_query = np.where(has, np.einsum("qpd,qd->qp", p_units, unit_q[lo:hi]), np.nan)
-            with np.errstate(invalid="ignore"):  # a query without positives: all NaN
-                pos_score[lo:hi] = np.fmin.reduce(to_query, axis=1)
-            to_cand = np.einsum("qkd,qpd->qkp", units, p_units)
-            to_cand = np.where(has[:, None, :], to_cand, np.nan)
-            possim[lo:hi] = np.fmax.reduce(to_cand, axis=2)
-    # Best first, ties by lower row; rows the engine did not fill (-inf) last.
-    order = np.lexsort((np.where(found, mined, np.iinfo(np.int64).max), -scores), axis=-1)
-    order = order[:, :candidates]
-    mined = np.take_along_axis(mined, order, axis=1)
-    scores = np.take_along_axis(scores, order, axis=1)
-    possim = np.take_along_axis(possim, order, axis=1)
-    counts = (mined >= 0).sum(axis=1)
-    eligible = n_corpus - np.array([len(e) for e in excluded])
-    complete = (counts < candidates) | (counts >= eligible)
-    keep = mined >= 0  # each row's first counts[j] entries
+def _table(pa: Any, block: dict[str, Any]) -> Any:
+    """A block (as :func:`candidate_block` returns it) as the store's Parquet table."""
+    counts = block["count"]
+    keep = np.arange(block["candidates"].shape[1])[None, :] < counts[:, None]
 
     def lists(values: npt.NDArray[Any], lengths: npt.NDArray[np.int64], kind: Any) -> Any:
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, kind))
 
+    positives = block["positives"]
     pos_lengths = np.array([len(p) for p in positives], np.int64)
     return pa.table(
         {
-            "query": pa.array(np.arange(start, stop, dtype=np.int64)),
-            "candidates": lists(mined[keep], counts, pa.int64()),
-            "scores": lists(scores[keep], counts, pa.float64()),
-            "positive_similarity": lists(possim[keep], counts, pa.float64()),
+            "query": pa.array(block["query"]),
+            "candidates": lists(block["candidates"][keep], counts, pa.int64()),
+            "scores": lists(block["scores"][keep], counts, pa.float64()),
+            "positive_similarity": lists(block["positive_similarity"][keep], counts, pa.float64()),
             "positives": lists(
                 np.concatenate([np.zeros(0, np.int64), *positives]), pos_lengths, pa.int64()
             ),
-            "positive_score": pa.array(pos_score, pa.float64()),
-            "complete": pa.array(complete, pa.bool_()),
+            "positive_score": pa.array(block["positive_score"], pa.float64()),
+            "complete": pa.array(block["complete"], pa.bool_()),
         }
     )
 

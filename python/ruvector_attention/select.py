@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -35,9 +36,9 @@ from . import _validate as check
 from ._atomic_file import write_atomically
 from ._corpus_state import uniform_keys
 from .candidate_store import CandidateStore, StoreError, _pyarrow, _write_manifest, open_store
-from .errors import ArgumentError
+from .errors import ArgumentError, ShapeError
 
-__all__ = ["FILTERS", "Selection", "save_selection", "select_negatives"]
+__all__ = ["FILTERS", "Selection", "save_selection", "select_block", "select_negatives"]
 
 #: The filters in the order the audit charges a removed candidate to (the first that removes it).
 FILTERS = (
@@ -47,6 +48,7 @@ FILTERS = (
     "absolute_margin",
     "relative_margin",
     "max_positive_similarity",
+    "rescore_margin",
 )
 SELECTION_FILE = "selection.parquet"
 _BINS = np.linspace(-1.0, 1.0, 41)
@@ -80,6 +82,117 @@ class Selection:
     shortfall: npt.NDArray[np.int64]
     parameters: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)
+    #: The ``rescore`` teacher's scores of the picks (None without a teacher).
+    rescore_scores: Optional[npt.NDArray[np.float64]] = None
+
+
+@dataclass
+class SelectionRules:
+    """The checked arguments of one selection."""
+
+    k: int
+    range_min: int
+    range_max: Optional[int]
+    min_score: Optional[float]
+    max_score: Optional[float]
+    absolute_margin: Optional[float]
+    relative_margin: Optional[float]
+    max_positive_similarity: Optional[float]
+    sampling: str
+    seed: Optional[int]
+    seed_key: int
+    rescore: Optional[Callable[[Any, Any], Any]]
+    rescore_margin: Optional[float]
+    rescore_batch: int
+
+    def parameters(self) -> dict[str, Any]:
+        names = (
+            "k", "range_min", "range_max", "min_score", "max_score", "absolute_margin",
+            "relative_margin", "max_positive_similarity", "sampling", "seed", "rescore_margin",
+        )  # fmt: skip
+        return {name: getattr(self, name) for name in names} | {
+            "rescored": self.rescore is not None
+        }
+
+
+def checked_rules(
+    k: int,
+    range_min: int,
+    range_max: Optional[int],
+    min_score: Optional[float],
+    max_score: Optional[float],
+    absolute_margin: Optional[float],
+    relative_margin: Optional[float],
+    max_positive_similarity: Optional[float],
+    sampling: str,
+    seed: Optional[int],
+    rescore: Optional[Callable[[Any, Any], Any]],
+    rescore_margin: Optional[float],
+    rescore_batch: int,
+) -> SelectionRules:
+    """The selection's arguments checked, each against its domain (mine_hard_negatives')."""
+    k = check.non_negative_int("k", k)
+    range_min = check.non_negative_int("range_min", range_min)
+    if range_max is not None:
+        range_max = check.integer("range_max", range_max, minimum=range_min)
+    if sampling not in ("top", "random"):
+        raise ArgumentError(f"sampling must be 'top' or 'random', got {sampling!r}")
+    if seed is not None:
+        seed = check.non_negative_int("seed", seed)
+    if rescore is not None and not callable(rescore):
+        raise TypeError(f"rescore must be callable(query_ids, candidate_ids), got {rescore!r}")
+    if rescore_margin is not None and rescore is None:
+        raise ArgumentError("rescore_margin applies to the scores of rescore=: give both")
+
+    def optional(name: str, value: Optional[float], rule: Callable[[str, Any], float]) -> Any:
+        return None if value is None else rule(name, value)
+
+    return SelectionRules(
+        k=k,
+        range_min=range_min,
+        range_max=range_max,
+        min_score=optional("min_score", min_score, check.real),
+        max_score=optional("max_score", max_score, check.real),
+        absolute_margin=optional("absolute_margin", absolute_margin, check.non_negative),
+        relative_margin=optional("relative_margin", relative_margin, check.beta),
+        max_positive_similarity=optional(
+            "max_positive_similarity", max_positive_similarity, check.real
+        ),
+        sampling=sampling,
+        seed=seed,
+        seed_key=int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0]),
+        rescore=rescore,
+        rescore_margin=optional("rescore_margin", rescore_margin, check.non_negative),
+        rescore_batch=check.positive_int("rescore_batch", rescore_batch),
+    )
+
+
+class AuditTally:
+    """The audit's counts and histograms, summed over blocks."""
+
+    def __init__(self) -> None:
+        self.removed = dict.fromkeys(FILTERS, 0)
+        self.counts = {"candidates_seen": 0, "not_drawn": 0, "selected": 0}
+        self.positive_scores: list[npt.NDArray[np.float64]] = []
+        self.before: list[npt.NDArray[np.float64]] = []
+        self.after: list[npt.NDArray[np.float64]] = []
+
+    def audit(self, shortfall: npt.NDArray[np.int64]) -> dict[str, Any]:
+        short = shortfall[shortfall > 0]
+        return {
+            **self.counts,
+            "removed": self.removed,
+            "queries": int(shortfall.size),
+            "queries_short": int(short.size),
+            "picks_missing": int(short.sum()),
+            "shortfall_histogram": {
+                str(v): int(c) for v, c in zip(*np.unique(short, return_counts=True))
+            },
+            "histogram_bins": _BINS.tolist(),
+            "positive_scores": _histogram(self.positive_scores),
+            "negative_scores_before": _histogram(self.before),
+            "negative_scores_after": _histogram(self.after),
+        }
 
 
 def select_negatives(
@@ -95,138 +208,169 @@ def select_negatives(
     max_positive_similarity: Optional[float] = None,
     sampling: str = "top",
     seed: Optional[int] = None,
+    rescore: Optional[Callable[[Any, Any], Any]] = None,
+    rescore_margin: Optional[float] = None,
+    rescore_batch: int = 4096,
 ) -> Selection:
     """Negatives for every query of ``store`` (a :class:`CandidateStore` or its directory);
-    the arguments are :func:`~ruvector_attention.mine_hard_negatives`'s, plus
-    ``max_positive_similarity`` (see the module).
+    the arguments are :func:`~ruvector_attention.mine_hard_negatives`'s, plus:
+
+    Args:
+        max_positive_similarity: drop a candidate whose cosine to any of the query's positives
+            is at least this (a near-duplicate of a positive).
+        rescore: ``rescore(query_ids, candidate_ids) -> scores``, a teacher (a cross-encoder,
+            say) called with int64 arrays of up to ``rescore_batch`` pairs across queries, on
+            every candidate the other filters leave and on each query's positives; returns one
+            finite float per pair. Its scores are returned in ``Selection.rescore_scores``.
+        rescore_margin: drop a candidate whose teacher score exceeds the teacher's lowest score
+            of the query's positives minus this margin.
+        rescore_batch: pairs per ``rescore`` call.
 
     Raises:
         StoreError: the store is unfinished or damaged.
-        ArgumentError: random sampling whose window reaches past the store's lists.
+        ArgumentError: random sampling whose window reaches past the store's lists; a
+            ``rescore`` that returns NaN or infinity.
+        ShapeError: a ``rescore`` that returns a number of scores other than the pairs given.
     """
+    rules = checked_rules(
+        k, range_min, range_max, min_score, max_score, absolute_margin, relative_margin,
+        max_positive_similarity, sampling, seed, rescore, rescore_margin, rescore_batch,
+    )  # fmt: skip
     if not isinstance(store, CandidateStore):
         store = open_store(os.fspath(store))
     if not store.finished:
         raise StoreError(f"{store.path} is unfinished: resume the mining run first")
-    k = check.non_negative_int("k", k)
-    range_min = check.non_negative_int("range_min", range_min)
-    if range_max is not None:
-        range_max = check.integer("range_max", range_max, minimum=range_min)
-    lo = None if min_score is None else check.real("min_score", min_score)
-    hi = None if max_score is None else check.real("max_score", max_score)
-    abs_margin = (
-        None if absolute_margin is None else check.non_negative("absolute_margin", absolute_margin)
-    )
-    rel_margin = None if relative_margin is None else check.beta("relative_margin", relative_margin)
-    near_dup = (
-        None
-        if max_positive_similarity is None
-        else check.real("max_positive_similarity", max_positive_similarity)
-    )
-    if sampling not in ("top", "random"):
-        raise ArgumentError(f"sampling must be 'top' or 'random', got {sampling!r}")
-    if seed is not None:
-        seed = check.non_negative_int("seed", seed)
-    seed_key = int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0])
-    parameters = {
-        "k": k,
-        "range_min": range_min,
-        "range_max": range_max,
-        "min_score": lo,
-        "max_score": hi,
-        "absolute_margin": abs_margin,
-        "relative_margin": rel_margin,
-        "max_positive_similarity": near_dup,
-        "sampling": sampling,
-        "seed": seed,
-    }
-    width = store.candidates
     n = store.queries
-    out_index = np.full((n, k), -1, np.int64)
-    out_scores = np.full((n, k), np.nan, np.float64)
-    shortfall = np.zeros(n, np.int64)
-    removed = dict.fromkeys(FILTERS, 0)
-    counts = {"candidates_seen": 0, "not_drawn": 0, "selected": 0}
-    positive_scores, before, after = [], [], []
+    out = Selection(
+        indices=np.full((n, rules.k), -1, np.int64),
+        scores=np.full((n, rules.k), np.nan, np.float64),
+        shortfall=np.zeros(n, np.int64),
+        parameters=rules.parameters(),
+        rescore_scores=None if rescore is None else np.full((n, rules.k), np.nan, np.float64),
+    )
+    tally = AuditTally()
     for block in store.blocks():
-        rows = block["query"]
-        cand, scores, possim = block["candidates"], block["scores"], block["positive_similarity"]
-        held, pos_score, complete = block["count"], block["positive_score"], block["complete"]
-        rank = np.arange(width)[None, :]
-        present = rank < held[:, None]
-        end = np.inf if range_max is None else range_max
-        in_window = present & (rank >= range_min) & (rank < end)
-        if sampling == "random" and (range_max is None or range_max > width):
-            open_lists = ~complete
-            if open_lists.any():
-                raise ArgumentError(
-                    f"random sampling needs the window inside the store's lists: range_max "
-                    f"must be at most {width} (the store's candidates), got {range_max}; "
-                    f"{int(open_lists.sum())} queries of block {int(rows[0]) // max(1, len(rows))} "
-                    "hold more candidates than the store kept"
-                )
-        cap = np.full(len(rows), np.inf)
-        has_pos = ~np.isnan(pos_score)
-        # The filters, each as a mask of the candidates it would remove.
-        masks = {
-            "rank_window": present & ~in_window,
-            "min_score": scores < lo if lo is not None else np.zeros_like(present),
-            "max_score": scores > hi if hi is not None else np.zeros_like(present),
-            "absolute_margin": np.zeros_like(present),
-            "relative_margin": np.zeros_like(present),
-            "max_positive_similarity": (
-                possim >= near_dup if near_dup is not None else np.zeros_like(present)
-            ),
-        }
-        if abs_margin is not None:
-            cap = np.where(has_pos, pos_score - abs_margin, np.inf)
-            masks["absolute_margin"] = scores > cap[:, None]
-        if rel_margin is not None:
-            rel_cap = np.where(has_pos, pos_score * (1.0 - rel_margin), np.inf)
-            masks["relative_margin"] = scores > rel_cap[:, None]
-        alive = present.copy()
-        for name in FILTERS:
-            hit = alive & masks[name]
-            removed[name] += int(hit.sum())
-            alive &= ~hit
-        counts["candidates_seen"] += int(present.sum())
-        before.append(scores[present])
-        positive_scores.append(pos_score[has_pos])
-        if sampling == "top":
-            # The candidates in ranking order: the first k alive ones.
-            order = np.argsort(~alive, axis=1, kind="stable")[:, :k]
-        else:
-            keys = uniform_keys(seed_key, np.repeat(rows, width), cand.ravel()).reshape(cand.shape)
-            order = _by_key(np.where(alive, keys, -1.0), cand, alive)[:, :k]
-        taken = np.minimum(alive.sum(axis=1), k)
-        picked = np.arange(order.shape[1])[None, :] < taken[:, None]
-        out_index[rows] = np.where(picked, np.take_along_axis(cand, order, axis=1), -1)
-        out_scores[rows] = np.where(picked, np.take_along_axis(scores, order, axis=1), np.nan)
-        if sampling == "top":
-            # Picks the store cannot settle: fewer than k found, the list cut, the window past it.
-            window_held = (range_max is not None) & (held >= (range_max or 0))
-            open_rows = (taken < k) & ~complete & ~window_held
-            shortfall[rows[open_rows]] = k - taken[open_rows]
-        # (random: the window is inside every list that is not complete, checked above)
-        counts["selected"] += int(taken.sum())
-        counts["not_drawn"] += int(alive.sum() - taken.sum())
-        after.append(out_scores[rows][picked])
-    short = shortfall[shortfall > 0]
-    audit: dict[str, Any] = {
-        **counts,
-        "removed": removed,
-        "queries": n,
-        "queries_short": int(short.size),
-        "picks_missing": int(short.sum()),
-        "shortfall_histogram": {
-            str(v): int(c) for v, c in zip(*np.unique(short, return_counts=True))
-        },
-        "histogram_bins": _BINS.tolist(),
-        "positive_scores": _histogram(positive_scores),
-        "negative_scores_before": _histogram(before),
-        "negative_scores_after": _histogram(after),
+        select_block(block, store.candidates, rules, out, tally)
+    out.audit.update(tally.audit(out.shortfall))
+    return out
+
+
+def select_block(
+    block: dict[str, Any], width: int, rules: SelectionRules, out: Selection, tally: AuditTally
+) -> None:
+    """One block's selection into ``out`` (its rows ``block["query"]``), counted in ``tally``."""
+    rows = block["query"]
+    cand, scores, possim = block["candidates"], block["scores"], block["positive_similarity"]
+    held, pos_score, complete = block["count"], block["positive_score"], block["complete"]
+    k, range_max = rules.k, rules.range_max
+    rank = np.arange(width)[None, :]
+    present = rank < held[:, None]
+    end = np.inf if range_max is None else range_max
+    in_window = present & (rank >= rules.range_min) & (rank < end)
+    if rules.sampling == "random" and (range_max is None or range_max > width):
+        open_lists = ~complete
+        if open_lists.any():
+            raise ArgumentError(
+                f"random sampling needs the window inside the store's lists: range_max "
+                f"must be at most {width} (the store's candidates), got {range_max}; "
+                f"{int(open_lists.sum())} queries from query {int(rows[0])} on hold more "
+                "candidates than the store kept"
+            )
+    has_pos = ~np.isnan(pos_score)
+    none = np.zeros_like(present)
+    # The filters, each as a mask of the candidates it would remove.
+    masks = {
+        "rank_window": present & ~in_window,
+        "min_score": scores < rules.min_score if rules.min_score is not None else none,
+        "max_score": scores > rules.max_score if rules.max_score is not None else none,
+        "absolute_margin": none,
+        "relative_margin": none,
+        "max_positive_similarity": (
+            possim >= rules.max_positive_similarity
+            if rules.max_positive_similarity is not None
+            else none
+        ),
+        "rescore_margin": none,
     }
-    return Selection(out_index, out_scores, shortfall, parameters, audit)
+    if rules.absolute_margin is not None:
+        cap = np.where(has_pos, pos_score - rules.absolute_margin, np.inf)
+        masks["absolute_margin"] = scores > cap[:, None]
+    if rules.relative_margin is not None:
+        cap = np.where(has_pos, pos_score * (1.0 - rules.relative_margin), np.inf)
+        masks["relative_margin"] = scores > cap[:, None]
+    alive = present.copy()
+    teacher = np.full(cand.shape, np.nan)
+    for name in FILTERS:
+        if name == "rescore_margin" and rules.rescore is not None:
+            teacher[alive] = _rescored(rules, np.broadcast_to(rows[:, None], cand.shape)[alive],
+                                       cand[alive])  # fmt: skip
+            if rules.rescore_margin is not None:
+                positives = block["positives"]
+                lengths = np.array([len(p) for p in positives])
+                pairs_q = np.repeat(rows, lengths)
+                pos_t = _rescored(
+                    rules, pairs_q, np.concatenate([np.zeros(0, np.int64), *positives])
+                )
+                lowest = np.full(len(rows), np.inf)
+                np.minimum.at(lowest, np.repeat(np.arange(len(rows)), lengths), pos_t)
+                cap = np.where(lengths > 0, lowest - rules.rescore_margin, np.inf)
+                masks[name] = teacher > cap[:, None]
+        hit = alive & masks[name]
+        tally.removed[name] += int(hit.sum())
+        alive &= ~hit
+    tally.counts["candidates_seen"] += int(present.sum())
+    tally.before.append(scores[present])
+    tally.positive_scores.append(pos_score[has_pos])
+    if rules.sampling == "top":
+        # The candidates in ranking order: the first k alive ones.
+        order = np.argsort(~alive, axis=1, kind="stable")[:, :k]
+    else:
+        keys = uniform_keys(rules.seed_key, np.repeat(rows, width), cand.ravel())
+        order = _by_key(np.where(alive, keys.reshape(cand.shape), -1.0), cand, alive)[:, :k]
+    taken = np.minimum(alive.sum(axis=1), k)
+    picked = np.arange(order.shape[1])[None, :] < taken[:, None]
+    out.indices[rows] = np.where(picked, np.take_along_axis(cand, order, axis=1), -1)
+    out.scores[rows] = np.where(picked, np.take_along_axis(scores, order, axis=1), np.nan)
+    if out.rescore_scores is not None:
+        out.rescore_scores[rows] = np.where(
+            picked, np.take_along_axis(teacher, order, axis=1), np.nan
+        )
+    if rules.sampling == "top":
+        # Picks the store cannot settle: fewer than k found, the list cut, the window past it.
+        window_held = (range_max is not None) & (held >= (range_max or 0))
+        open_rows = (taken < k) & ~complete & ~window_held
+        out.shortfall[rows[open_rows]] = k - taken[open_rows]
+    # (random: the window is inside every list that is not complete, checked above)
+    tally.counts["selected"] += int(taken.sum())
+    tally.counts["not_drawn"] += int(alive.sum() - taken.sum())
+    tally.after.append(out.scores[rows][picked])
+
+
+def _rescored(
+    rules: SelectionRules, queries: npt.NDArray[np.int64], candidates: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """The teacher's scores of the pairs, asked in batches of ``rescore_batch``, checked."""
+    assert rules.rescore is not None
+    out = np.empty(len(queries), np.float64)
+    for lo in range(0, len(queries), rules.rescore_batch):
+        hi = min(lo + rules.rescore_batch, len(queries))
+        q = np.ascontiguousarray(queries[lo:hi], np.int64)
+        c = np.ascontiguousarray(candidates[lo:hi], np.int64)
+        got = np.asarray(rules.rescore(q, c), dtype=np.float64)
+        if got.shape != (hi - lo,):
+            raise ShapeError(
+                f"rescore returned scores of shape {got.shape} for {hi - lo} (query, candidate) "
+                f"pairs; it must return one score per pair, shape ({hi - lo},)"
+            )
+        bad = np.flatnonzero(~np.isfinite(got))
+        if bad.size:
+            j = int(bad[0])
+            raise ArgumentError(
+                f"rescore returned {got[j]} for query {int(q[j])}, candidate {int(c[j])}: "
+                "scores must be finite"
+            )
+        out[lo:hi] = got
+    return out
 
 
 def _by_key(
@@ -265,6 +409,9 @@ def save_selection(store: CandidateStore, selection: Selection, *, plot: bool = 
             "shortfall": pa.array(selection.shortfall),
         }
     )
+    if selection.rescore_scores is not None:  # the teacher's scores beside the bi-encoder's
+        teacher = [row[~np.isnan(row)].tolist() for row in selection.rescore_scores]
+        table = table.append_column("rescore_scores", pa.array(teacher, pa.list_(pa.float64())))
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     path = os.path.join(store.path, SELECTION_FILE)

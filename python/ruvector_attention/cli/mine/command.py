@@ -48,6 +48,11 @@ def add_parser(sub: Any) -> None:
     add("--max-score", type=float, help="highest similarity a negative may have")
     add("--absolute-margin", type=float, help="s <= positive_score - margin")
     add("--relative-margin", type=float, help="s <= positive_score * (1 - margin), in [0, 1)")
+    add(
+        "--max-positive-similarity",
+        type=float,
+        help="drop candidates whose cosine to any positive is at least this",
+    )
     add("--sampling", choices=["top", "random"], help="default top")
     add("--seed", type=int, help="seed of --sampling random")
     add("--exclude-self", action="store_true", help="query i is corpus row i: never pick it")
@@ -130,6 +135,7 @@ _SELECTION_FLAGS = (
     "max_score",
     "absolute_margin",
     "relative_margin",
+    "max_positive_similarity",
     "sampling",
     "seed",
 )
@@ -213,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
             max_score=args.max_score,
             absolute_margin=args.absolute_margin,
             relative_margin=args.relative_margin,
+            max_positive_similarity=args.max_positive_similarity,
             sampling=args.sampling or "top",
             seed=args.seed,
         )

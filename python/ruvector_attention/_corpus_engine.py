@@ -1,0 +1,351 @@
+"""The streaming engine behind :func:`~ruvector_attention.mine_hard_negatives`: the corpus in row
+chunks (in this process, on Dask or on Ray), per query only the candidates that can still matter
+(see :mod:`ruvector_attention.corpus` for the definitions it implements)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _validate as check
+from ._arrays import float_matrix, from_interchange, is_scipy_sparse
+from ._corpus_state import Plan, uniform_keys, unit_rows
+from ._system import beyond_memory
+from .errors import ArgumentError, ShapeError
+
+__all__ = ["HardNegatives", "mine"]
+
+IndexArray = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class HardNegatives:
+    """The mined negatives: ``indices`` (Q, k) int64 corpus rows, -1 padded, and ``scores``
+    (Q, k) float32 cosine similarities, NaN padded; best first for ``sampling="top"``; with a
+    rescoring teacher, its scores of the picks in ``rescore_scores``.
+
+    Examples:
+        >>> import numpy as np
+        >>> import ruvector_attention as ra
+        >>> corpus = np.eye(4, dtype=np.float32) + 0.1
+        >>> result = ra.mine_hard_negatives(corpus[:2], corpus, positives=np.array([0, 1]), k=2)
+        >>> result.indices.shape, result.scores.dtype
+        ((2, 2), dtype('float32'))
+    """
+
+    indices: IndexArray
+    scores: F32
+    #: With ``rescore=``: the teacher's scores of the picks, (Q, k) float64, NaN padded.
+    rescore_scores: Optional[npt.NDArray[np.float64]] = None
+
+
+def _check_state_fits(queries: int, per_query: int) -> None:
+    """Refuses a rank window whose per-query lists cannot fit in this machine's memory (the lists
+    and a merge's working copies: about 48 bytes per entry), before any work."""
+    shortfall = beyond_memory(48 * queries * per_query)
+    if shortfall is not None:
+        raise MemoryError(
+            f"the rank window (range_min, range_max, k) keeps {per_query} candidates for each of "
+            f"{queries} queries: {shortfall}; narrow the window or mine fewer queries per call"
+        )
+
+
+def _optional_real(name: str, value: object) -> Optional[float]:
+    return None if value is None else check.real(name, value)
+
+
+def _positive_pairs(
+    positives: object, queries: int, corpus_size: int
+) -> tuple[IndexArray, IndexArray]:
+    """``(query, corpus index)`` of every positive, from (Q,) ints, a list of int arrays or a
+    scipy.sparse (Q, N) matrix."""
+    if positives is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if is_scipy_sparse(positives):
+        matrix: Any = positives
+        if tuple(matrix.shape) != (queries, corpus_size):
+            raise ShapeError(
+                f"positives as a sparse matrix must be ({queries}, {corpus_size}), got "
+                f"{tuple(matrix.shape)}"
+            )
+        coo = matrix.tocoo()
+        keep = np.asarray(coo.data) != 0
+        return (
+            np.asarray(coo.row, np.int64)[keep],
+            np.asarray(coo.col, np.int64)[keep],
+        )
+    if isinstance(positives, np.ndarray) and positives.ndim == 1:
+        if positives.dtype.kind not in "iu":
+            raise TypeError(f"positives must hold integer corpus indices, got {positives.dtype}")
+        if positives.shape != (queries,):
+            raise ShapeError(f"positives must have shape ({queries},), got {positives.shape}")
+        _refuse_unsigned_overflow(positives, corpus_size, lambda j: j)
+        rows, cols = np.arange(queries, dtype=np.int64), positives.astype(np.int64)
+    elif isinstance(positives, Sequence) and not isinstance(positives, (str, bytes)):
+        if len(positives) != queries:
+            raise ShapeError(f"positives has {len(positives)} entries for {queries} queries")
+        lists = []
+        for i, item in enumerate(positives):
+            arr = np.atleast_1d(np.asarray(item))
+            if arr.size and arr.dtype.kind not in "iu":
+                raise TypeError(f"positives[{i}] must hold integer corpus indices, got {arr.dtype}")
+            _refuse_unsigned_overflow(arr.ravel(), corpus_size, lambda _, i=i: i)
+            lists.append(arr.astype(np.int64).ravel())
+        rows = np.repeat(np.arange(queries, dtype=np.int64), [len(a) for a in lists])
+        cols = np.concatenate(lists) if lists else np.zeros(0, np.int64)
+    else:
+        raise TypeError(
+            "positives must be an int array (Q,), a list of int arrays, or a scipy.sparse (Q, N) "
+            f"matrix, got {type(positives).__name__}"
+        )
+    bad = (cols < 0) | (cols >= corpus_size)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ArgumentError(
+            f"positive index {int(cols[i])} of query {int(rows[i])} is outside 0..{corpus_size}"
+        )
+    return rows, cols
+
+
+def _refuse_unsigned_overflow(indices: npt.NDArray[Any], corpus_size: int, query_of: Any) -> None:
+    """Unsigned indices beyond int64 (``2**64 - 1`` became -1 when cast) are named as they are."""
+    if indices.dtype.kind != "u" or indices.size == 0:
+        return
+    beyond = np.flatnonzero(indices > np.iinfo(np.int64).max)
+    if beyond.size:
+        j = int(beyond[0])
+        raise ArgumentError(
+            f"positive index {int(indices[j])} of query {query_of(j)} is outside 0..{corpus_size}"
+        )
+
+
+def _corpus_rows(corpus: Any, start: int, stop: int) -> F32:
+    """Rows ``start:stop`` of the corpus as float32 (a float16 corpus converts only this chunk)."""
+    return np.ascontiguousarray(corpus[start:stop], dtype=np.float32)
+
+
+def _corpus_take(corpus: Any, rows: IndexArray) -> F32:
+    """The given (sorted) rows of the corpus as float32 (a Dask array computes just these)."""
+    taken = corpus[rows]
+    if hasattr(taken, "compute"):
+        taken = taken.compute()
+    return np.ascontiguousarray(taken, dtype=np.float32)
+
+
+def mine(
+    queries: object,
+    corpus: object,
+    *,
+    positives: object,
+    k: int,
+    range_min: int,
+    range_max: Optional[int],
+    min_score: Optional[float],
+    max_score: Optional[float],
+    absolute_margin: Optional[float],
+    relative_margin: Optional[float],
+    sampling: str,
+    seed: Optional[int],
+    exclude_self: bool,
+    progress: bool,
+    chunk_rows: Optional[int],
+    column: Optional[str],
+    with_scores: bool,
+) -> HardNegatives:
+    """``mine_hard_negatives``; ``with_scores=False`` leaves the scores NaN (the candidate store
+    rescores its rows itself and skips the reads this takes)."""
+    q = float_matrix(queries, "queries", min_rows=0)
+    n_queries, dim = q.shape
+    if is_scipy_sparse(corpus):
+        raise TypeError(
+            "corpus must be a dense array (NumPy, a memory map or a dask.array), got a "
+            f"scipy.sparse {type(corpus).__name__}; embeddings are dense: pass corpus.toarray()"
+        )
+    ray_engine = None
+    if _is_ray_corpus(corpus):
+        from ._ray import RayCorpus
+
+        corpus = ray_engine = RayCorpus(corpus, column)
+    elif column is not None:
+        raise ArgumentError("column= is for a ray.data.Dataset corpus")
+    elif not _is_dask_array(corpus):
+        # Another library's CPU array (PyTorch, JAX, array API) is read through DLPack, no copy.
+        corpus = from_interchange(corpus, "corpus")
+    lazy: Any = corpus
+    if _is_dask_array(lazy) and any(math.isnan(rows) for rows in lazy.chunks[0]):
+        raise ArgumentError(
+            "corpus is a dask.array whose chunk sizes are unknown (NaN), as after boolean "
+            "indexing; call corpus.compute_chunk_sizes() (or pass lengths to to_dask_array) first"
+        )
+    shape = getattr(corpus, "shape", None)
+    if shape is None or len(shape) != 2 or (shape[1] != dim and shape[0] > 0):
+        raise ShapeError(f"corpus must be (N, {dim}), got shape {shape}")
+    dtype = np.dtype(getattr(corpus, "dtype", np.float32))
+    if dtype.kind != "f":
+        raise TypeError(f"corpus must contain real floating-point numbers, got dtype {dtype}")
+    n_corpus = int(shape[0])
+    k = check.non_negative_int("k", k)
+    range_min = check.non_negative_int("range_min", range_min)
+    if range_max is not None:
+        range_max = check.integer("range_max", range_max, minimum=range_min)
+    lo = _optional_real("min_score", min_score)
+    hi_score = _optional_real("max_score", max_score)
+    abs_margin = (
+        None if absolute_margin is None else check.non_negative("absolute_margin", absolute_margin)
+    )
+    rel_margin = None if relative_margin is None else check.beta("relative_margin", relative_margin)
+    if sampling not in ("top", "random"):
+        raise ArgumentError(f"sampling must be 'top' or 'random', got {sampling!r}")
+    exclude_self = check.boolean("exclude_self", exclude_self)
+    if seed is not None:
+        seed = check.non_negative_int("seed", seed)
+    if chunk_rows is not None:
+        chunk_rows = check.positive_int("chunk_rows", chunk_rows)
+    pos_rows, pos_cols = _positive_pairs(positives, n_queries, n_corpus)
+
+    out_index = np.full((n_queries, k), -1, np.int64)
+    out_scores = np.full((n_queries, k), np.nan, np.float32)
+    if n_queries == 0 or k == 0 or n_corpus == 0:
+        return HardNegatives(out_index, out_scores)
+
+    unit_q = unit_rows(q)
+    # Excluded pairs: positives and (exclude_self) the query's own row, sorted by corpus index.
+    if exclude_self:
+        own = np.arange(min(n_queries, n_corpus), dtype=np.int64)
+        pos_rows_x, pos_cols_x = np.concatenate([pos_rows, own]), np.concatenate([pos_cols, own])
+    else:
+        pos_rows_x, pos_cols_x = pos_rows, pos_cols
+    order = np.argsort(pos_cols_x, kind="stable")
+    ex_rows, ex_cols = pos_rows_x[order], pos_cols_x[order]
+
+    # Each query's positive score (the lowest similarity among its positives) and score cap.
+    positive_score = np.full(n_queries, np.nan)
+    if pos_cols.size:
+        sims = _pair_similarities(unit_q, corpus, pos_rows, pos_cols)
+        # fmin skips NaN: a positive row with NaN or Inf does not set the positive score.
+        positive_score = np.full(n_queries, np.inf)
+        np.fmin.at(positive_score, pos_rows, sims)
+        positive_score[np.isinf(positive_score)] = np.nan
+    cap = np.full(n_queries, np.inf)
+    if hi_score is not None:
+        cap = np.minimum(cap, hi_score)
+    has_pos = ~np.isnan(positive_score)
+    if abs_margin is not None:
+        cap[has_pos] = np.minimum(cap[has_pos], positive_score[has_pos] - abs_margin)
+    if rel_margin is not None:
+        cap[has_pos] = np.minimum(cap[has_pos], positive_score[has_pos] * (1.0 - rel_margin))
+    floor = -np.inf if lo is None else lo
+
+    # What is kept per query: the count above the cap, the best candidates below it by score,
+    # and (random sampling, open window) the best by random key among those that pass. No rank
+    # reaches past the corpus, so neither list is longer than it.
+    head_size = range_max if range_max is not None else range_min + (k if sampling == "top" else 0)
+    head_size = min(head_size, n_corpus)
+    key_size = min(range_min + k, n_corpus) if (sampling == "random" and range_max is None) else 0
+    _check_state_fits(n_queries, head_size + key_size)
+    plan = Plan(
+        unit_q=unit_q,
+        cap=cap,
+        floor=floor,
+        ex_rows=ex_rows,
+        ex_cols=ex_cols,
+        head_size=head_size,
+        key_size=key_size,
+        seed_key=int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0]),
+    )
+    if ray_engine is not None:
+        state = ray_engine.reduce(plan)
+    elif _is_dask_array(corpus):
+        from ._dask import reduce_blocks
+
+        state = reduce_blocks(plan, corpus, progress)
+    else:
+        step = chunk_rows or plan.default_chunk_rows()
+        state = plan.empty()
+        for start in _progress(range(0, n_corpus, step), n_corpus, step, progress):
+            stop = min(start + step, n_corpus)
+            state.merge(plan.absorb(_corpus_rows(corpus, start, stop), start))
+
+    # Finish per query: positions in the capped list map to ranks above_cap + position.
+    for i in range(n_queries):
+        first = max(0, range_min - int(state.above_cap[i]))
+        last = head_size if range_max is None else max(0, range_max - int(state.above_cap[i]))
+        last = min(last, head_size)
+        window_idx = state.by_score.index[i, first:last]
+        window_val = state.by_score.values[i, first:last]
+        ok = (window_idx >= 0) & (window_val >= floor)
+        if sampling == "top":
+            picks = window_idx[ok][:k]
+        elif plan.key_size == 0:  # random, closed window: every window candidate is in the list
+            cand = window_idx[ok]
+            keys = uniform_keys(plan.seed_key, np.full(len(cand), i, np.int64), cand)
+            picks = cand[np.lexsort((cand, -keys))][:k]
+        else:  # random, open window: the key list minus the head above range_min's rank
+            excluded = set(state.by_score.index[i, :first].tolist())
+            by_key = state.by_key
+            keep = [j for j, c in enumerate(by_key.index[i]) if c >= 0 and int(c) not in excluded]
+            picks = by_key.index[i, keep][:k]
+        out_index[i, : len(picks)] = picks
+    # The reported similarities are computed once, for the picks, in one fixed way: the same
+    # bits whatever the chunking (or the number of Dask workers).
+    if with_scores:
+        out_scores[:] = _scores_of(unit_q, corpus, out_index)
+    return HardNegatives(out_index, out_scores)
+
+
+def _is_ray_corpus(value: object) -> bool:
+    if "ray" not in sys.modules:  # Ray is optional: without it imported, nothing is Ray's
+        return False
+    from ._ray import is_ray_corpus
+
+    return is_ray_corpus(value)
+
+
+def _is_dask_array(value: object) -> bool:
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(value, module.Array)
+
+
+def _pair_similarities(
+    unit_q: F32, corpus: Any, queries: IndexArray, columns: IndexArray
+) -> npt.NDArray[np.float64]:
+    """Cosine similarity of each (query, corpus row) pair, in one fixed way. Only those rows are
+    read, each once and in order (as a memory map or a Dask array reads best)."""
+    distinct, where = np.unique(columns, return_inverse=True)
+    rows = unit_rows(_corpus_take(corpus, distinct)).astype(np.float64)
+    sims: npt.NDArray[np.float64] = np.einsum(
+        "ij,ij->i", unit_q[queries].astype(np.float64), rows[where]
+    )
+    return sims
+
+
+def _scores_of(unit_q: F32, corpus: Any, index: IndexArray) -> F32:
+    """Cosine similarities of each query with its picks (NaN where there is none)."""
+    scores = np.full(index.shape, np.nan, np.float32)
+    found = index >= 0
+    if found.any():
+        queries = np.nonzero(found)[0]
+        scores[found] = _pair_similarities(unit_q, corpus, queries, index[found])
+    return scores
+
+
+def _progress(chunks: range, total: int, step: int, show: bool) -> Iterator[int]:
+    if not show:
+        yield from chunks
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        yield from chunks
+        return
+    with tqdm(total=total, unit="rows", desc="mining") as bar:
+        for start in chunks:
+            yield start
+            bar.update(min(step, total - start))
