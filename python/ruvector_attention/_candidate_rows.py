@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._corpus_engine import mine
+from ._selection_rules import checked_rules
 
 __all__ = ["candidate_block"]
 
@@ -45,10 +46,8 @@ def candidate_block(
         excluded.append(np.union1d(by_query[i], own))
     want = min(candidates + RESCORE_MARGIN, n_corpus)
     mined = mine(
-        block_q, corpus, positives=excluded, k=want, range_min=0, range_max=None,
-        min_score=None, max_score=None, absolute_margin=None, relative_margin=None,
-        sampling="top", seed=None, exclude_self=False, progress=False, chunk_rows=None,
-        column=None, with_scores=False,
+        block_q, corpus, positives=excluded, rules=checked_rules(k=want), exclude_self=False,
+        progress=False, chunk_rows=None, column=None, with_scores=False,
     ).indices  # fmt: skip
     unit_q = _unit64(block_q)
     distinct, where = np.unique(mined[mined >= 0], return_inverse=True)

@@ -16,8 +16,9 @@ import numpy as np
 from ._arrays import float_matrix, from_interchange
 from ._candidate_rows import candidate_block
 from ._corpus_engine import HardNegatives, _is_dask_array, _is_ray_corpus, _positive_pairs
+from ._selection_rules import SelectionRules
 from .errors import ArgumentError, ShapeError
-from .select import AuditTally, Selection, SelectionRules, select_block
+from .select import AuditTally, Selection, select_block
 
 __all__ = ["mine_with_controls"]
 

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from . import _validate as check
 from ._arrays import float_matrix, from_interchange, is_scipy_sparse
 from ._corpus_state import Plan, uniform_keys, unit_rows
+from ._selection_rules import SelectionRules
 from ._system import beyond_memory
 from .errors import ArgumentError, ShapeError
 
@@ -55,10 +56,6 @@ def _check_state_fits(queries: int, per_query: int) -> None:
             f"the rank window (range_min, range_max, k) keeps {per_query} candidates for each of "
             f"{queries} queries: {shortfall}; narrow the window or mine fewer queries per call"
         )
-
-
-def _optional_real(name: str, value: object) -> Optional[float]:
-    return None if value is None else check.real(name, value)
 
 
 def _positive_pairs(
@@ -144,15 +141,7 @@ def mine(
     corpus: object,
     *,
     positives: object,
-    k: int,
-    range_min: int,
-    range_max: Optional[int],
-    min_score: Optional[float],
-    max_score: Optional[float],
-    absolute_margin: Optional[float],
-    relative_margin: Optional[float],
-    sampling: str,
-    seed: Optional[int],
+    rules: SelectionRules,
     exclude_self: bool,
     progress: bool,
     chunk_rows: Optional[int],
@@ -191,21 +180,10 @@ def mine(
     if dtype.kind != "f":
         raise TypeError(f"corpus must contain real floating-point numbers, got dtype {dtype}")
     n_corpus = int(shape[0])
-    k = check.non_negative_int("k", k)
-    range_min = check.non_negative_int("range_min", range_min)
-    if range_max is not None:
-        range_max = check.integer("range_max", range_max, minimum=range_min)
-    lo = _optional_real("min_score", min_score)
-    hi_score = _optional_real("max_score", max_score)
-    abs_margin = (
-        None if absolute_margin is None else check.non_negative("absolute_margin", absolute_margin)
-    )
-    rel_margin = None if relative_margin is None else check.beta("relative_margin", relative_margin)
-    if sampling not in ("top", "random"):
-        raise ArgumentError(f"sampling must be 'top' or 'random', got {sampling!r}")
+    k, range_min, range_max, sampling = rules.k, rules.range_min, rules.range_max, rules.sampling
+    lo, hi_score = rules.min_score, rules.max_score
+    abs_margin, rel_margin = rules.absolute_margin, rules.relative_margin
     exclude_self = check.boolean("exclude_self", exclude_self)
-    if seed is not None:
-        seed = check.non_negative_int("seed", seed)
     if chunk_rows is not None:
         chunk_rows = check.positive_int("chunk_rows", chunk_rows)
     pos_rows, pos_cols = _positive_pairs(positives, n_queries, n_corpus)
@@ -258,7 +236,7 @@ def mine(
         ex_cols=ex_cols,
         head_size=head_size,
         key_size=key_size,
-        seed_key=int(np.random.SeedSequence(seed).generate_state(2, np.uint32).view(np.uint64)[0]),
+        seed_key=rules.seed_key,
     )
     if ray_engine is not None:
         state = ray_engine.reduce(plan)

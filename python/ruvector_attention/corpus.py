@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from ._controlled import mine_with_controls
 from ._corpus_engine import HardNegatives, mine
-from .select import checked_rules
+from ._selection_rules import checked_rules
 
 __all__ = ["HardNegatives", "mine_hard_negatives"]
 
@@ -114,25 +114,17 @@ def mine_hard_negatives(
         >>> bool((mined.indices != np.arange(5)[:, None]).all())  # positives never returned
         True
     """
-    if max_positive_similarity is not None or rescore is not None or rescore_margin is not None:
-        rules = checked_rules(
-            k, range_min, range_max, min_score, max_score, absolute_margin, relative_margin,
-            max_positive_similarity, sampling, seed, rescore, rescore_margin, rescore_batch,
-        )  # fmt: skip
+    rules = checked_rules(
+        k, range_min, range_max, min_score, max_score, absolute_margin, relative_margin,
+        max_positive_similarity, sampling, seed, rescore, rescore_margin, rescore_batch,
+    )  # fmt: skip
+    if rules.controls:
         return mine_with_controls(queries, corpus, positives, bool(exclude_self), rules)
     return mine(
         queries,
         corpus,
         positives=positives,
-        k=k,
-        range_min=range_min,
-        range_max=range_max,
-        min_score=min_score,
-        max_score=max_score,
-        absolute_margin=absolute_margin,
-        relative_margin=relative_margin,
-        sampling=sampling,
-        seed=seed,
+        rules=rules,
         exclude_self=exclude_self,
         progress=progress,
         chunk_rows=chunk_rows,

@@ -111,3 +111,27 @@ def describe(exc: BaseException) -> str:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror}"
     return str(exc)
+
+
+def add_selection_flags(add: Any, *, with_defaults: bool) -> None:
+    """The flags that choose negatives from the ranked candidates, shared by ``mine`` and
+    ``select`` (the names of ``mine_hard_negatives``' arguments). ``mine`` leaves them unset by
+    default, to tell whether any was given (they do not apply when it writes a store)."""
+
+    def default(value: Any) -> Any:
+        return value if with_defaults else None
+
+    add("--k", type=int, default=default(10), help="negatives per query (default 10)")
+    add("--range-min", type=int, default=default(0), help="first rank of the window (default 0)")
+    add("--range-max", type=int, help="end of the rank window (default: none)")
+    add("--min-score", type=float, help="lowest similarity a negative may have")
+    add("--max-score", type=float, help="highest similarity a negative may have")
+    add("--absolute-margin", type=float, help="s <= positive_score - margin")
+    add("--relative-margin", type=float, help="s <= positive_score * (1 - margin), in [0, 1)")
+    add(
+        "--max-positive-similarity",
+        type=float,
+        help="drop candidates whose cosine to any positive is at least this",
+    )
+    add("--sampling", choices=["top", "random"], default=default("top"), help="default top")
+    add("--seed", type=int, help="seed of --sampling random")

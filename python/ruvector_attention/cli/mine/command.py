@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._common import InputError, check_output_file, describe, fail, load_npy
+from .._common import InputError, add_selection_flags, check_output_file, describe, fail, load_npy
 
 __all__ = ["add_parser", "run"]
 
@@ -41,20 +41,7 @@ def add_parser(sub: Any) -> None:
     add("--queries", required=True, help=".npy file of queries (Q, D)")
     add("--corpus", required=True, help=".npy file of the corpus (N, D), float32 or float16")
     add("--positives", help=".npy file of positives: (Q,) or (Q, P) corpus indices, -1 padded")
-    add("--k", type=int, help="negatives per query (default 10)")
-    add("--range-min", type=int, help="first rank of the window (default 0)")
-    add("--range-max", type=int, help="end of the rank window (default: none)")
-    add("--min-score", type=float, help="lowest similarity a negative may have")
-    add("--max-score", type=float, help="highest similarity a negative may have")
-    add("--absolute-margin", type=float, help="s <= positive_score - margin")
-    add("--relative-margin", type=float, help="s <= positive_score * (1 - margin), in [0, 1)")
-    add(
-        "--max-positive-similarity",
-        type=float,
-        help="drop candidates whose cosine to any positive is at least this",
-    )
-    add("--sampling", choices=["top", "random"], help="default top")
-    add("--seed", type=int, help="seed of --sampling random")
+    add_selection_flags(add, with_defaults=False)
     add("--exclude-self", action="store_true", help="query i is corpus row i: never pick it")
     cluster = mine.add_mutually_exclusive_group()
     cluster.add_argument(

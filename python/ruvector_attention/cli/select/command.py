@@ -8,7 +8,7 @@ import argparse
 import os
 from typing import Any
 
-from .._common import describe, fail
+from .._common import add_selection_flags, describe, fail
 
 __all__ = ["add_parser", "run"]
 
@@ -26,20 +26,7 @@ def add_parser(sub: Any) -> None:
     )
     add = select.add_argument
     add("store", metavar="RUN", help="the candidate store directory")
-    add("--k", type=int, default=10, help="negatives per query (default 10)")
-    add("--range-min", type=int, default=0, help="first rank of the window (default 0)")
-    add("--range-max", type=int, help="end of the rank window (default: none)")
-    add("--min-score", type=float, help="lowest similarity a negative may have")
-    add("--max-score", type=float, help="highest similarity a negative may have")
-    add("--absolute-margin", type=float, help="s <= positive_score - margin")
-    add("--relative-margin", type=float, help="s <= positive_score * (1 - margin), in [0, 1)")
-    add(
-        "--max-positive-similarity",
-        type=float,
-        help="drop candidates whose cosine to any positive is at least this",
-    )
-    add("--sampling", choices=["top", "random"], default="top", help="default top")
-    add("--seed", type=int, help="seed of --sampling random")
+    add_selection_flags(add, with_defaults=True)
     add("--no-plot", action="store_true", help="no audit.png")
     select.set_defaults(run=run)
 
