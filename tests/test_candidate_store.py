@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ruvector_attention as ra
 from ruvector_attention._corpus_state import uniform_keys
@@ -378,3 +380,67 @@ def test_mining_with_the_near_duplicate_filter_and_a_teacher_equals_brute_force(
     with pytest.raises(ra.ArgumentError, match="needs range_max"):
         ra.mine_hard_negatives(queries, corpus, positives=positives,
                                max_positive_similarity=0.9, sampling="random")  # fmt: skip
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 10**6)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_a_damaged_manifest_is_a_store_error_never_another_exception(tmp_path_factory, data):
+    # Start from a real manifest and replace one part of it at a random depth (or the whole).
+    root = tmp_path_factory.mktemp("fuzz")
+    rng = np.random.default_rng(0)
+    queries, corpus, positives = _data(rng, n=60, q=9)
+    store = ra.mine_candidates(queries, corpus, str(root / "run"), positives=positives,
+                               candidates=5, query_block=4)  # fmt: skip
+    manifest = json.loads(json.dumps(store.manifest))
+    target = manifest
+    path = data.draw(st.lists(st.sampled_from(["parameters", "inputs", "blocks", "queries",
+                                               "shape", "done", "digests", "candidates",
+                                               "query_block", "total"]), max_size=3))  # fmt: skip
+    for key in path[:-1]:
+        if isinstance(target, dict) and isinstance(target.get(key), dict):
+            target = target[key]
+    if path and isinstance(target, dict):
+        target[path[-1]] = data.draw(_json_values)
+    else:
+        manifest = data.draw(_json_values)
+    (root / "run" / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        opened = ra.open_store(str(root / "run"))
+        chosen = ra.select_negatives(opened, k=2)
+    except ra.StoreError:
+        return
+    assert chosen.indices.shape == (opened.queries, 2)
+
+
+def test_a_block_of_another_shape_with_a_matching_digest_is_named(rng, tmp_path):
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    queries, corpus, positives = _data(rng, q=8)
+    store = ra.mine_candidates(queries, corpus, str(tmp_path / "run"), positives=positives,
+                               candidates=10, query_block=4)  # fmt: skip
+    pq.write_table(pa.table({"query": [0, 1]}), store.block_path(1))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    with open(store.block_path(1), "rb") as f:
+        data = f.read()
+    manifest["blocks"]["digests"]["1"] = hashlib.sha256(data).hexdigest()
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ra.StoreError, match=r"block-000001\.parquet is not a block of this store"):
+        ra.select_negatives(str(tmp_path / "run"), k=2)

@@ -40,7 +40,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -158,7 +158,12 @@ class CandidateStore:
                 raise StoreError(
                     f"{path} does not match the digest in the manifest (changed or damaged)"
                 )
-            yield _block_arrays(pq.read_table(io.BytesIO(data)), self.candidates)
+            try:
+                table = pq.read_table(io.BytesIO(data))
+                arrays = _block_arrays(table, self.candidates)
+            except Exception as exc:  # pyarrow's errors (ArrowInvalid, KeyError of a column)
+                raise StoreError(f"{path} is not a block of this store: {exc}") from exc
+            yield arrays
 
 
 def _block_arrays(table: Any, width: int) -> dict[str, Any]:
@@ -202,7 +207,39 @@ def open_store(path: str) -> CandidateStore:
             f"{manifest_path} has format version {manifest.get('version')}; this package reads "
             f"version {FORMAT_VERSION}"
         )
+    problem = _manifest_problem(manifest)
+    if problem is not None:
+        raise StoreError(f"{manifest_path} is damaged: {problem}")
     return CandidateStore(path, manifest)
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> Optional[str]:
+    """What makes a manifest unusable (a key missing, a value of the wrong kind), or None."""
+
+    def count(value: object, minimum: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+    parameters, inputs, blocks = (manifest.get(k) for k in ("parameters", "inputs", "blocks"))
+    if not (isinstance(parameters, dict) and isinstance(inputs, dict) and isinstance(blocks, dict)):
+        return "parameters, inputs and blocks must be objects"
+    if not count(parameters.get("candidates"), 1) or not count(parameters.get("query_block"), 1):
+        return "parameters.candidates and parameters.query_block must be integers >= 1"
+    queries = inputs.get("queries")
+    shape = queries.get("shape") if isinstance(queries, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 2 and all(count(v, 0) for v in shape)):
+        return "inputs.queries.shape must be two integers >= 0"
+    total, done, digests = blocks.get("total"), blocks.get("done"), blocks.get("digests")
+    if total != -(-shape[0] // parameters["query_block"]):
+        return f"blocks.total must be {-(-shape[0] // parameters['query_block'])}, got {total!r}"
+    if not isinstance(done, list) or not all(count(b, 0) and b < total for b in done):
+        return "blocks.done must list block numbers below blocks.total"
+    if len(set(done)) != len(done):
+        return "blocks.done lists a block twice"
+    if not isinstance(digests, dict) or not all(
+        isinstance(digests.get(str(b)), str) and len(digests[str(b)]) == 64 for b in done
+    ):
+        return "blocks.digests must hold a SHA-256 for every block done"
+    return None
 
 
 def mine_candidates(
