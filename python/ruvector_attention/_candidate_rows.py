@@ -17,7 +17,7 @@ import numpy.typing as npt
 from ._corpus_engine import mine
 from ._selection_rules import checked_rules
 
-__all__ = ["candidate_block"]
+__all__ = ["candidate_block", "group_by_query"]
 
 #: Extra candidates asked of the float32 engine before the float64 rescoring picks the best
 #: ``candidates``: a row whose float32 rank is a little past the cut can be inside it in float64.
@@ -100,6 +100,16 @@ def candidate_block(
         "positive_score": pos_score,
         "complete": complete,
     }
+
+
+def group_by_query(
+    rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], queries: int
+) -> list[npt.NDArray[np.int64]]:
+    """Each query's distinct corpus rows among the ``(rows[i], cols[i])`` pairs, sorted."""
+    order = np.argsort(rows, kind="stable")
+    bounds = np.searchsorted(rows[order], np.arange(queries + 1))
+    sorted_cols = cols[order]
+    return [np.unique(sorted_cols[bounds[i] : bounds[i + 1]]) for i in range(queries)]
 
 
 def _unit64(x: Any) -> npt.NDArray[np.float64]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import float_matrix, from_interchange
-from ._candidate_rows import candidate_block
+from ._candidate_rows import candidate_block, group_by_query
 from ._corpus_engine import HardNegatives, _is_dask_array, _is_ray_corpus, _positive_pairs
 from ._selection_rules import SelectionRules
 from .errors import ArgumentError, ShapeError
@@ -49,9 +49,7 @@ def mine_with_controls(
         )
     n_queries, n_corpus = q.shape[0], int(shape[0])
     pos_rows, pos_cols = _positive_pairs(positives, n_queries, n_corpus)
-    order = np.argsort(pos_rows, kind="stable")
-    bounds = np.searchsorted(pos_rows[order], np.arange(n_queries + 1))
-    by_query = [np.unique(pos_cols[order][bounds[i] : bounds[i + 1]]) for i in range(n_queries)]
+    by_query = group_by_query(pos_rows, pos_cols, n_queries)
     out = Selection(
         indices=np.full((n_queries, rules.k), -1, np.int64),
         scores=np.full((n_queries, rules.k), np.nan, np.float64),

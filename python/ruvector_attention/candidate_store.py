@@ -48,7 +48,7 @@ import numpy.typing as npt
 from . import _validate as check
 from ._arrays import float_matrix, from_interchange
 from ._atomic_file import write_atomically
-from ._candidate_rows import candidate_block
+from ._candidate_rows import candidate_block, group_by_query
 from ._corpus_engine import _is_dask_array, _positive_pairs
 from .errors import ArgumentError, RuvectorError
 
@@ -311,7 +311,7 @@ def mine_candidates(
     }
     manifest = _start(out, manifest, resume=resume, overwrite=overwrite)
     store = CandidateStore(out, manifest)
-    by_query = _group_by_query(pos_rows, pos_cols, q.shape[0])
+    by_query = group_by_query(pos_rows, pos_cols, q.shape[0])
     done = set(manifest["blocks"]["done"])
     todo = [b for b in range(manifest["blocks"]["total"]) if b not in done]
     for block in _progress(todo, progress):
@@ -379,15 +379,6 @@ def _start(out: str, fresh: dict[str, Any], *, resume: bool, overwrite: bool) ->
     os.makedirs(out, exist_ok=True)
     _write_manifest(out, fresh)
     return fresh
-
-
-def _group_by_query(
-    rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], queries: int
-) -> list[npt.NDArray[np.int64]]:
-    order = np.argsort(rows, kind="stable")
-    bounds = np.searchsorted(rows[order], np.arange(queries + 1))
-    sorted_cols = cols[order]
-    return [np.unique(sorted_cols[bounds[i] : bounds[i + 1]]) for i in range(queries)]
 
 
 def _table(pa: Any, block: dict[str, Any]) -> Any:
