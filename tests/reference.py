@@ -295,3 +295,18 @@ def loss_inputs(rng, layout, b, n, d):
         "in_batch": None,
     }[layout]
     return a, p, negatives
+
+
+def corpus_keys(seed_key, queries, columns):
+    """The corpus miner's seeded draw per (query, corpus row), written out in NumPy: the seed
+    XOR each index times its odd constant, SplitMix64's output mixer, the top 53 bits."""
+    with np.errstate(over="ignore"):
+        z = (
+            np.uint64(seed_key)
+            ^ (np.asarray(queries).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+            ^ (np.asarray(columns).astype(np.uint64) * np.uint64(0xD1B54A32D192ED03))
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53

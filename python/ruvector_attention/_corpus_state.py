@@ -44,18 +44,12 @@ def uniform_keys(
     seed_key: int, queries: IndexArray, columns: IndexArray
 ) -> npt.NDArray[np.float64]:
     """A uniform number in [0, 1) per (query, corpus index), a pure function of the pair and the
-    seed (SplitMix64's mixer on a counter), so draws never depend on chunking."""
-    with np.errstate(over="ignore"):
-        z = (
-            np.uint64(seed_key)
-            ^ (queries.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-            ^ (columns.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03))
-        )
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    keys: npt.NDArray[np.float64] = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    return keys
+    seed, so draws never depend on chunking (owned by the kernels: ``mining/rng.rs``)."""
+    return _native.corpus_keys(
+        seed_key,
+        np.ascontiguousarray(queries, dtype=np.int64),
+        np.ascontiguousarray(columns, dtype=np.int64),
+    )
 
 
 class BestList:

@@ -19,6 +19,7 @@ __all__ = [
     "_testing",
     "cached_memory",
     "clip_grad_norm",
+    "corpus_keys",
     "csr_from_dense",
     "csr_from_edges",
     "effective_temperature",
@@ -154,6 +155,7 @@ def mine(
     key: int,
     call: int,
 ) -> _I64: ...
+def corpus_keys(seed: int, queries: _I64, rows: _I64, /) -> npt.NDArray[np.float64]: ...
 
 class _Testing:
     """Hooks for tests and benchmarks only (the private submodule ``_native._testing``)."""

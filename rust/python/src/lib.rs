@@ -29,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(loss::info_nce_pooled, m)?)?;
     m.add_function(wrap_pyfunction!(loss::local_contrastive, m)?)?;
     m.add_function(wrap_pyfunction!(mining::mine, m)?)?;
+    m.add_function(wrap_pyfunction!(mining::corpus_keys, m)?)?;
     m.add_class::<mining::MinerConfig>()?;
     m.add_function(wrap_pyfunction!(spectral::csr_from_edges, m)?)?;
     m.add_function(wrap_pyfunction!(spectral::csr_from_dense, m)?)?;

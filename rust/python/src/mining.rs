@@ -2,14 +2,14 @@
 //! dtypes and labels with user-facing messages and owns the random generator's state.
 
 use numpy::ndarray::{Array2, ArrayD};
-use numpy::{PyArray, PyArrayDyn};
+use numpy::{PyArray, PyArray1, PyArrayDyn};
 use pyo3::prelude::*;
 use ruvector_kernels::cancel::NEVER;
 use ruvector_kernels::mining::{self, MineInputs, Strategy};
 
 use crate::arrays::{matrix_dims, readonly, readonly_i64, slice, slice_i64};
 use crate::call::{run, Cost};
-use crate::errors::{internal_error, KernelErr};
+use crate::errors::{internal_error, shape_error, KernelErr};
 
 /// A miner's strategy and its settings, built once per Python miner (the strategy crosses the
 /// boundary as this typed value, not as a name and a list of numbers on every call).
@@ -121,4 +121,29 @@ pub fn mine<'py>(
         .map_err(|err| internal_error(format!("internal: output shape: {err}")))?
         .into_dyn();
     Ok(PyArray::from_owned_array(py, array))
+}
+
+/// The corpus miner's seeded draws: one uniform number in [0, 1) per (query, corpus row) pair
+/// (see `ruvector_kernels::mining::corpus_key`), as a fresh float64 array.
+#[pyfunction]
+#[pyo3(signature = (seed, queries, rows, /))]
+pub fn corpus_keys<'py>(
+    py: Python<'py>,
+    seed: u64,
+    queries: &Bound<'py, PyAny>,
+    rows: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let q = readonly_i64(queries, "queries")?;
+    let r = readonly_i64(rows, "rows")?;
+    let (q, r) = (slice_i64(&q, "queries")?, slice_i64(&r, "rows")?);
+    if q.len() != r.len() {
+        return Err(shape_error(format!(
+            "queries and rows must have the same length, got {} and {}",
+            q.len(),
+            r.len()
+        )));
+    }
+    let mut out = vec![0.0f64; q.len()];
+    mining::corpus_keys(seed, q, r, &mut out);
+    Ok(PyArray::from_vec(py, out))
 }

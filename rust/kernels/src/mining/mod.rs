@@ -28,7 +28,7 @@ mod scoring;
 mod tiles;
 mod topk;
 
-pub use rng::Stream;
+pub use rng::{corpus_key, corpus_keys, Stream};
 pub use topk::TopK;
 
 use crate::cancel::Cancel;

@@ -17,6 +17,23 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The corpus miner's draw for (query, corpus row): a uniform number in [0, 1) with 53 random
+/// bits, a pure function of `(seed, query, row)`, so a seeded draw never depends on chunking,
+/// blocks or threads. (Its own mixing of the three numbers, kept from its first release so that
+/// seeded results stay the same; the output function is SplitMix64's `mix`.)
+#[inline(always)]
+pub fn corpus_key(seed: u64, query: u64, row: u64) -> f64 {
+    let z = seed ^ query.wrapping_mul(GAMMA) ^ row.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    (mix(z) >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
+}
+
+/// `corpus_key` for each pair.
+pub fn corpus_keys(seed: u64, queries: &[i64], rows: &[i64], out: &mut [f64]) {
+    for ((o, &q), &r) in out.iter_mut().zip(queries).zip(rows) {
+        *o = corpus_key(seed, q as u64, r as u64);
+    }
+}
+
 /// The stream of one row in one call.
 #[derive(Clone, Copy, Debug)]
 pub struct Stream {
