@@ -63,7 +63,17 @@ _HASH_CHUNK = 1 << 24
 
 class StoreError(RuvectorError, ValueError):
     """A candidate store that cannot be used as asked: missing or damaged files, or a resume with
-    other inputs or parameters."""
+    other inputs or parameters.
+
+    Examples:
+        >>> import tempfile
+        >>> import ruvector_attention as ra
+        >>> try:
+        ...     ra.open_store(tempfile.mkdtemp())
+        ... except ra.StoreError as exc:
+        ...     print("not a store:", "no manifest.json" in str(exc))
+        not a store: True
+    """
 
 
 def _pyarrow() -> Any:
@@ -191,7 +201,19 @@ def _block_arrays(table: Any, width: int) -> dict[str, Any]:
 
 
 def open_store(path: str) -> CandidateStore:
-    """Opens a store written by :func:`mine_candidates` (finished or not)."""
+    """Opens a store written by :func:`mine_candidates` (finished or not); its manifest is
+    checked whole (a damaged one raises :class:`StoreError`).
+
+    Examples:
+        >>> import numpy as np, tempfile, os
+        >>> import ruvector_attention as ra
+        >>> corpus = np.random.default_rng(1).standard_normal((30, 4)).astype(np.float32)
+        >>> run = os.path.join(tempfile.mkdtemp(), "run")
+        >>> _ = ra.mine_candidates(corpus[:3], corpus, run, candidates=4)
+        >>> store = ra.open_store(run)
+        >>> store.finished, store.queries
+        (True, 3)
+    """
     manifest_path = os.path.join(path, MANIFEST)
     try:
         with open(manifest_path, encoding="utf-8") as f:
@@ -273,7 +295,17 @@ def mine_candidates(
             or a resume whose inputs or parameters differ from the store's (named).
 
     Examples:
-        See :class:`CandidateStore`.
+        >>> import numpy as np, tempfile, os
+        >>> import ruvector_attention as ra
+        >>> corpus = np.random.default_rng(2).standard_normal((40, 8)).astype(np.float32)
+        >>> run = os.path.join(tempfile.mkdtemp(), "run")
+        >>> store = ra.mine_candidates(corpus[:5], corpus, run, positives=np.arange(5),
+        ...                            candidates=6, query_block=2)
+        >>> store.manifest["blocks"]["total"], sorted(os.listdir(run))[:2]
+        (3, ['block-000000.parquet', 'block-000001.parquet'])
+        >>> block = next(store.blocks())
+        >>> block["candidates"].shape, bool((block["candidates"] != block["query"][:, None]).all())
+        ((2, 6), True)
     """
     q = float_matrix(queries, "queries", min_rows=0)
     if not _is_dask_array(corpus):

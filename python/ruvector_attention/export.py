@@ -69,13 +69,35 @@ def export_negatives(
         StoreError: the store has no saved selection.
         ArgumentError: an unknown format, an existing ``out`` without ``overwrite``, a text file
             without ``text_column``, or an id it lacks.
+
+    Examples:
+        >>> import json, os, tempfile
+        >>> import numpy as np
+        >>> import ruvector_attention as ra
+        >>> folder = tempfile.mkdtemp()
+        >>> corpus = np.random.default_rng(5).standard_normal((20, 8)).astype(np.float32)
+        >>> store = ra.mine_candidates(corpus[:2], corpus, os.path.join(folder, "run"),
+        ...                            positives=np.arange(2), candidates=5)
+        >>> _ = ra.save_selection(store, ra.select_negatives(store, k=2), plot=False)
+        >>> for side, n in (("q", 2), ("c", 20)):
+        ...     with open(os.path.join(folder, f"{side}.jsonl"), "w") as f:
+        ...         _ = f.writelines(json.dumps({"id": i, "text": f"{side}{i}"}) + chr(10)
+        ...                       for i in range(n))
+        >>> out = os.path.join(folder, "train.jsonl")
+        >>> ra.export_negatives(store, "flagembedding", out,
+        ...                     queries_text=os.path.join(folder, "q.jsonl"),
+        ...                     corpus_text=os.path.join(folder, "c.jsonl"))["rows"]
+        2
+        >>> with open(out) as f:
+        ...     json.loads(f.readline())["pos"]
+        ['c0']
     """
     if format not in FORMATS:
         raise ArgumentError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if os.path.exists(out) and not overwrite:
         raise ArgumentError(f"{out} exists: pass overwrite=True to replace it")
-    if not isinstance(store, CandidateStore):
-        store = open_store(os.fspath(store))
+    # Read from disk even when given an opened store: its selection may be newer than the object.
+    store = open_store(store.path if isinstance(store, CandidateStore) else os.fspath(store))
     pa, pq = _pyarrow()
     selection_path = os.path.join(store.path, SELECTION_FILE)
     if not os.path.exists(selection_path):

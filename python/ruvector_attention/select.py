@@ -150,6 +150,17 @@ def select_negatives(
         ArgumentError: random sampling whose window reaches past the store's lists; a
             ``rescore`` that returns NaN or infinity.
         ShapeError: a ``rescore`` that returns a number of scores other than the pairs given.
+
+    Examples:
+        >>> import numpy as np, tempfile, os
+        >>> import ruvector_attention as ra
+        >>> corpus = np.random.default_rng(3).standard_normal((50, 8)).astype(np.float32)
+        >>> run = os.path.join(tempfile.mkdtemp(), "run")
+        >>> store = ra.mine_candidates(corpus[:4], corpus, run, positives=np.arange(4),
+        ...                            candidates=20)
+        >>> near = ra.select_negatives(store, k=2, max_positive_similarity=0.5)
+        >>> near.indices.shape, near.audit["removed"]["max_positive_similarity"] > 0
+        ((4, 2), True)
     """
     rules = checked_rules(
         k, range_min, range_max, min_score, max_score, absolute_margin, relative_margin,
@@ -316,7 +327,19 @@ def _histogram(parts: list[npt.NDArray[np.float64]]) -> list[int]:
 def save_selection(store: CandidateStore, selection: Selection, *, plot: bool = True) -> str:
     """Writes ``selection.parquet`` (``query``, ``negatives``, ``scores``, ``shortfall``) into
     the store, its parameters and audit into the manifest, and ``audit.png`` (with matplotlib,
-    when ``plot``); returns the selection file's path."""
+    when ``plot``); returns the selection file's path.
+
+    Examples:
+        >>> import numpy as np, tempfile, os
+        >>> import ruvector_attention as ra
+        >>> corpus = np.random.default_rng(4).standard_normal((30, 8)).astype(np.float32)
+        >>> run = os.path.join(tempfile.mkdtemp(), "run")
+        >>> store = ra.mine_candidates(corpus[:3], corpus, run, positives=np.arange(3),
+        ...                            candidates=10)
+        >>> path = ra.save_selection(store, ra.select_negatives(store, k=2), plot=False)
+        >>> os.path.basename(path), "selection" in ra.open_store(run).manifest
+        ('selection.parquet', True)
+    """
     pa, pq = _pyarrow()
     lists = [row[row >= 0].tolist() for row in selection.indices]
     scores = [row[~np.isnan(row)].tolist() for row in selection.scores]
