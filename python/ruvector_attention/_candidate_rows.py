@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._corpus_engine import mine
+from ._corpus_engine import _corpus_take, mine
+from ._corpus_state import unit_rows64
 from ._selection_rules import checked_rules
 
 __all__ = ["candidate_block", "group_by_query"]
@@ -49,14 +50,14 @@ def candidate_block(
         block_q, corpus, positives=excluded, rules=checked_rules(k=want), exclude_self=False,
         progress=False, chunk_rows=None, column=None, with_scores=False,
     ).indices  # fmt: skip
-    unit_q = _unit64(block_q)
+    unit_q = unit_rows64(block_q)
     distinct, where = np.unique(mined[mined >= 0], return_inverse=True)
-    rows = _rows64(corpus, distinct)
+    rows = _unit_corpus_rows(corpus, distinct)
     slot = np.full(mined.shape, -1, np.int64)
     slot[mined >= 0] = where
     positives = [by_query[i] for i in query_ids.tolist()]
     positive_rows = np.unique(np.concatenate([np.zeros(0, np.int64), *positives]))
-    positive_units = _rows64(corpus, positive_rows)
+    positive_units = _unit_corpus_rows(corpus, positive_rows)
     width = max([len(p) for p in positives] + [1])
     pos_slot = np.full((len(query_ids), width), -1, np.int64)
     for j, p in enumerate(positives):
@@ -112,19 +113,9 @@ def group_by_query(
     return [np.unique(sorted_cols[bounds[i] : bounds[i + 1]]) for i in range(queries)]
 
 
-def _unit64(x: Any) -> npt.NDArray[np.float64]:
-    x64 = np.asarray(x, dtype=np.float64)
-    norms = np.maximum(np.linalg.norm(x64, axis=1, keepdims=True), 1e-8)
-    with np.errstate(invalid="ignore", over="ignore"):
-        unit: npt.NDArray[np.float64] = x64 / norms
-    return unit
-
-
-def _rows64(corpus: Any, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-    """Unit float64 rows of the corpus (each row read once, in order)."""
+def _unit_corpus_rows(corpus: Any, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Unit float64 rows of the corpus (each row read once, in order; float16 and float32
+    values widened exactly)."""
     if rows.size == 0:
         return np.zeros((0, int(corpus.shape[1])), np.float64)
-    taken = corpus[rows]
-    if hasattr(taken, "compute"):
-        taken = taken.compute()
-    return _unit64(taken)
+    return unit_rows64(_corpus_take(corpus, rows, np.float64))

@@ -128,12 +128,12 @@ def _corpus_rows(corpus: Any, start: int, stop: int) -> F32:
     return np.ascontiguousarray(corpus[start:stop], dtype=np.float32)
 
 
-def _corpus_take(corpus: Any, rows: IndexArray) -> F32:
-    """The given (sorted) rows of the corpus as float32 (a Dask array computes just these)."""
+def _corpus_take(corpus: Any, rows: IndexArray, dtype: Any = np.float32) -> Any:
+    """The given (sorted) rows of the corpus as ``dtype`` (a Dask array computes just these)."""
     taken = corpus[rows]
     if hasattr(taken, "compute"):
         taken = taken.compute()
-    return np.ascontiguousarray(taken, dtype=np.float32)
+    return np.ascontiguousarray(taken, dtype=dtype)
 
 
 def mine(

@@ -11,6 +11,7 @@ they give the same result whatever the chunking.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,7 @@ import numpy.typing as npt
 from . import _native
 from .mining import HardNegativeMiner
 
-__all__ = ["BLOCK_FLOATS", "BestList", "Plan", "State", "uniform_keys", "unit_rows"]
+__all__ = ["BLOCK_FLOATS", "BestList", "Plan", "State", "uniform_keys", "unit_rows", "unit_rows64"]
 
 IndexArray = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -32,11 +33,19 @@ NORM_EPS = float(_native.NORM_EPS)
 _HARDEST = HardNegativeMiner.hardest(seed=0)
 
 
-def unit_rows(x: F32) -> F32:
-    x64 = x.astype(np.float64)
+def unit_rows64(x: Any) -> npt.NDArray[np.float64]:
+    """Rows scaled to unit length in float64 (norms clamped at the kernels' ``NORM_EPS``)."""
+    x64 = np.asarray(x, dtype=np.float64)
     norms = np.maximum(np.linalg.norm(x64, axis=1, keepdims=True), NORM_EPS)
     with np.errstate(invalid="ignore", over="ignore"):
-        unit: F32 = (x64 / norms).astype(np.float32)
+        unit: npt.NDArray[np.float64] = x64 / norms
+    return unit
+
+
+def unit_rows(x: F32) -> F32:
+    """``unit_rows64`` rounded to float32 (what the float32 kernels read)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        unit: F32 = unit_rows64(x).astype(np.float32)
     return unit
 
 
