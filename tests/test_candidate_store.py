@@ -459,3 +459,13 @@ def test_the_seeded_draw_is_the_documented_function(seed, ids):
     got = ra._native.corpus_keys(seed, queries, rows)
     np.testing.assert_array_equal(got, reference.corpus_keys(seed, queries, rows))
     assert ((got >= 0) & (got < 1)).all()
+
+
+def test_the_progress_bars_count_to_their_totals(rng, tmp_path, capsys):
+    pytest.importorskip("tqdm")
+    corpus = rng.standard_normal((3000, 8)).astype(np.float32)
+    ra.mine_hard_negatives(corpus[:5], corpus, k=3, progress=True, chunk_rows=1000)
+    ra.mine_candidates(corpus[:5], corpus, str(tmp_path / "run"), candidates=4, query_block=2,
+                       progress=True)  # fmt: skip
+    err = capsys.readouterr().err
+    assert "3000/3000" in err and "mining candidates" in err and "3/3" in err

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -247,7 +247,11 @@ def mine(
     else:
         step = chunk_rows or plan.default_chunk_rows()
         state = plan.empty()
-        for start in _progress(range(0, n_corpus, step), n_corpus, step, progress):
+        chunks = range(0, n_corpus, step)
+        sizes = lambda start: min(step, n_corpus - start)  # noqa: E731
+        for start in progress_bar(
+            chunks, progress, total=n_corpus, size=sizes, unit="rows", desc="mining"
+        ):
             stop = min(start + step, n_corpus)
             state.merge(plan.absorb(_corpus_rows(corpus, start, stop), start))
 
@@ -314,16 +318,26 @@ def _scores_of(unit_q: F32, corpus: Any, index: IndexArray) -> F32:
     return scores
 
 
-def _progress(chunks: range, total: int, step: int, show: bool) -> Iterator[int]:
+def progress_bar(
+    items: Iterable[int],
+    show: bool,
+    *,
+    total: int,
+    size: Callable[[int], int],
+    unit: str,
+    desc: str,
+) -> Iterator[int]:
+    """``items``, with a tqdm bar (when ``show`` and tqdm is installed) advanced by ``size(item)``
+    after each item, out of ``total``."""
     if not show:
-        yield from chunks
+        yield from items
         return
     try:
         from tqdm import tqdm
     except ImportError:
-        yield from chunks
+        yield from items
         return
-    with tqdm(total=total, unit="rows", desc="mining") as bar:
-        for start in chunks:
-            yield start
-            bar.update(min(step, total - start))
+    with tqdm(total=total, unit=unit, desc=desc) as bar:
+        for item in items:
+            yield item
+            bar.update(size(item))

@@ -49,7 +49,7 @@ from . import _validate as check
 from ._arrays import float_matrix, from_interchange
 from ._atomic_file import write_atomically
 from ._candidate_rows import candidate_block, group_by_query
-from ._corpus_engine import _is_dask_array, _positive_pairs
+from ._corpus_engine import _is_dask_array, _positive_pairs, progress_bar
 from .errors import ArgumentError, RuvectorError
 
 __all__ = ["CandidateStore", "StoreError", "mine_candidates", "open_store"]
@@ -346,7 +346,11 @@ def mine_candidates(
     by_query = group_by_query(pos_rows, pos_cols, q.shape[0])
     done = set(manifest["blocks"]["done"])
     todo = [b for b in range(manifest["blocks"]["total"]) if b not in done]
-    for block in _progress(todo, progress):
+    one = lambda _: 1  # noqa: E731
+    bar = progress_bar(
+        todo, progress, total=len(todo), size=one, unit="block", desc="mining candidates"
+    )
+    for block in bar:
         start, stop = block * query_block, min((block + 1) * query_block, q.shape[0])
         block_rows = candidate_block(
             q, corpus, np.arange(start, stop), by_query, candidates, exclude_self, n_corpus
@@ -437,15 +441,3 @@ def _table(pa: Any, block: dict[str, Any]) -> Any:
             "complete": pa.array(block["complete"], pa.bool_()),
         }
     )
-
-
-def _progress(blocks: list[int], show: bool) -> Iterator[int]:
-    if not show:
-        yield from blocks
-        return
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        yield from blocks
-        return
-    yield from tqdm(blocks, unit="block", desc="mining candidates")
