@@ -238,18 +238,55 @@ def info_nce_pool_gradient(a, p, neg, t):
     return (grad_hat - along * ph) / npool
 
 
+def exact_cosine_matrix(queries, corpus):
+    """The corpus miner's exact score, written out from its contract (api.md, "Corpus mining"):
+    rows as float32 widened to float64; each dot product summed in sixteen lanes (element i in
+    lane i mod 16, each lane in order), the lanes then added pairwise (lane j += lane j + w for
+    w = 8, 4, 2, 1); norms clamped at float32 1e-8; ``(q . c / |q|) / |c|``."""
+    q = np.asarray(np.asarray(queries, np.float32), np.float64)
+    c = np.asarray(np.asarray(corpus, np.float32), np.float64)
+    d = q.shape[1]
+    width = -(-d // 16) * 16
+
+    def lanes(x):  # (n, D) -> (n, D/16, 16), zero padded (adding +0.0 changes no lane sum)
+        out = np.zeros((x.shape[0], width), np.float64)
+        out[:, :d] = x
+        return out.reshape(x.shape[0], width // 16, 16)
+
+    def lane_sums(products):  # (..., steps, 16): each lane summed in order
+        with np.errstate(invalid="ignore", over="ignore"):
+            acc = np.cumsum(products, axis=-2)[..., -1, :]
+            for w in (8, 4, 2, 1):
+                acc = acc[..., :w] + acc[..., w : 2 * w]
+        return acc[..., 0]
+
+    eps = float(np.float32(1e-8))
+    ql, cl = lanes(q), lanes(c)
+    with np.errstate(invalid="ignore", over="ignore"):
+        nq = np.maximum(np.sqrt(lane_sums(ql * ql)), eps)
+        nc = np.maximum(np.sqrt(lane_sums(cl * cl)), eps)
+        dots = (
+            np.stack([lane_sums(row[None] * cl) for row in ql])
+            if len(ql)
+            else np.zeros((0, len(c)))
+        )
+        return dots / nq[:, None] / nc[None, :]
+
+
 def corpus_negatives(queries, corpus, positives, *, k, range_min=0, range_max=None,
                      min_score=None, max_score=None, absolute_margin=None, relative_margin=None,
-                     sampling="top", seed=None, exclude_self=False):  # fmt: skip
+                     sampling="top", seed=None, exclude_self=False, sims=None):  # fmt: skip
     """mine_hard_negatives' definition, written directly in float64: the picks of "top"; for
     "random", each query's eligible candidates (which k of them a seed draws is the sampler's
-    own business, tested for uniformity by its distribution, not by re-deriving its keys)."""
+    own business, tested for uniformity by its distribution, not by re-deriving its keys).
+    ``sims``: the (Q, N) scores to rank by (default: the float64 cosine of the unit rows)."""
     q = np.asarray(queries, np.float64)
     c = np.asarray(corpus, np.float64)
-    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-8)
-    with np.errstate(invalid="ignore"):
-        cn = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-8)
-        sims = qn @ cn.T
+    if sims is None:
+        qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-8)
+        with np.errstate(invalid="ignore"):
+            cn = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-8)
+            sims = qn @ cn.T
     idx_out = np.full((len(q), k), -1, np.int64)
     eligible = []
     for i in range(len(q)):

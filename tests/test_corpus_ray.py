@@ -102,14 +102,17 @@ def test_each_task_sizes_the_pool_to_its_cpus(cluster):
                 ra.set_num_threads(preset)
             unit = np.eye(4, dtype=np.float32)
             plan = Plan(
-                unit,
-                np.full(4, np.inf),
-                -np.inf,
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int64),
-                head_size=2,
+                queries=unit,
+                unit_q=unit,
+                query_ids=np.arange(4),
+                cap=np.full(4, np.inf),
+                floor=-np.inf,
+                ex_rows=np.zeros(0, np.int64),
+                ex_cols=np.zeros(0, np.int64),
+                list_size=2,
                 key_size=0,
                 seed_key=0,
+                errors=np.full(4, 1e-6),
             )
             absorb_block(plan, unit, 0)
             return ra.get_num_threads()

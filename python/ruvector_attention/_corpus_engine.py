@@ -13,14 +13,15 @@ from typing import Any, Optional
 import numpy as np
 import numpy.typing as npt
 
+from . import _native
 from . import _validate as check
 from ._arrays import float_matrix, from_interchange, is_scipy_sparse
-from ._corpus_state import Plan, uniform_keys, unit_rows
+from ._corpus_state import Plan, State, exact_scores, uniform_keys, unit_rows
 from ._selection_rules import SelectionRules
 from ._system import beyond_memory
 from .errors import ArgumentError, ShapeError
 
-__all__ = ["HardNegatives", "mine"]
+__all__ = ["HardNegatives", "mine", "mine_exact"]
 
 IndexArray = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -45,6 +46,15 @@ class HardNegatives:
     scores: F32
     #: With ``rescore=``: the teacher's scores of the picks, (Q, k) float64, NaN padded.
     rescore_scores: Optional[npt.NDArray[np.float64]] = None
+    #: The work behind the answer: per query, the candidates whose exact (float64) score was
+    #: computed, (Q,) int64 (None where not counted).
+    rescored: Optional[IndexArray] = None
+
+
+#: List entries kept beyond what the window needs: the float32 preselection's uncertainty (a few
+#: times ``preselection_error`` wide) then usually falls past the entries the answer needs, so
+#: one pass certifies it.
+LIST_MARGIN = 16
 
 
 def _check_state_fits(queries: int, per_query: int) -> None:
@@ -146,10 +156,28 @@ def mine(
     progress: bool,
     chunk_rows: Optional[int],
     column: Optional[str],
-    with_scores: bool,
 ) -> HardNegatives:
-    """``mine_hard_negatives``; ``with_scores=False`` leaves the scores NaN (the candidate store
-    rescores its rows itself and skips the reads this takes)."""
+    """``mine_hard_negatives`` without the false-negative controls."""
+    index, scores, rescored = mine_exact(
+        queries, corpus, positives=positives, rules=rules, exclude_self=exclude_self,
+        progress=progress, chunk_rows=chunk_rows, column=column,
+    )  # fmt: skip
+    return HardNegatives(index, scores.astype(np.float32), rescored=rescored)
+
+
+def mine_exact(
+    queries: object,
+    corpus: object,
+    *,
+    positives: object,
+    rules: SelectionRules,
+    exclude_self: bool,
+    progress: bool,
+    chunk_rows: Optional[int],
+    column: Optional[str],
+) -> tuple[IndexArray, npt.NDArray[np.float64], IndexArray]:
+    """``mine``'s picks with their exact scores in float64 (what a candidate store keeps) and the
+    number of candidates rescored per query."""
     q = float_matrix(queries, "queries", min_rows=0)
     n_queries, dim = q.shape
     if is_scipy_sparse(corpus):
@@ -189,24 +217,23 @@ def mine(
     pos_rows, pos_cols = _positive_pairs(positives, n_queries, n_corpus)
 
     out_index = np.full((n_queries, k), -1, np.int64)
-    out_scores = np.full((n_queries, k), np.nan, np.float32)
+    out_scores = np.full((n_queries, k), np.nan, np.float64)
+    rescored = np.zeros(n_queries, np.int64)
     if n_queries == 0 or k == 0 or n_corpus == 0:
-        return HardNegatives(out_index, out_scores)
+        return out_index, out_scores, rescored
 
-    unit_q = unit_rows(q)
-    # Excluded pairs: positives and (exclude_self) the query's own row, sorted by corpus index.
+    # Excluded pairs: positives and (exclude_self) the query's own row.
     if exclude_self:
         own = np.arange(min(n_queries, n_corpus), dtype=np.int64)
-        pos_rows_x, pos_cols_x = np.concatenate([pos_rows, own]), np.concatenate([pos_cols, own])
+        ex_rows_all = np.concatenate([pos_rows, own])
+        ex_cols_all = np.concatenate([pos_cols, own])
     else:
-        pos_rows_x, pos_cols_x = pos_rows, pos_cols
-    order = np.argsort(pos_cols_x, kind="stable")
-    ex_rows, ex_cols = pos_rows_x[order], pos_cols_x[order]
+        ex_rows_all, ex_cols_all = pos_rows, pos_cols
 
     # Each query's positive score (the lowest similarity among its positives) and score cap.
     positive_score = np.full(n_queries, np.nan)
     if pos_cols.size:
-        sims = _pair_similarities(unit_q, corpus, pos_rows, pos_cols)
+        sims = _pair_similarities(q, corpus, pos_rows, pos_cols)
         # fmin skips NaN: a positive row with NaN or Inf does not set the positive score.
         positive_score = np.full(n_queries, np.inf)
         np.fmin.at(positive_score, pos_rows, sims)
@@ -221,65 +248,149 @@ def mine(
         cap[has_pos] = np.minimum(cap[has_pos], positive_score[has_pos] * (1.0 - rel_margin))
     floor = -np.inf if lo is None else lo
 
-    # What is kept per query: the count above the cap, the best candidates below it by score,
-    # and (random sampling, open window) the best by random key among those that pass. No rank
-    # reaches past the corpus, so neither list is longer than it.
-    head_size = range_max if range_max is not None else range_min + (k if sampling == "top" else 0)
-    head_size = min(head_size, n_corpus)
+    # What is kept per query: the count above the cap, the best candidates below it by score
+    # (the window's end, or range_min + k, and a margin beyond it so that the float32
+    # preselection's uncertainty falls past what is needed), and (random sampling, open
+    # window) the best by random key among those that pass. No list is longer than the corpus.
+    window_end = range_max if range_max is not None else range_min + (k if sampling == "top" else 0)
+    list_size = min(window_end + LIST_MARGIN, n_corpus)
     key_size = min(range_min + k, n_corpus) if (sampling == "random" and range_max is None) else 0
-    _check_state_fits(n_queries, head_size + key_size)
-    plan = Plan(
-        unit_q=unit_q,
-        cap=cap,
+    unit_q = unit_rows(q)
+    # The preselection's error bound, per query: 0 for an all-zero query (see Plan.errors).
+    errors = np.where((q == 0).all(axis=1), 0.0, float(_native.preselection_error(dim)))
+    todo = np.arange(n_queries, dtype=np.int64)
+    # Queries whose needed entries the lists cannot certify are mined again with lists four
+    # times as long; a list as long as the corpus leaves nothing out, so this ends.
+    while todo.size:
+        _check_state_fits(len(todo), list_size + key_size)
+        plan = _plan_for(
+            todo, q, unit_q, cap, floor, ex_rows_all, ex_cols_all, list_size, key_size,
+            rules.seed_key, errors,
+        )  # fmt: skip
+        if ray_engine is not None:
+            state = ray_engine.reduce(plan)
+        elif _is_dask_array(corpus):
+            from ._dask import reduce_blocks
+
+            state = reduce_blocks(plan, corpus, progress)
+        else:
+            step = chunk_rows or plan.default_chunk_rows()
+            state = plan.empty()
+            chunks = range(0, n_corpus, step)
+            sizes = lambda start, step=step: min(step, n_corpus - start)  # noqa: E731
+            for start in progress_bar(
+                chunks, progress, total=n_corpus, size=sizes, unit="rows", desc="mining"
+            ):
+                stop = min(start + step, n_corpus)
+                state.merge(plan.absorb(_corpus_rows(corpus, start, stop), start))
+        rescored[todo] += state.rescored
+        settled = _finish(plan, state, rules, n_corpus, out_index, out_scores)
+        if list_size >= n_corpus and not settled.all():  # pragma: no cover - a broken bound
+            raise RuntimeError("internal: a list holding the whole corpus was not certain")
+        todo = todo[~settled]
+        list_size = min(4 * list_size, n_corpus)
+    if key_size:
+        # Picks drawn from the key list: their exact scores, computed the one way.
+        out_scores[:] = _scores_of(q, corpus, out_index)
+    return out_index, out_scores, rescored
+
+
+def _plan_for(
+    todo: IndexArray,
+    q: F32,
+    unit_q: F32,
+    cap: npt.NDArray[np.float64],
+    floor: float,
+    ex_rows: IndexArray,
+    ex_cols: IndexArray,
+    list_size: int,
+    key_size: int,
+    seed_key: int,
+    errors: npt.NDArray[np.float64],
+) -> Plan:
+    """The plan of the queries ``todo`` (rows of ``q``): their excluded pairs renumbered and
+    sorted by corpus index (as each chunk looks them up)."""
+    local = np.full(len(q), -1, np.int64)
+    local[todo] = np.arange(len(todo))
+    mine_pairs = local[ex_rows] >= 0
+    rows, cols = local[ex_rows[mine_pairs]], ex_cols[mine_pairs]
+    order = np.argsort(cols, kind="stable")
+    return Plan(
+        queries=np.ascontiguousarray(q[todo]),
+        unit_q=np.ascontiguousarray(unit_q[todo]),
+        query_ids=todo,
+        cap=cap[todo],
         floor=floor,
-        ex_rows=ex_rows,
-        ex_cols=ex_cols,
-        head_size=head_size,
+        ex_rows=rows[order],
+        ex_cols=cols[order],
+        list_size=list_size,
         key_size=key_size,
-        seed_key=rules.seed_key,
+        seed_key=seed_key,
+        errors=errors[todo],
     )
-    if ray_engine is not None:
-        state = ray_engine.reduce(plan)
-    elif _is_dask_array(corpus):
-        from ._dask import reduce_blocks
 
-        state = reduce_blocks(plan, corpus, progress)
-    else:
-        step = chunk_rows or plan.default_chunk_rows()
-        state = plan.empty()
-        chunks = range(0, n_corpus, step)
-        sizes = lambda start: min(step, n_corpus - start)  # noqa: E731
-        for start in progress_bar(
-            chunks, progress, total=n_corpus, size=sizes, unit="rows", desc="mining"
-        ):
-            stop = min(start + step, n_corpus)
-            state.merge(plan.absorb(_corpus_rows(corpus, start, stop), start))
 
-    # Finish per query: positions in the capped list map to ranks above_cap + position.
-    for i in range(n_queries):
-        first = max(0, range_min - int(state.above_cap[i]))
-        last = head_size if range_max is None else max(0, range_max - int(state.above_cap[i]))
-        last = min(last, head_size)
-        window_idx = state.by_score.index[i, first:last]
-        window_val = state.by_score.values[i, first:last]
-        ok = (window_idx >= 0) & (window_val >= floor)
-        if sampling == "top":
-            picks = window_idx[ok][:k]
-        elif plan.key_size == 0:  # random, closed window: every window candidate is in the list
-            cand = window_idx[ok]
-            keys = uniform_keys(plan.seed_key, np.full(len(cand), i, np.int64), cand)
-            picks = cand[np.lexsort((cand, -keys))][:k]
+def _finish(
+    plan: Plan,
+    state: State,
+    rules: SelectionRules,
+    n_corpus: int,
+    out_index: IndexArray,
+    out_scores: npt.NDArray[np.float64],
+) -> npt.NDArray[np.bool_]:
+    """Writes the picks of every query whose needed list entries are certain (see
+    ``State.certain``); returns which queries were settled. Positions in the list map to ranks
+    ``above_cap + position``."""
+    k, range_min, range_max = rules.k, rules.range_min, rules.range_max
+    certain = state.certain()
+    settled = np.zeros(len(plan.query_ids), bool)
+    for i, g in enumerate(plan.query_ids.tolist()):
+        index, values = state.by_score.index[i], state.by_score.values[i]
+        complete = bool(np.isneginf(state.bound[i]))  # no row below the cap is missing
+        above = int(state.above_cap[i])
+        first = max(0, range_min - above)
+        last = plan.list_size if range_max is None else max(0, range_max - above)
+        last = min(last, plan.list_size)
+        # `need`: the list positions the answer depends on; they must all be certain.
+        picks: list[int] = []
+        need = first if plan.key_size else last
+        if not plan.key_size:
+            for p in range(first, last):
+                if index[p] < 0:  # the list ended: every row is in it only if none is missing
+                    need = p if complete else n_corpus + 1
+                    break
+                if values[p] < plan.floor:  # everything after is lower still
+                    need = p + 1
+                    break
+                picks.append(p)
+                if rules.sampling == "top" and len(picks) == k:
+                    need = p + 1
+                    break
+            else:
+                if range_max is None and rules.sampling == "top" and not complete:
+                    need = n_corpus + 1  # the window runs on past the list
+        else:  # the head (ranks below range_min) must be exactly known
+            filled = int((index >= 0).sum())
+            if first > filled:  # the head takes every listed row: are there others?
+                need = filled if complete else n_corpus + 1
+        if need > certain[i]:
+            continue
+        settled[i] = True
+        if rules.sampling == "top":
+            chosen = np.asarray(picks[:k], np.int64)
+        elif not plan.key_size:  # random, closed window: every window candidate is in the list
+            cand = index[picks]
+            keys = uniform_keys(plan.seed_key, np.full(len(cand), g, np.int64), cand)
+            chosen = np.asarray(picks, np.int64)[np.lexsort((cand, -keys))][:k]
         else:  # random, open window: the key list minus the head above range_min's rank
-            excluded = set(state.by_score.index[i, :first].tolist())
-            by_key = state.by_key
-            keep = [j for j, c in enumerate(by_key.index[i]) if c >= 0 and int(c) not in excluded]
-            picks = by_key.index[i, keep][:k]
-        out_index[i, : len(picks)] = picks
-    # The reported similarities are computed once, for the picks, in one fixed way: the same
-    # bits whatever the chunking (or the number of Dask workers).
-    if with_scores:
-        out_scores[:] = _scores_of(unit_q, corpus, out_index)
-    return HardNegatives(out_index, out_scores)
+            head = set(index[:first].tolist())
+            by_key = state.by_key.index[i]
+            drawn = [int(c) for c in by_key if c >= 0 and int(c) not in head][:k]
+            out_index[g, : len(drawn)] = drawn
+            continue
+        out_index[g, : len(chosen)] = index[chosen]
+        out_scores[g, : len(chosen)] = values[chosen]
+    return settled
 
 
 def _is_ray_corpus(value: object) -> bool:
@@ -296,25 +407,21 @@ def _is_dask_array(value: object) -> bool:
 
 
 def _pair_similarities(
-    unit_q: F32, corpus: Any, queries: IndexArray, columns: IndexArray
+    q: F32, corpus: Any, queries: IndexArray, columns: IndexArray
 ) -> npt.NDArray[np.float64]:
-    """Cosine similarity of each (query, corpus row) pair, in one fixed way. Only those rows are
-    read, each once and in order (as a memory map or a Dask array reads best)."""
+    """The exact score of each (query, corpus row) pair. Only those rows are read, each once and
+    in order (as a memory map or a Dask array reads best)."""
     distinct, where = np.unique(columns, return_inverse=True)
-    rows = unit_rows(_corpus_take(corpus, distinct)).astype(np.float64)
-    sims: npt.NDArray[np.float64] = np.einsum(
-        "ij,ij->i", unit_q[queries].astype(np.float64), rows[where]
-    )
-    return sims
+    return exact_scores(q, _corpus_take(corpus, distinct), queries, where.astype(np.int64))
 
 
-def _scores_of(unit_q: F32, corpus: Any, index: IndexArray) -> F32:
-    """Cosine similarities of each query with its picks (NaN where there is none)."""
-    scores = np.full(index.shape, np.nan, np.float32)
+def _scores_of(q: F32, corpus: Any, index: IndexArray) -> npt.NDArray[np.float64]:
+    """The exact scores of each query with its picks (NaN: no pick)."""
+    scores = np.full(index.shape, np.nan, np.float64)
     found = index >= 0
     if found.any():
         queries = np.nonzero(found)[0]
-        scores[found] = _pair_similarities(unit_q, corpus, queries, index[found])
+        scores[found] = _pair_similarities(q, corpus, queries, index[found])
     return scores
 
 

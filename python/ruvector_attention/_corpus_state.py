@@ -1,11 +1,19 @@
 """The per-query state of corpus mining (``mine_hard_negatives``): what a chunk of the corpus
 leaves for each query, and how two such states merge.
 
-A ``Plan`` holds everything a chunk's work needs (the normalised queries, the score caps, the
-excluded pairs, the list sizes); ``Plan.absorb`` turns corpus rows into a ``State``; ``State.merge``
-is associative and order-independent (lists in a total order, counts added). Both the in-memory
-loop of ``corpus.py`` and the Dask engine of ``_dask.py`` are built on these two operations, so
-they give the same result whatever the chunking.
+A ``Plan`` holds everything a chunk's work needs (the queries, the score caps, the excluded pairs,
+the list sizes); ``Plan.absorb`` turns corpus rows into a ``State``; ``State.merge`` is associative
+and order-independent (lists in a total order, counts added, bounds maximised). The in-memory
+loop, the Dask engine and the Ray engine are all built on these two operations.
+
+Every score kept, compared or reported is the exact one (``exact_scores``: float64, one fixed
+order, owned by the kernels). The float32 kernels only preselect: a chunk's rows are ranked in
+float32, the best few rescored exactly, and ``State.bound`` records how high the exact score of
+a row left out can be (its float32 score plus the kernels' proven ``preselection_error``). Near
+a score cap or floor, a row whose float32 score is within that error is rescored before it is
+counted. So a list's entries above its bound are certainly the true best, in the true order,
+whatever the chunking; what is below the bound the engine does not trust (``_corpus_engine``
+mines those queries again with longer lists).
 """
 
 from __future__ import annotations
@@ -19,10 +27,20 @@ import numpy.typing as npt
 from . import _native
 from .mining import HardNegativeMiner
 
-__all__ = ["BLOCK_FLOATS", "BestList", "Plan", "State", "uniform_keys", "unit_rows", "unit_rows64"]
+__all__ = [
+    "BLOCK_FLOATS",
+    "BestList",
+    "Plan",
+    "State",
+    "exact_scores",
+    "uniform_keys",
+    "unit_rows",
+    "unit_rows64",
+]
 
 IndexArray = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 
 #: Similarities computed per chunk: about this many floats (queries x chunk rows), so the working
 #: memory stays in the tens of MB whatever the corpus size.
@@ -47,6 +65,20 @@ def unit_rows(x: F32) -> F32:
     with np.errstate(invalid="ignore", over="ignore"):
         unit: F32 = unit_rows64(x).astype(np.float32)
     return unit
+
+
+def exact_scores(queries: F32, rows: F32, query_index: IndexArray, row_index: IndexArray) -> F64:
+    """The exact score (the float64 cosine of the float32 rows, in the kernels' one fixed order)
+    of each pair ``(queries[query_index[p]], rows[row_index[p]])``; NaN where a row holds NaN or
+    Inf. The one place a score is computed: the same pair gives the same bits wherever it is
+    scored."""
+    # Aligned too: a block shipped between Dask processes can arrive at an odd byte offset.
+    return _native.exact_cosines(
+        np.require(queries, np.float32, ["C", "A"]),
+        np.require(rows, np.float32, ["C", "A"]),
+        np.ascontiguousarray(query_index, dtype=np.int64),
+        np.ascontiguousarray(row_index, dtype=np.int64),
+    )
 
 
 def uniform_keys(
@@ -92,6 +124,18 @@ class BestList:
         block_index[rows, slot] = cols + first_column
         self.merge(block_values, block_index)
 
+    def count(self) -> IndexArray:
+        """Entries held per query."""
+        counts: IndexArray = (self.index >= 0).sum(axis=1)
+        return counts
+
+    def last_value(self) -> F64:
+        """Per query, the value of the last entry held (-inf when empty)."""
+        if self.size == 0:
+            return np.full(len(self.index), -np.inf)
+        last = self.values[np.arange(len(self.index)), np.maximum(self.count() - 1, 0)]
+        return np.where(self.count() > 0, last, -np.inf)
+
     def merge(self, values: npt.NDArray[np.float64], index: IndexArray) -> None:
         """Merges candidate lists (rows of values and global indices; -1: none)."""
         if self.size == 0:
@@ -108,30 +152,71 @@ class BestList:
 
 @dataclass
 class State:
-    """What one chunk (or a merge of chunks) leaves per query; merges are order-independent."""
+    """What one chunk (or a merge of chunks) leaves per query; merges are order-independent.
+
+    ``above_cap``: rows whose exact score is above the query's cap. ``by_score``: the best rows
+    below the cap by exact score. ``bound``, ``bound_index``: every row below the cap that is
+    missing from ``by_score`` (never offered to it) ranks below the pair (score ``bound``, row
+    ``bound_index``) in the ranking's order (score desc, row asc); -inf: none is missing.
+    ``by_key``: random sampling over an open window, the passing rows with the highest draws.
+    ``rescored``: pairs scored exactly."""
 
     above_cap: IndexArray
     by_score: BestList
     by_key: BestList
+    bound: F64
+    bound_index: IndexArray
+    rescored: IndexArray
 
     def merge(self, other: State) -> None:
         self.above_cap += other.above_cap
         self.by_score.merge(other.by_score.values, other.by_score.index)
         self.by_key.merge(other.by_key.values, other.by_key.index)
+        self.raise_bound(other.bound, other.bound_index)
+        self.rescored += other.rescored
+
+    def raise_bound(self, bound: F64, index: IndexArray) -> None:
+        """Keeps, per query, the higher-ranked of the two bounds (higher score, then lower row):
+        an entry above it is above both."""
+        higher = (bound > self.bound) | ((bound == self.bound) & (index < self.bound_index))
+        self.bound = np.where(higher, bound, self.bound)
+        self.bound_index = np.where(higher, index, self.bound_index)
+
+    def certain(self) -> IndexArray:
+        """Per query, how many leading ``by_score`` entries are certainly the true best (in the
+        true order): all valid ones when nothing is missing, else those ranking above the
+        bound."""
+        valid = self.by_score.index >= 0
+        values, index = self.by_score.values, self.by_score.index
+        bound, bound_index = self.bound[:, None], self.bound_index[:, None]
+        above = valid & ((values > bound) | ((values == bound) & (index < bound_index)))
+        counts: IndexArray = np.where(
+            np.isneginf(self.bound), valid.sum(axis=1), above.sum(axis=1)
+        ).astype(np.int64)
+        return counts
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a chunk's work needs (sent once to every Dask worker)."""
+    """Everything a chunk's work needs (sent once to every Dask worker or Ray task)."""
 
+    #: The queries as float32 (what exact scores are computed from), their float32 unit rows
+    #: (what the preselection ranks with) and their indices in the caller's query array (what
+    #: the seeded draw is keyed by).
+    queries: F32
     unit_q: F32
-    cap: npt.NDArray[np.float64]
+    query_ids: IndexArray
+    cap: F64
     floor: float
     ex_rows: IndexArray
     ex_cols: IndexArray
-    head_size: int
+    list_size: int
     key_size: int
     seed_key: int
+    #: Per query, the kernels' bound on a float32 preselection score's distance from the exact
+    #: score; 0 for an all-zero query, whose every score is exactly 0 both ways (so the
+    #: preselection's tie order, lower row first, is the exact one too).
+    errors: F64
 
     @property
     def uncapped(self) -> bool:
@@ -144,7 +229,14 @@ class Plan:
 
     def empty(self) -> State:
         n = len(self.unit_q)
-        return State(np.zeros(n, np.int64), BestList(n, self.head_size), BestList(n, self.key_size))
+        return State(
+            np.zeros(n, np.int64),
+            BestList(n, self.list_size),
+            BestList(n, self.key_size),
+            np.full(n, -np.inf),
+            np.full(n, -1, np.int64),
+            np.zeros(n, np.int64),
+        )
 
     def absorb(self, rows: F32, start: int) -> State:
         """The state of corpus rows ``start:start + len(rows)`` alone. A capped plan scores at
@@ -164,57 +256,102 @@ class Plan:
         ex_rows, ex_cols = self.ex_rows[lo_i:hi_i], self.ex_cols[lo_i:hi_i]
         if self.uncapped:
             # The miner normalises (with the same clamp) as it scores: no normalised copy.
-            offer_top(state.by_score, self.unit_q, rows, start, ex_rows, ex_cols)
-            return state
-        block = unit_rows(rows)
-        # float64 products: per element the same bits whatever the chunk's size.
-        scores = self.unit_q.astype(np.float64) @ block.astype(np.float64).T
-        scores[ex_rows, ex_cols - start] = np.nan
-        valid = ~np.isnan(scores)
-        over = valid & (scores > self.cap[:, None])
-        state.above_cap += over.sum(axis=1)
-        state.by_score.offer(np.where(valid & ~over, scores, -np.inf), start)
-        if self.key_size:
-            passing = valid & ~over & (scores >= self.floor)
-            rows_p, cols_p = np.nonzero(passing)
-            keys = np.full(scores.shape, -np.inf)
-            keys[rows_p, cols_p] = uniform_keys(self.seed_key, rows_p, cols_p + start)
-            state.by_key.offer(keys, start)
+            offer_top(state, self, rows, start, ex_rows, ex_cols)
+        else:
+            self._absorb_capped(state, rows, start, ex_rows, ex_cols)
         return state
+
+    def _absorb_capped(
+        self, state: State, rows: F32, start: int, ex_rows: IndexArray, ex_cols: IndexArray
+    ) -> None:
+        """Every row of the block against the caps: float32 scores first; exact scores for the
+        rows within ``error`` of a cap or the floor (so each is counted on the right side) and
+        for the best ``list_size`` below the cap."""
+        e = self.errors[:, None]
+        approx = self.unit_q @ unit_rows(rows).T  # float32, (Q, C)
+        approx[ex_rows, ex_cols - start] = np.nan
+        valid = ~np.isnan(approx)
+        exact = np.full(approx.shape, np.nan)
+
+        def rescore(mask: npt.NDArray[np.bool_]) -> None:
+            todo = mask & np.isnan(exact) & valid
+            qi, ci = np.nonzero(todo)
+            exact[qi, ci] = exact_scores(self.queries, rows, qi, ci)
+            state.rescored += todo.sum(axis=1)
+
+        cap = self.cap[:, None]
+        rescore(np.abs(approx - cap) <= e)
+        over = valid & np.where(np.isnan(exact), approx > cap, exact > cap)
+        state.above_cap += over.sum(axis=1)
+        below = valid & ~over
+        # The best list_size below the cap by float32 score (ties: lower row), rescored; the
+        # rest are bounded.
+        chosen = BestList(len(approx), self.list_size)
+        chosen.offer(np.where(below, approx, -np.inf).astype(np.float64), 0)
+        mask = np.zeros(approx.shape, bool)
+        rows_c, slot_c = np.nonzero(chosen.index >= 0)
+        mask[rows_c, chosen.index[rows_c, slot_c]] = True
+        rest = np.where(below & ~mask, approx, -np.inf).max(axis=1, initial=-np.inf)
+        rest = rest.astype(np.float64)
+        # Exact preselection (error 0): rows at the last chosen score after the last chosen
+        # row are the only ones missing at that score.
+        last_chosen = chosen.index[np.arange(len(approx)), np.maximum(chosen.count() - 1, 0)]
+        tie = (self.errors == 0) & (rest == chosen.last_value())
+        state.raise_bound(
+            np.where(rest > -np.inf, rest + self.errors, -np.inf),
+            np.where(tie, last_chosen + start + 1, -1),
+        )
+        rescore(mask & below)
+        cand = mask & below & ~np.isnan(exact)
+        state.by_score.offer(np.where(cand, exact, -np.inf), start)
+        if self.key_size:
+            if np.isfinite(self.floor):
+                rescore(below & (np.abs(approx - self.floor) <= e))
+            passing = below & np.where(np.isnan(exact), approx >= self.floor, exact >= self.floor)
+            rows_p, cols_p = np.nonzero(passing)
+            keys = np.full(approx.shape, -np.inf)
+            keys[rows_p, cols_p] = uniform_keys(
+                self.seed_key, self.query_ids[rows_p], cols_p + start
+            )
+            state.by_key.offer(keys, start)
 
 
 def offer_top(
-    best: BestList,
-    unit_q: F32,
+    state: State,
+    plan: Plan,
     block: F32,
     start: int,
     ex_rows: IndexArray,
     ex_cols: IndexArray,
 ) -> None:
-    """Offers each query's best candidates of one chunk (excluded pairs removed) to ``best``."""
-    excluded_per_query = np.bincount(ex_rows, minlength=len(unit_q)) if ex_rows.size else None
+    """Offers each query's best candidates of one chunk (excluded pairs removed) to
+    ``state.by_score``, with exact scores, and bounds the rows left out."""
+    excluded_per_query = np.bincount(ex_rows, minlength=len(plan.unit_q)) if ex_rows.size else None
     extra = int(excluded_per_query.max()) if excluded_per_query is not None else 0
-    take = min(best.size + extra, len(block))
+    take = min(plan.list_size + extra, len(block))
     if take == 0:
         return
-    picks = _HARDEST.mine_batch(unit_q, None, block, take)
+    picks = _HARDEST.mine_batch(plan.unit_q, None, block, take)  # best float32 key first
     found = picks >= 0
-    safe = np.where(found, picks, 0)
-    # Only the picks are normalised, gathered for a few queries at a time: all at once the
-    # (Q, take, D) float64 copy grew with the rank window (8.3 GB at Q=2000, take=1010, D=256).
-    values = np.empty(picks.shape, np.float64)
-    step = max(1, BLOCK_FLOATS // (take * block.shape[1] or 1))
-    for q0 in range(0, len(unit_q), step):
-        picked = block[safe[q0 : q0 + step]].astype(np.float64)  # (step, take, D)
-        picked /= np.maximum(np.linalg.norm(picked, axis=2, keepdims=True), NORM_EPS)
-        values[q0 : q0 + step] = np.einsum(
-            "qd,qkd->qk", unit_q[q0 : q0 + step].astype(np.float64), picked
+    qi, slot = np.nonzero(found)
+    values = np.full(picks.shape, np.nan)
+    values[qi, slot] = exact_scores(plan.queries, block, qi, picks[qi, slot])
+    state.rescored += found.sum(axis=1)
+    if take < len(block):
+        # Every row not picked has a float32 key at most the last pick's, which is within
+        # `error` of that pick's exact score: its exact score is at most that plus 2 * error.
+        # With error 0 (an all-zero query) keys are exact, and ties at the last key were
+        # picked lower row first: the missing rows come after the last pick.
+        last, cut = values[:, take - 1], found[:, take - 1]
+        exact_keys = plan.errors == 0
+        state.raise_bound(
+            np.where(cut, np.where(np.isnan(last), np.inf, last + 2 * plan.errors), -np.inf),
+            np.where(cut & exact_keys, picks[:, take - 1] + start + 1, -1),
         )
-    keep = found
+    keep = found & ~np.isnan(values)
+    safe = np.where(found, picks, 0)
     if ex_rows.size:
         width = np.int64(len(block) + 1)
-        pair = np.arange(len(unit_q), dtype=np.int64)[:, None] * width + safe
+        pair = np.arange(len(plan.unit_q), dtype=np.int64)[:, None] * width + safe
         keep &= ~np.isin(pair, ex_rows * width + (ex_cols - start))
-    values = np.where(keep, values, -np.inf)
-    index = np.where(keep, safe + start, -1)
-    best.merge(values, index)
+    state.by_score.merge(np.where(keep, values, -np.inf), np.where(keep, safe + start, -1))

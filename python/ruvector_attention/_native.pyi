@@ -23,12 +23,14 @@ __all__ = [
     "csr_from_dense",
     "csr_from_edges",
     "effective_temperature",
+    "exact_cosines",
     "get_num_threads",
     "info_nce_per_anchor",
     "info_nce_pooled",
     "laplacian",
     "local_contrastive",
     "mine",
+    "preselection_error",
     "release_cached_memory",
     "requested_threads",
     "set_num_threads",
@@ -156,6 +158,10 @@ def mine(
     call: int,
 ) -> _I64: ...
 def corpus_keys(seed: int, queries: _I64, rows: _I64, /) -> npt.NDArray[np.float64]: ...
+def exact_cosines(
+    queries: _F32, rows: _F32, query_index: _I64, row_index: _I64, /
+) -> npt.NDArray[np.float64]: ...
+def preselection_error(dim: int, /) -> float: ...
 
 class _Testing:
     """Hooks for tests and benchmarks only (the private submodule ``_native._testing``)."""

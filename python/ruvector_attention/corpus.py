@@ -129,5 +129,4 @@ def mine_hard_negatives(
         progress=progress,
         chunk_rows=chunk_rows,
         column=column,
-        with_scores=True,
     )

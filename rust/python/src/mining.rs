@@ -147,3 +147,49 @@ pub fn corpus_keys<'py>(
     mining::corpus_keys(seed, q, r, &mut out);
     Ok(PyArray::from_vec(py, out))
 }
+
+/// The exact score of corpus mining for each (query, row) pair (see
+/// `ruvector_kernels::mining::exact_cosines`), as a fresh float64 array.
+#[pyfunction]
+#[pyo3(signature = (queries, rows, query_index, row_index, /))]
+pub fn exact_cosines<'py>(
+    py: Python<'py>,
+    queries: &Bound<'py, PyAny>,
+    rows: &Bound<'py, PyAny>,
+    query_index: &Bound<'py, PyAny>,
+    row_index: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let q = readonly(queries, "queries")?;
+    let r = readonly(rows, "rows")?;
+    let (_, dim) = matrix_dims(&q, "queries")?;
+    let (_, row_dim) = matrix_dims(&r, "rows")?;
+    if row_dim != dim {
+        return Err(shape_error(format!(
+            "rows must have {dim} columns like queries, got {row_dim}"
+        )));
+    }
+    let qi = readonly_i64(query_index, "query_index")?;
+    let ri = readonly_i64(row_index, "row_index")?;
+    let (qi, ri) = (slice_i64(&qi, "query_index")?, slice_i64(&ri, "row_index")?);
+    let (q, r) = (slice(&q)?, slice(&r)?);
+    let mut out = ruvector_kernels::alloc::filled(ri.len(), 0.0f64).map_err(KernelErr)?;
+    let cost = Cost {
+        flops: 2 * ri.len() * dim,
+        bytes: 8 * ri.len() * dim,
+    };
+    {
+        let out = &mut out[..];
+        run(py, cost, move |_| {
+            mining::exact_cosines(q, r, dim, qi, ri, out)
+        })?;
+    }
+    Ok(PyArray::from_vec(py, out))
+}
+
+/// The bound on the float32 preselection's score error at this dimension (see
+/// `ruvector_kernels::mining::preselection_error`).
+#[pyfunction]
+#[pyo3(signature = (dim, /))]
+pub fn preselection_error(dim: usize) -> f64 {
+    mining::preselection_error(dim)
+}

@@ -23,11 +23,13 @@
 mod bound;
 mod centred;
 mod check;
+mod exact;
 mod rng;
 mod scoring;
 mod tiles;
 mod topk;
 
+pub use exact::{exact_cosines, preselection_error};
 pub use rng::{corpus_key, corpus_keys, Stream};
 pub use topk::TopK;
 
