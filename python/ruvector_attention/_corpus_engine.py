@@ -345,6 +345,8 @@ def _finish(
     certain = state.certain()
     settled = np.zeros(len(plan.query_ids), bool)
     for i, g in enumerate(plan.query_ids.tolist()):
+        if state.unsure[i]:
+            continue
         index, values = state.by_score.index[i], state.by_score.values[i]
         complete = bool(np.isneginf(state.bound[i]))  # no row below the cap is missing
         above = int(state.above_cap[i])

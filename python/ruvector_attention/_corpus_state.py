@@ -25,7 +25,6 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _native
-from .mining import HardNegativeMiner
 
 __all__ = [
     "BLOCK_FLOATS",
@@ -47,8 +46,6 @@ F64 = npt.NDArray[np.float64]
 BLOCK_FLOATS = 1 << 22
 #: The norm clamp of the cosine similarity: the kernels' own constant, so both agree.
 NORM_EPS = float(_native.NORM_EPS)
-#: One HARDEST miner for every chunk (it draws nothing; building one per chunk drew OS entropy).
-_HARDEST = HardNegativeMiner.hardest(seed=0)
 
 
 def unit_rows64(x: Any) -> npt.NDArray[np.float64]:
@@ -167,9 +164,12 @@ class State:
     bound: F64
     bound_index: IndexArray
     rescored: IndexArray
+    #: Queries whose count above the cap may be short (see ``offer_top``): nothing is certain.
+    unsure: npt.NDArray[np.bool_]
 
     def merge(self, other: State) -> None:
         self.above_cap += other.above_cap
+        self.unsure |= other.unsure
         self.by_score.merge(other.by_score.values, other.by_score.index)
         self.by_key.merge(other.by_key.values, other.by_key.index)
         self.raise_bound(other.bound, other.bound_index)
@@ -193,6 +193,7 @@ class State:
         counts: IndexArray = np.where(
             np.isneginf(self.bound), valid.sum(axis=1), above.sum(axis=1)
         ).astype(np.int64)
+        counts[self.unsure] = -1
         return counts
 
 
@@ -219,13 +220,14 @@ class Plan:
     errors: F64
 
     @property
-    def uncapped(self) -> bool:
-        # Without a score cap the best candidates per chunk come straight from the HARDEST
-        # miner's fused GEMM and top-k (the common case, much faster than scoring blocks here).
-        return bool(np.isinf(self.cap).all()) and self.key_size == 0
+    def keyed(self) -> bool:
+        # Random sampling over an open window keeps the passing rows with the best draws: every
+        # row's pass is decided here, block by block. Otherwise the kernel's preselection
+        # (fused GEMM, cap and top-k: `offer_top`) does the work.
+        return self.key_size > 0
 
     def default_chunk_rows(self) -> int:
-        return 1 << 16 if self.uncapped else max(256, BLOCK_FLOATS // max(len(self.unit_q), 1))
+        return max(256, BLOCK_FLOATS // max(len(self.unit_q), 1)) if self.keyed else 1 << 16
 
     def empty(self) -> State:
         n = len(self.unit_q)
@@ -236,13 +238,16 @@ class Plan:
             np.full(n, -np.inf),
             np.full(n, -1, np.int64),
             np.zeros(n, np.int64),
+            np.zeros(n, bool),
         )
 
     def absorb(self, rows: F32, start: int) -> State:
-        """The state of corpus rows ``start:start + len(rows)`` alone. A capped plan scores at
+        """The state of corpus rows ``start:start + len(rows)`` alone. A keyed plan scores at
         most ``default_chunk_rows()`` rows at a time, whatever the block it is given (a Dask
         block of any size), so its working memory stays bounded."""
-        if self.uncapped:
+        # Aligned: a block shipped between Dask processes can arrive at an odd byte offset.
+        rows = np.require(rows, np.float32, ["C", "A"])
+        if not self.keyed:
             return self._absorb_rows(rows, start)
         step = self.default_chunk_rows()
         state = self._absorb_rows(rows[:step], start)
@@ -254,66 +259,102 @@ class Plan:
         state = self.empty()
         lo_i, hi_i = np.searchsorted(self.ex_cols, [start, start + len(rows)])
         ex_rows, ex_cols = self.ex_rows[lo_i:hi_i], self.ex_cols[lo_i:hi_i]
-        if self.uncapped:
-            # The miner normalises (with the same clamp) as it scores: no normalised copy.
-            offer_top(state, self, rows, start, ex_rows, ex_cols)
+        if self.keyed:
+            self._absorb_keyed(state, rows, start, ex_rows, ex_cols)
         else:
-            self._absorb_capped(state, rows, start, ex_rows, ex_cols)
+            # The kernel normalises (with the same clamp) as it scores: no normalised copy.
+            offer_top(state, self, rows, start, ex_rows, ex_cols)
         return state
 
-    def _absorb_capped(
+    def _absorb_keyed(
         self, state: State, rows: F32, start: int, ex_rows: IndexArray, ex_cols: IndexArray
     ) -> None:
-        """Every row of the block against the caps: float32 scores first; exact scores for the
-        rows within ``error`` of a cap or the floor (so each is counted on the right side) and
-        for the best ``list_size`` below the cap."""
-        e = self.errors[:, None]
+        """Every row of the block against the cap and the floor (random sampling over an open
+        window): float32 scores first; exact scores for the rows within ``errors`` of the cap or
+        the floor (so each is counted on the right side) and for the best ``list_size`` below
+        the cap."""
+        n = len(self.unit_q)
         approx = self.unit_q @ unit_rows(rows).T  # float32, (Q, C)
         approx[ex_rows, ex_cols - start] = np.nan
-        valid = ~np.isnan(approx)
-        exact = np.full(approx.shape, np.nan)
-
-        def rescore(mask: npt.NDArray[np.bool_]) -> None:
-            todo = mask & np.isnan(exact) & valid
-            qi, ci = np.nonzero(todo)
-            exact[qi, ci] = exact_scores(self.queries, rows, qi, ci)
-            state.rescored += todo.sum(axis=1)
-
-        cap = self.cap[:, None]
-        rescore(np.abs(approx - cap) <= e)
-        over = valid & np.where(np.isnan(exact), approx > cap, exact > cap)
+        over = _beyond(approx, self.cap, self.errors, state, self.queries, rows)
         state.above_cap += over.sum(axis=1)
-        below = valid & ~over
-        # The best list_size below the cap by float32 score (ties: lower row), rescored; the
-        # rest are bounded.
-        chosen = BestList(len(approx), self.list_size)
-        chosen.offer(np.where(below, approx, -np.inf).astype(np.float64), 0)
-        mask = np.zeros(approx.shape, bool)
-        rows_c, slot_c = np.nonzero(chosen.index >= 0)
-        mask[rows_c, chosen.index[rows_c, slot_c]] = True
-        rest = np.where(below & ~mask, approx, -np.inf).max(axis=1, initial=-np.inf)
-        rest = rest.astype(np.float64)
-        # Exact preselection (error 0): rows at the last chosen score after the last chosen
-        # row are the only ones missing at that score.
-        last_chosen = chosen.index[np.arange(len(approx)), np.maximum(chosen.count() - 1, 0)]
-        tie = (self.errors == 0) & (rest == chosen.last_value())
+        ranked = np.where(over, -np.inf, approx)  # NaN (excluded or non-finite) stays NaN
+        chosen, rest = _best_columns(ranked, self.list_size, self.errors == 0)
+        picked = np.take_along_axis(ranked, chosen, axis=1)
+        ok = np.isfinite(picked)
+        qi, slot = np.nonzero(ok)
+        values = np.full(chosen.shape, -np.inf)
+        values[qi, slot] = exact_scores(self.queries, rows, qi, chosen[qi, slot])
+        state.rescored += ok.sum(axis=1)
+        values[np.isnan(values)] = -np.inf
+        state.by_score.merge(values, np.where(np.isfinite(values), chosen + start, -1))
+        # Rows not chosen have float32 scores at most `rest`. With error 0 (an all-zero query)
+        # the choice among ties was lower row first: those missing at `rest` follow the last.
+        rest64 = rest.astype(np.float64)
+        tie = (self.errors == 0) & (rest == picked[:, -1])
         state.raise_bound(
-            np.where(rest > -np.inf, rest + self.errors, -np.inf),
-            np.where(tie, last_chosen + start + 1, -1),
+            np.where(np.isfinite(rest64), rest64 + self.errors, -np.inf),
+            np.where(tie, chosen[:, -1] + start + 1, -1),
         )
-        rescore(mask & below)
-        cand = mask & below & ~np.isnan(exact)
-        state.by_score.offer(np.where(cand, exact, -np.inf), start)
         if self.key_size:
-            if np.isfinite(self.floor):
-                rescore(below & (np.abs(approx - self.floor) <= e))
-            passing = below & np.where(np.isnan(exact), approx >= self.floor, exact >= self.floor)
-            rows_p, cols_p = np.nonzero(passing)
+            below = ~over & ~np.isnan(approx)
+            floor = np.full(n, self.floor)
+            # Passing: at least the floor, so not beyond it from above (the same test, mirrored).
+            failing = _beyond(-approx, -floor, self.errors, state, -self.queries, rows) & below
+            rows_p, cols_p = np.nonzero(below & ~failing)
             keys = np.full(approx.shape, -np.inf)
             keys[rows_p, cols_p] = uniform_keys(
                 self.seed_key, self.query_ids[rows_p], cols_p + start
             )
             state.by_key.offer(keys, start)
+
+
+def _beyond(
+    approx: F32, limit: F64, errors: F64, state: State, queries: F32, rows: F32
+) -> npt.NDArray[np.bool_]:
+    """Where the exact score is above ``limit`` (per query): certain where the float32 score is
+    beyond ``limit + errors``; within ``errors`` of it the exact score decides (counted in
+    ``state.rescored``). ``queries`` negated gives the mirrored test (scores below a floor)."""
+    hi = _rounded(limit + errors, up=True)[:, None]
+    lo = _rounded(limit - errors, up=False)[:, None]
+    over: npt.NDArray[np.bool_] = approx > hi
+    band_q, band_c = np.nonzero((approx >= lo) & ~over)
+    if band_q.size:
+        exact = exact_scores(queries, rows, band_q, band_c)
+        state.rescored += np.bincount(band_q, minlength=len(approx))
+        up = exact > limit[band_q]
+        over[band_q[up], band_c[up]] = True
+    return over
+
+
+def _rounded(x: F64, *, up: bool) -> F32:
+    """``x`` as float32, rounded outward (up or down), so a float32 comparison with it is as
+    safe as the float64 one."""
+    r = x.astype(np.float32)
+    if up:
+        return np.where(r < x, np.nextafter(r, np.float32(np.inf)), r)
+    return np.where(r > x, np.nextafter(r, np.float32(-np.inf)), r)
+
+
+def _best_columns(
+    ranked: F32, size: int, lowest_first: npt.NDArray[np.bool_]
+) -> tuple[IndexArray, F32]:
+    """Per row, the columns of the ``size`` highest values (NaN lowest) and the highest value
+    left out (NaN: none). Rows in ``lowest_first`` break ties by lower column (a stable sort,
+    for the few queries whose preselection is exact)."""
+    n, columns = ranked.shape
+    size = min(size, columns)
+    if size == columns:
+        return np.broadcast_to(np.arange(columns), (n, columns)).copy(), np.full(
+            n, np.nan, np.float32
+        )
+    order = np.argpartition(-ranked, size, axis=1)
+    tied = np.flatnonzero(lowest_first)
+    if tied.size:
+        order[tied] = np.argsort(-ranked[tied], axis=1, kind="stable")
+    chosen = order[:, :size]
+    rest = np.take_along_axis(ranked, order[:, size : size + 1], axis=1)[:, 0]
+    return chosen, rest
 
 
 def offer_top(
@@ -324,34 +365,51 @@ def offer_top(
     ex_rows: IndexArray,
     ex_cols: IndexArray,
 ) -> None:
-    """Offers each query's best candidates of one chunk (excluded pairs removed) to
-    ``state.by_score``, with exact scores, and bounds the rows left out."""
-    excluded_per_query = np.bincount(ex_rows, minlength=len(plan.unit_q)) if ex_rows.size else None
-    extra = int(excluded_per_query.max()) if excluded_per_query is not None else 0
-    take = min(plan.list_size + extra, len(block))
+    """Offers each query's best candidates of one chunk below its cap to ``state.by_score``,
+    with exact scores; counts the rows above the cap; bounds the rows left out.
+
+    The kernel counts the rows whose float32 key is above ``cap + error`` (certainly above the
+    cap) and lists the best keys at most that. Listed rows whose exact score is above the cap
+    are counted too; a row left out of a full list has a key at most the last listed one's, so
+    its exact score is at most that one's plus ``2 error``. When that could still reach the cap,
+    a row near the cap may be missing from both the count and the list: the query is marked
+    ``unsure`` and mined again with a longer list."""
+    n = len(plan.unit_q)
+    take = min(plan.list_size, len(block))
     if take == 0:
         return
-    picks = _HARDEST.mine_batch(plan.unit_q, None, block, take)  # best float32 key first
+    capped = bool(np.isfinite(plan.cap).any())
+    ceilings = _rounded(plan.cap + plan.errors, up=True) if capped else None
+    excluded = None
+    if ex_rows.size:
+        # Per query, its distinct excluded rows of this chunk, ascending (CSR).
+        order = np.lexsort((ex_cols, ex_rows))
+        rows_s, cols_s = ex_rows[order], ex_cols[order] - start
+        first = np.ones(len(rows_s), bool)
+        first[1:] = (rows_s[1:] != rows_s[:-1]) | (cols_s[1:] != cols_s[:-1])
+        rows_s, cols_s = rows_s[first], cols_s[first]
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(rows_s, minlength=n))])
+        excluded = (offsets.astype(np.int64), cols_s.astype(np.int64))
+    picks, over = _native.hardest_within(plan.unit_q, block, take, ceilings, excluded)
+    state.above_cap += over.astype(np.int64)
     found = picks >= 0
     qi, slot = np.nonzero(found)
     values = np.full(picks.shape, np.nan)
     values[qi, slot] = exact_scores(plan.queries, block, qi, picks[qi, slot])
     state.rescored += found.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        above = found & (values > plan.cap[:, None])
+    state.above_cap += above.sum(axis=1)
     if take < len(block):
-        # Every row not picked has a float32 key at most the last pick's, which is within
-        # `error` of that pick's exact score: its exact score is at most that plus 2 * error.
         # With error 0 (an all-zero query) keys are exact, and ties at the last key were
-        # picked lower row first: the missing rows come after the last pick.
-        last, cut = values[:, take - 1], found[:, take - 1]
-        exact_keys = plan.errors == 0
+        # listed lower row first: the missing rows come after the last one listed.
+        last, full = values[:, take - 1], found[:, take - 1]
+        reach = np.where(np.isnan(last), np.inf, last + 2 * plan.errors)
         state.raise_bound(
-            np.where(cut, np.where(np.isnan(last), np.inf, last + 2 * plan.errors), -np.inf),
-            np.where(cut & exact_keys, picks[:, take - 1] + start + 1, -1),
+            np.where(full, reach, -np.inf),
+            np.where(full & (plan.errors == 0), picks[:, take - 1] + start + 1, -1),
         )
-    keep = found & ~np.isnan(values)
-    safe = np.where(found, picks, 0)
-    if ex_rows.size:
-        width = np.int64(len(block) + 1)
-        pair = np.arange(len(plan.unit_q), dtype=np.int64)[:, None] * width + safe
-        keep &= ~np.isin(pair, ex_rows * width + (ex_cols - start))
-    state.by_score.merge(np.where(keep, values, -np.inf), np.where(keep, safe + start, -1))
+        if capped:
+            state.unsure |= full & ~(reach < plan.cap)
+    keep = found & ~above & ~np.isnan(values)
+    state.by_score.merge(np.where(keep, values, -np.inf), np.where(keep, picks + start, -1))

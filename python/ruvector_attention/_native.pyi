@@ -25,6 +25,7 @@ __all__ = [
     "effective_temperature",
     "exact_cosines",
     "get_num_threads",
+    "hardest_within",
     "info_nce_per_anchor",
     "info_nce_pooled",
     "laplacian",
@@ -162,6 +163,14 @@ def exact_cosines(
     queries: _F32, rows: _F32, query_index: _I64, row_index: _I64, /
 ) -> npt.NDArray[np.float64]: ...
 def preselection_error(dim: int, /) -> float: ...
+def hardest_within(
+    queries: _F32,
+    rows: _F32,
+    k: int,
+    ceilings: _F32 | None,
+    excluded: tuple[_I64, _I64] | None,
+    /,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]: ...
 
 class _Testing:
     """Hooks for tests and benchmarks only (the private submodule ``_native._testing``)."""

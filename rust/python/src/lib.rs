@@ -31,6 +31,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mining::mine, m)?)?;
     m.add_function(wrap_pyfunction!(mining::corpus_keys, m)?)?;
     m.add_function(wrap_pyfunction!(mining::exact_cosines, m)?)?;
+    m.add_function(wrap_pyfunction!(mining::hardest_within, m)?)?;
     m.add_function(wrap_pyfunction!(mining::preselection_error, m)?)?;
     m.add_class::<mining::MinerConfig>()?;
     m.add_function(wrap_pyfunction!(spectral::csr_from_edges, m)?)?;

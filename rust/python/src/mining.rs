@@ -193,3 +193,91 @@ pub fn exact_cosines<'py>(
 pub fn preselection_error(dim: usize) -> f64 {
     mining::preselection_error(dim)
 }
+
+/// Per query its listed rows (Q, k) and its count above the ceiling (Q,).
+type ListsAndCounts<'py> = (Bound<'py, PyArrayDyn<i64>>, Bound<'py, PyArray1<u64>>);
+
+/// The corpus miner's preselection (see `ruvector_kernels::mining::hardest_within`): per query
+/// the `k` best HARDEST keys at most its ceiling among the rows it does not exclude, and the
+/// count of its other rows above the ceiling. `ceilings`: float32 (Q,) or None; `excluded`:
+/// `(offsets, columns)` int64 arrays, each query's sorted chunk rows, or None.
+#[pyfunction]
+#[pyo3(signature = (queries, rows, k, ceilings, excluded, /))]
+pub fn hardest_within<'py>(
+    py: Python<'py>,
+    queries: &Bound<'py, PyAny>,
+    rows: &Bound<'py, PyAny>,
+    k: usize,
+    ceilings: Option<&Bound<'py, PyAny>>,
+    excluded: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+) -> PyResult<ListsAndCounts<'py>> {
+    let a = readonly(queries, "queries")?;
+    let c = readonly(rows, "rows")?;
+    let (batch, dim) = matrix_dims(&a, "queries")?;
+    let (pool, row_dim) = matrix_dims(&c, "rows")?;
+    if row_dim != dim {
+        return Err(shape_error(format!(
+            "rows must have {dim} columns like queries, got {row_dim}"
+        )));
+    }
+    let ceilings = ceilings.map(|x| readonly(x, "ceilings")).transpose()?;
+    let ceilings = ceilings.as_ref().map(slice).transpose()?;
+    let excluded = excluded
+        .map(|(o, c)| Ok::<_, PyErr>((readonly_i64(&o, "offsets")?, readonly_i64(&c, "columns")?)))
+        .transpose()?;
+    // The kernel reads offsets as usize and columns as u32; negative or huge values are refused
+    // here by name rather than wrapped.
+    let excluded = excluded
+        .as_ref()
+        .map(|(o, c)| {
+            let (o, c) = (slice_i64(o, "offsets")?, slice_i64(c, "columns")?);
+            let offsets = o
+                .iter()
+                .map(|&v| usize::try_from(v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| shape_error("offsets must be non-negative"))?;
+            let columns = c
+                .iter()
+                .map(|&v| u32::try_from(v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| shape_error("columns must be in 0..2**32"))?;
+            Ok::<_, PyErr>((offsets, columns))
+        })
+        .transpose()?;
+    let limits = mining::Limits {
+        ceilings,
+        excluded: excluded.as_ref().map(|(o, c)| (o.as_slice(), c.as_slice())),
+    };
+    let inputs = MineInputs {
+        anchors: slice(&a)?,
+        positives: None,
+        candidates: slice(&c)?,
+        batch,
+        pool,
+        dim,
+        labels: None,
+        key: 0,
+        call: 0,
+        cancel: &NEVER,
+    };
+    let mut out =
+        ruvector_kernels::alloc::filled(batch.saturating_mul(k), -1i64).map_err(KernelErr)?;
+    let mut over = vec![0u64; batch];
+    let cost = Cost {
+        flops: 2 * batch * pool * dim,
+        bytes: 4 * (batch + pool) * dim,
+    };
+    {
+        let (out, over, limits) = (&mut out[..], &mut over[..], &limits);
+        run(py, cost, move |cancel| {
+            mining::hardest_within(&MineInputs { cancel, ..inputs }, limits, k, out, over)
+        })?;
+    }
+    let array: ArrayD<i64> = Array2::from_shape_vec((batch, k), out)
+        .map_err(|err| internal_error(format!("internal: output shape: {err}")))?
+        .into_dyn();
+    Ok((
+        PyArray::from_owned_array(py, array),
+        PyArray::from_vec(py, over),
+    ))
+}

@@ -61,18 +61,37 @@ pub(super) fn offer(
     j0: usize,
     eligible: impl Fn(usize) -> bool,
 ) {
+    let mut over = 0u64;
     for (b, block) in keys.chunks(OFFER_BLOCK).enumerate() {
         let threshold = top.threshold();
         if max_ignoring_nan(block) < threshold.max(bound.get()) {
             continue;
         }
-        offer_block(top, block, threshold, j0 + b * OFFER_BLOCK, &eligible);
+        let first = j0 + b * OFFER_BLOCK;
+        offer_block(
+            top,
+            block,
+            threshold,
+            first,
+            f32::INFINITY,
+            &mut over,
+            &eligible,
+        );
         bound.raise(top.threshold());
     }
 }
 
+/// A ceiling on the keys `offer_cosines` keeps: an eligible key above `value` is counted in
+/// `over` instead of offered (+inf: no ceiling).
+pub(super) struct Ceiling<'a> {
+    pub(super) value: f32,
+    pub(super) over: &'a mut u64,
+}
+
 /// `offer` for cosine keys `dots[j] * inv_a * inv_c[j]`, computed only in blocks whose largest
-/// key can enter.
+/// key can enter. Keys above the ceiling are counted, not offered: the list's threshold never
+/// exceeds the ceiling, so a block holding such a key is never skipped.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn offer_cosines(
     top: &mut TopK,
     bound: &SharedBound,
@@ -80,6 +99,7 @@ pub(super) fn offer_cosines(
     inv_c: &[f32],
     inv_a: f32,
     j0: usize,
+    ceiling: Ceiling<'_>,
     eligible: impl Fn(usize) -> bool,
 ) {
     let mut keys = [0.0f32; OFFER_BLOCK];
@@ -94,18 +114,30 @@ pub(super) fn offer_cosines(
         }
         let keys = &mut keys[..block.len()];
         cosine_keys(keys, block, inv, inv_a);
-        offer_block(top, keys, threshold, j0 + b * OFFER_BLOCK, &eligible);
+        let first = j0 + b * OFFER_BLOCK;
+        offer_block(
+            top,
+            keys,
+            threshold,
+            first,
+            ceiling.value,
+            ceiling.over,
+            &eligible,
+        );
         bound.raise(top.threshold());
     }
 }
 
 /// Offers the keys of one block that reach `threshold` (found with one vectorised comparison
-/// into a bit mask; usually only a few bits are set).
+/// into a bit mask; usually only a few bits are set); eligible keys above `ceiling` are counted
+/// in `over` instead.
 fn offer_block(
     top: &mut TopK,
     keys: &[f32],
     threshold: f32,
     first_index: usize,
+    ceiling: f32,
+    over: &mut u64,
     eligible: &impl Fn(usize) -> bool,
 ) {
     let mut mask = at_least(keys, threshold);
@@ -114,7 +146,11 @@ fn offer_block(
         mask &= mask - 1;
         let key = keys[j];
         let index = first_index + j;
-        if key > f32::NEG_INFINITY && key >= top.threshold() && eligible(index) {
+        if key > ceiling {
+            if eligible(index) {
+                *over += 1;
+            }
+        } else if key > f32::NEG_INFINITY && key >= top.threshold() && eligible(index) {
             top.push(key, index as u32);
         }
     }

@@ -1,7 +1,7 @@
 //! The mining kernel's own invariants: the sizes that protect memory (and the positives semi-hard
 //! reads). User-facing checks of every argument are the Python layer's (`mining.py`).
 
-use super::{MineInputs, Strategy};
+use super::{Limits, MineInputs, Strategy};
 use crate::error::{KernelError, KernelResult};
 
 pub(super) fn check(
@@ -59,6 +59,51 @@ pub(super) fn check(
     // Python layer's to check, with its messages.
     if matches!(strategy, Strategy::SemiHard { .. }) && inputs.positives.is_none() {
         return Err(KernelError::invalid("semi-hard mining needs positives"));
+    }
+    Ok(())
+}
+
+/// `hardest_within`'s limits: one ceiling per anchor, excluded lists that fit the anchors and the
+/// candidates and are sorted, one count per anchor.
+pub(super) fn check_limits(
+    inputs: &MineInputs<'_>,
+    limits: &Limits<'_>,
+    over_len: usize,
+) -> KernelResult<()> {
+    let (b, n) = (inputs.batch, inputs.pool);
+    if over_len != b {
+        return Err(KernelError::shape(format!(
+            "over has {over_len} entries, expected {b}"
+        )));
+    }
+    if let Some(c) = limits.ceilings {
+        if c.len() != b {
+            return Err(KernelError::shape(format!(
+                "ceilings has {} entries, expected {b}",
+                c.len()
+            )));
+        }
+    }
+    if let Some((offsets, columns)) = limits.excluded {
+        let ok_offsets = offsets.len() == b + 1
+            && offsets.first() == Some(&0)
+            && offsets.last() == Some(&columns.len())
+            && offsets.windows(2).all(|w| w[0] <= w[1]);
+        if !ok_offsets {
+            return Err(KernelError::shape(format!(
+                "excluded offsets must rise from 0 to {} in {} entries",
+                columns.len(),
+                b + 1
+            )));
+        }
+        for w in offsets.windows(2) {
+            let row = &columns[w[0]..w[1]];
+            if row.iter().any(|&c| c as usize >= n) || row.windows(2).any(|p| p[0] >= p[1]) {
+                return Err(KernelError::invalid(format!(
+                    "excluded columns must be distinct, ascending and below {n} per anchor"
+                )));
+            }
+        }
     }
     Ok(())
 }

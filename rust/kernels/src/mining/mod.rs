@@ -144,6 +144,75 @@ fn cosine_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> KernelR
     tiled_rows(&scaled, strategy, k)
 }
 
+/// Per-anchor limits of the corpus miner's search (`hardest_within`).
+pub struct Limits<'a> {
+    /// Per anchor, the highest key kept (+inf: none); keys above it are counted.
+    pub ceilings: Option<&'a [f32]>,
+    /// Per anchor `r`, the candidates never considered: `columns[offsets[r]..offsets[r + 1]]`,
+    /// sorted ascending.
+    pub excluded: Option<(&'a [usize], &'a [u32])>,
+}
+
+impl Limits<'_> {
+    pub const NONE: Limits<'static> = Limits {
+        ceilings: None,
+        excluded: None,
+    };
+
+    fn ceiling(&self, row: usize) -> f32 {
+        self.ceilings.map_or(f32::INFINITY, |c| c[row])
+    }
+
+    fn excludes(&self, row: usize, index: usize) -> bool {
+        self.excluded.is_some_and(|(offsets, columns)| {
+            columns[offsets[row]..offsets[row + 1]]
+                .binary_search(&(index as u32))
+                .is_ok()
+        })
+    }
+}
+
+/// The corpus miner's preselection: per anchor, the `k` best HARDEST keys (cosine, ties by lower
+/// index) at most its ceiling among the candidates it does not exclude, written to `out` (`batch
+/// x k`, -1 padded); `over[r]` counts anchor `r`'s other eligible candidates whose key is above
+/// its ceiling. NaN keys are neither kept nor counted.
+pub fn hardest_within(
+    inputs: &MineInputs<'_>,
+    limits: &Limits<'_>,
+    k: usize,
+    out: &mut [i64],
+    over: &mut [u64],
+) -> KernelResult<()> {
+    check::check(inputs, Strategy::Hardest, k, out.len())?;
+    check::check_limits(inputs, limits, over.len())?;
+    if k == 0 {
+        // An empty list has an infinite threshold, so nothing would reach the counting either.
+        return Err(crate::error::KernelError::invalid("k must be at least 1"));
+    }
+    out.fill(-1);
+    over.fill(0);
+    let (b, n) = (inputs.batch, inputs.pool);
+    if b == 0 || n == 0 {
+        return Ok(());
+    }
+    let anchors = conditioning::rescaled_rows(inputs.anchors, inputs.dim)?;
+    let candidates = conditioning::rescaled_rows(inputs.candidates, inputs.dim)?;
+    let scaled = MineInputs {
+        anchors: &anchors,
+        candidates: &candidates,
+        ..*inputs
+    };
+    let (lists, counts) = tiles::tiled_rows_within(&scaled, Strategy::Hardest, k.min(n), limits)?;
+    inputs.cancel.check()?;
+    for (row, list) in out.chunks_mut(k).zip(&lists) {
+        for (slot, &(_, index)) in row.iter_mut().zip(list.items()) {
+            *slot = i64::from(index);
+        }
+    }
+    over.copy_from_slice(&counts);
+    Ok(())
+}
+
 fn eligible(labels: Option<(&[i64], &[i64])>, row: usize, index: usize) -> bool {
     labels.is_none_or(|(la, lc)| la[row] != lc[index])
 }
@@ -183,4 +252,112 @@ fn random_rows(inputs: &MineInputs<'_>, k: usize) -> Vec<TopK> {
         }
         top
     })
+}
+
+#[cfg(test)]
+mod within_tests {
+    use super::*;
+    use crate::cancel::NEVER;
+
+    fn inputs<'a>(a: &'a [f32], c: &'a [f32], b: usize, n: usize, d: usize) -> MineInputs<'a> {
+        MineInputs {
+            anchors: a,
+            positives: None,
+            candidates: c,
+            batch: b,
+            pool: n,
+            dim: d,
+            labels: None,
+            key: 0,
+            call: 0,
+            cancel: &NEVER,
+        }
+    }
+
+    #[test]
+    fn keys_above_the_ceiling_are_counted_and_excluded_pairs_ignored() {
+        // One anchor along x; candidates at cosines 1, 0.8, 0.6, 0.0, -1 (rows 0..5).
+        let a = [1.0f32, 0.0];
+        let c = [1.0f32, 0.0, 0.8, 0.6, 0.6, 0.8, 0.0, 1.0, -1.0, 0.0];
+        let x = inputs(&a, &c, 1, 5, 2);
+        let (mut out, mut over) = ([0i64; 2], [0u64; 1]);
+        let limits = Limits {
+            ceilings: Some(&[0.7]),
+            excluded: None,
+        };
+        hardest_within(&x, &limits, 2, &mut out, &mut over).unwrap();
+        assert_eq!((out, over), ([2, 3], [2]));
+        // Row 2 excluded: never kept, never counted; row 0 excluded: not counted.
+        let limits = Limits {
+            ceilings: Some(&[0.7]),
+            excluded: Some((&[0, 2], &[0, 2])),
+        };
+        hardest_within(&x, &limits, 2, &mut out, &mut over).unwrap();
+        assert_eq!((out, over), ([3, 4], [1]));
+        // No limits: the plain HARDEST answer.
+        hardest_within(&x, &Limits::NONE, 2, &mut out, &mut over).unwrap();
+        assert_eq!((out, over), ([0, 1], [0]));
+    }
+
+    #[test]
+    fn counts_match_a_direct_count_away_from_the_ceiling() {
+        let (b, n, d) = (37, 5000, 24);
+        let mut s = 7u32;
+        let mut next = || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / 16_777_216.0 - 0.5
+        };
+        let a: Vec<f32> = (0..b * d).map(|_| next()).collect();
+        let c: Vec<f32> = (0..n * d).map(|_| next()).collect();
+        let ceilings: Vec<f32> = (0..b).map(|r| 0.1 + 0.01 * r as f32).collect();
+        let offsets: Vec<usize> = (0..=b).map(|r| 3 * r).collect();
+        let columns: Vec<u32> = (0..b)
+            .flat_map(|r| [r as u32, 100 + r as u32, 4000])
+            .collect();
+        let limits = Limits {
+            ceilings: Some(&ceilings),
+            excluded: Some((&offsets, &columns)),
+        };
+        let x = inputs(&a, &c, b, n, d);
+        let (mut out, mut over) = (vec![0i64; b * 5], vec![0u64; b]);
+        hardest_within(&x, &limits, 5, &mut out, &mut over).unwrap();
+        // Against a direct count: cosine keys above the ceiling, exclusions skipped.
+        for r in 0..b {
+            let ar = &a[r * d..(r + 1) * d];
+            let na = crate::vecops::clamped_norm(ar);
+            let expected = (0..n)
+                .filter(|j| !columns[3 * r..3 * r + 3].contains(&(*j as u32)))
+                .filter(|&j| {
+                    let cj = &c[j * d..(j + 1) * d];
+                    let cos = crate::vecops::dot(ar, cj) / na / crate::vecops::clamped_norm(cj);
+                    (cos - ceilings[r]).abs() > 1e-4 && cos > ceilings[r]
+                })
+                .count() as u64;
+            let near = (0..n)
+                .filter(|&j| {
+                    let cj = &c[j * d..(j + 1) * d];
+                    let cos = crate::vecops::dot(ar, cj) / na / crate::vecops::clamped_norm(cj);
+                    (cos - ceilings[r]).abs() <= 1e-4
+                })
+                .count() as u64;
+            assert!(over[r] >= expected && over[r] <= expected + near, "row {r}");
+            // What is kept is at most the ceiling and never excluded.
+            for &j in &out[r * 5..(r + 1) * 5] {
+                assert!(j >= 0 && !columns[3 * r..3 * r + 3].contains(&(j as u32)));
+            }
+        }
+    }
+
+    #[test]
+    fn unsorted_exclusions_and_k_zero_are_refused() {
+        let (a, c) = ([1.0f32, 0.0], [1.0f32, 0.0, 0.0, 1.0]);
+        let x = inputs(&a, &c, 1, 2, 2);
+        let (mut out, mut over) = ([0i64; 1], [0u64; 1]);
+        let bad = Limits {
+            ceilings: None,
+            excluded: Some((&[0, 2], &[1, 0])),
+        };
+        assert!(hardest_within(&x, &bad, 1, &mut out, &mut over).is_err());
+        assert!(hardest_within(&x, &Limits::NONE, 0, &mut [], &mut over).is_err());
+    }
 }

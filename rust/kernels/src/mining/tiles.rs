@@ -3,9 +3,9 @@
 //! every row's keys to that row's top-k list (`bound.rs`); the lists of all tasks merge in a total
 //! order, so the result does not depend on the thread count.
 
-use super::bound::{offer, offer_cosines, SharedBound};
+use super::bound::{offer, offer_cosines, Ceiling, SharedBound};
 use super::scoring::{prepare, score_row, Prepared};
-use super::{eligible, MineInputs, Strategy, TopK};
+use super::{eligible, Limits, MineInputs, Strategy, TopK};
 use crate::error::KernelResult;
 use crate::gemm::{gemm_packed, MatRef, PackedB};
 use crate::parallel::map_tasks;
@@ -38,6 +38,7 @@ struct Shared<'a> {
     /// Per anchor, the best k-th key any task has reached so far: a block whose best key is
     /// below it cannot reach the final top k, whichever task sees it.
     bounds: Vec<SharedBound>,
+    limits: &'a Limits<'a>,
 }
 
 pub(super) fn tiled_rows(
@@ -45,6 +46,17 @@ pub(super) fn tiled_rows(
     strategy: Strategy,
     k: usize,
 ) -> KernelResult<Vec<TopK>> {
+    Ok(tiled_rows_within(inputs, strategy, k, &Limits::NONE)?.0)
+}
+
+/// `tiled_rows` within per-anchor limits (HARDEST only): keys above an anchor's ceiling are
+/// counted (the second result) instead of kept, excluded pairs are never considered.
+pub(super) fn tiled_rows_within(
+    inputs: &MineInputs<'_>,
+    strategy: Strategy,
+    k: usize,
+    limits: &Limits<'_>,
+) -> KernelResult<(Vec<TopK>, Vec<u64>)> {
     let (b, n, d) = (inputs.batch, inputs.pool, inputs.dim);
     // Row blocks: all anchors at once when the pool gives enough tiles to share out (each
     // candidate tile is then packed once); otherwise a quarter of them per block.
@@ -73,28 +85,33 @@ pub(super) fn tiled_rows(
         strategy,
         k,
         bounds: (0..b).map(|_| SharedBound::new()).collect(),
+        limits,
     };
-    let partial: Vec<Vec<TopK>> = map_tasks(tasks.clone(), b * n * d, |task| {
+    let partial: Vec<(Vec<TopK>, Vec<u64>)> = map_tasks(tasks.clone(), b * n * d, |task| {
         select_in_task(&shared, task)
     });
     // Merge the groups' lists row by row (the order does not change the result).
     let mut rows: Vec<TopK> = (0..b).map(|_| TopK::new(k)).collect();
-    for (task, lists) in tasks.iter().zip(&partial) {
-        for (r, list) in lists.iter().enumerate() {
+    let mut over = vec![0u64; b];
+    for (task, (lists, counts)) in tasks.iter().zip(&partial) {
+        for (r, (list, count)) in lists.iter().zip(counts).enumerate() {
             rows[task.i0 + r].merge(list);
+            over[task.i0 + r] += count;
         }
     }
-    Ok(rows)
+    Ok((rows, over))
 }
 
-/// The top-k lists of one task's anchors among its candidates, tile by tile.
-fn select_in_task(shared: &Shared<'_>, task: Task) -> Vec<TopK> {
+/// The top-k lists of one task's anchors among its candidates, tile by tile (and per anchor the
+/// eligible keys above its ceiling).
+fn select_in_task(shared: &Shared<'_>, task: Task) -> (Vec<TopK>, Vec<u64>) {
     let Shared {
         inputs,
         prepared,
         strategy,
         k,
         bounds,
+        limits,
     } = shared;
     let (strategy, d) = (*strategy, inputs.dim);
     let Task {
@@ -104,6 +121,7 @@ fn select_in_task(shared: &Shared<'_>, task: Task) -> Vec<TopK> {
         width,
     } = task;
     let mut lists: Vec<TopK> = (0..rows).map(|_| TopK::new(*k)).collect();
+    let mut over = vec![0u64; rows];
     let sub_rows = SELECT_ROWS.min(rows);
     let mut panel = Scratch::new(sub_rows * TILE_COLUMNS.min(width));
     let mut keys = vec![0.0f32; TILE_COLUMNS.min(width)];
@@ -127,19 +145,24 @@ fn select_in_task(shared: &Shared<'_>, task: Task) -> Vec<TopK> {
             );
             let panel = &mut panel[..srows * cols];
             gemm_packed(panel, cols, a, &packed, false);
-            for (r, (dots, list)) in panel
+            for (r, ((dots, list), over)) in panel
                 .chunks_exact(cols)
                 .zip(lists[s0..s0 + srows].iter_mut())
+                .zip(over[s0..s0 + srows].iter_mut())
                 .enumerate()
             {
                 let row = first_row + r;
-                let ok = |j: usize| eligible(inputs.labels, row, j);
+                let ok = |j: usize| eligible(inputs.labels, row, j) && !limits.excludes(row, j);
                 if strategy == Strategy::Hardest {
                     // The common case, fused: no key buffer, and blocks that cannot beat the
                     // threshold cost one vectorised pass.
                     let inv_c = &prepared.inv_candidate_norm[j0..j0 + cols];
                     let inv_a = prepared.inv_anchor_norm[row];
-                    offer_cosines(list, &bounds[row], dots, inv_c, inv_a, j0, ok);
+                    let ceiling = Ceiling {
+                        value: limits.ceiling(row),
+                        over,
+                    };
+                    offer_cosines(list, &bounds[row], dots, inv_c, inv_a, j0, ceiling, ok);
                 } else {
                     let keys = &mut keys[..cols];
                     score_row(inputs, prepared, strategy, row, j0, dots, keys);
@@ -148,5 +171,5 @@ fn select_in_task(shared: &Shared<'_>, task: Task) -> Vec<TopK> {
             }
         }
     }
-    lists
+    (lists, over)
 }
