@@ -46,6 +46,10 @@ def test_the_command_writes_what_the_api_returns(tmp_path, files):
     with np.load(out) as saved:
         np.testing.assert_array_equal(saved["indices"], expected.indices)
         assert saved["scores"].tobytes() == expected.scores.tobytes()
+        np.testing.assert_array_equal(saved["rescored"], expected.rescored)
+    # The work is reported: the candidates scored exactly per query.
+    mean, most = expected.rescored.mean(), expected.rescored.max()
+    assert f"scored exactly per query: mean {mean:.1f}, max {most}" in done.stdout
 
 
 @pytest.mark.parametrize(

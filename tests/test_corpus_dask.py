@@ -44,6 +44,27 @@ def assert_identical(a, b):
     assert a.scores.tobytes() == b.scores.tobytes()  # to the bit (NaN padding included)
 
 
+def test_near_duplicates_on_any_dask_chunking_are_the_exact_answer():
+    # The report: a 6-row corpus gave [2] in memory and [5] as a dask.array in chunks (3, -1);
+    # near-duplicate rows ranked in float32 differently per chunking. Now every chunking gives
+    # the exact float64 answer (reference.exact_cosine_matrix).
+    import reference as ref
+
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((60, 20))
+    corpus = centres[rng.integers(0, 60, 900)] * (1 + 1e-6 * rng.standard_normal((900, 20)))
+    corpus = corpus.astype(np.float32)
+    queries = (corpus[:30] * (1 + 1e-6 * rng.standard_normal((30, 20)))).astype(np.float32)
+    positives = [np.array([i]) for i in range(30)]
+    sims = ref.exact_cosine_matrix(queries, corpus)
+    expected = ref.corpus_negatives(queries, corpus, positives, sims=sims, k=6, range_min=1)
+    with dask.config.set(scheduler="threads"):
+        for chunks in ((3, -1), (7, -1), (317, -1), (450, 10)):
+            lazy = da.from_array(corpus, chunks=chunks)
+            got = ra.mine_hard_negatives(queries, lazy, positives=positives, k=6, range_min=1)
+            np.testing.assert_array_equal(got.indices, expected, err_msg=str(chunks))
+
+
 @pytest.mark.parametrize("kwargs", KWARGS)
 def test_threaded_scheduler_equals_in_memory(kwargs):
     queries, corpus, positives = data()

@@ -292,3 +292,20 @@ def test_float16_and_float64_corpora_follow_the_float32_rows():
         expected, _ = expected_top(queries, stored.astype(np.float32), positives, k=4)
         got = ra.mine_hard_negatives(queries, stored, positives=positives, k=4, chunk_rows=33)
         np.testing.assert_array_equal(got.indices, expected)
+
+
+def test_the_controlled_path_reports_its_work_and_stays_exact():
+    queries, corpus, positives = near_duplicates(800, 16, 1e-5)
+    got = ra.mine_hard_negatives(
+        queries, corpus, positives=positives, k=5, max_positive_similarity=0.999999
+    )
+    assert got.rescored is not None and (got.rescored >= 5).all()
+    sims = ref.exact_cosine_matrix(queries, corpus)
+    # Against brute force: the top 5 by exact score whose exact score to the positive is
+    # below the threshold.
+    for i, row in enumerate(got.indices):
+        p = positives[i][0]
+        ok = [j for j in np.lexsort((np.arange(len(corpus)), -sims[i])) if j != p]
+        pos_sim = ref.exact_cosine_matrix(corpus[ok], corpus[[p]])[:, 0]
+        expected = np.asarray(ok)[pos_sim < 0.999999][:5]
+        np.testing.assert_array_equal(row, expected)

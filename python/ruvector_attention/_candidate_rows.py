@@ -33,7 +33,8 @@ def candidate_block(
     """The best ``candidates`` rows of each query in ``query_ids`` (rows of ``q``), sorted by
     (exact score desc, row asc); as the dict :meth:`CandidateStore.blocks` yields (``query``,
     ``candidates``, ``scores``, ``positive_similarity``, ``count``, ``positives``,
-    ``positive_score``, ``complete``)."""
+    ``positive_score``, ``complete``, and ``rescored``: the candidates scored exactly per
+    query)."""
     block_q = q[query_ids]
     # Excluded rows go to the engine as positives (it never returns those); with no margins or
     # caps set, positives change nothing else there.
@@ -41,7 +42,7 @@ def candidate_block(
     for i in query_ids.tolist():
         own = np.array([i], np.int64) if exclude_self and i < n_corpus else np.zeros(0, np.int64)
         excluded.append(np.union1d(by_query[i], own))
-    mined, scores, _ = mine_exact(
+    mined, scores, rescored = mine_exact(
         block_q, corpus, positives=excluded, rules=checked_rules(k=min(candidates, n_corpus)),
         exclude_self=False, progress=False, chunk_rows=None, column=None,
     )  # fmt: skip
@@ -89,6 +90,7 @@ def candidate_block(
         "positives": positives,
         "positive_score": pos_score,
         "complete": complete,
+        "rescored": rescored,
     }
 
 

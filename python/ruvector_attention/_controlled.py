@@ -12,6 +12,7 @@ the answer is exact, never cut short by the list's length.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from ._arrays import float_matrix, from_interchange
 from ._candidate_rows import candidate_block, group_by_query
@@ -58,8 +59,9 @@ def mine_with_controls(
             None if rules.rescore is None else np.full((n_queries, rules.k), np.nan, np.float64)
         ),
     )
+    rescored = np.zeros(n_queries, np.int64)
     if n_queries == 0 or rules.k == 0 or n_corpus == 0:
-        return _result(out)
+        return _result(out, rescored)
     end = rules.range_max if rules.range_max is not None else rules.range_min + rules.k
     width = min(n_corpus, end + _FIRST_MARGIN)
     todo = np.arange(n_queries)
@@ -68,15 +70,19 @@ def mine_with_controls(
             ids = todo[lo : lo + _QUERY_BLOCK]
             block = candidate_block(q, corpus, ids, by_query, width, exclude_self, n_corpus)
             out.shortfall[ids] = 0
+            rescored[ids] += block["rescored"]
             select_block(block, width, rules, out, AuditTally())
         todo = np.flatnonzero(out.shortfall)
         if width == n_corpus:  # every list holds the whole corpus: nothing is left unsettled
             break
         width = min(n_corpus, 4 * width)
-    return _result(out)
+    return _result(out, rescored)
 
 
-def _result(out: Selection) -> HardNegatives:
+def _result(out: Selection, rescored: npt.NDArray[np.int64]) -> HardNegatives:
     return HardNegatives(
-        out.indices, out.scores.astype(np.float32), rescore_scores=out.rescore_scores
+        out.indices,
+        out.scores.astype(np.float32),
+        rescore_scores=out.rescore_scores,
+        rescored=rescored,
     )

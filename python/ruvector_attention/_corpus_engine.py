@@ -47,7 +47,7 @@ class HardNegatives:
     #: With ``rescore=``: the teacher's scores of the picks, (Q, k) float64, NaN padded.
     rescore_scores: Optional[npt.NDArray[np.float64]] = None
     #: The work behind the answer: per query, the candidates whose exact (float64) score was
-    #: computed, (Q,) int64 (None where not counted).
+    #: computed (across chunks and any longer second pass), (Q,) int64.
     rescored: Optional[IndexArray] = None
 
 

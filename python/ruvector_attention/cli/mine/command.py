@@ -3,7 +3,8 @@
 Inputs are ``.npy`` files: queries (Q, D), the corpus (N, D) float32 or float16 (memory-mapped,
 never loaded whole), and optionally positives as corpus indices: (Q,) or (Q, P) integers, -1
 padded. The result goes to ``--out`` as an ``.npz`` with ``indices`` (Q, k) int64 (-1 padded)
-and ``scores`` (Q, k) float32 (NaN padded), written atomically. With ``--scheduler ADDRESS``
+``scores`` (Q, k) float32 (NaN padded) and ``rescored`` (Q,) int64 (the candidates each query had
+scored exactly), written atomically. With ``--scheduler ADDRESS``
 the corpus is mined on that Dask cluster, with ``--ray ADDRESS`` on that Ray cluster, each worker
 reading its row blocks from the file (which all of them must see at the same absolute path).
 """
@@ -270,11 +271,17 @@ def run(args: argparse.Namespace) -> int:
 
             ray.shutdown()  # the driver's tasks end with it
     buffer = io.BytesIO()
-    np.savez(buffer, indices=result.indices, scores=result.scores)
+    rescored = result.rescored if result.rescored is not None else np.zeros(0, np.int64)
+    np.savez(buffer, indices=result.indices, scores=result.scores, rescored=rescored)
     # (a candidate store was written block by block above and returned there)
     write_atomically(args.out, buffer.getvalue())
     found = int((result.indices >= 0).sum())
-    print(f"wrote {args.out}: {result.indices.shape[0]} queries, {found} negatives")
+    work = (
+        f"; scored exactly per query: mean {rescored.mean():.1f}, max {int(rescored.max())}"
+        if rescored.size
+        else ""
+    )
+    print(f"wrote {args.out}: {result.indices.shape[0]} queries, {found} negatives{work}")
     return 0
 
 
