@@ -309,3 +309,53 @@ def test_the_controlled_path_reports_its_work_and_stays_exact():
         pos_sim = ref.exact_cosine_matrix(corpus[ok], corpus[[p]])[:, 0]
         expected = np.asarray(ok)[pos_sim < 0.999999][:5]
         np.testing.assert_array_equal(row, expected)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 120),
+    d=st.integers(1, 20),
+    noise=st.sampled_from([0.0, 1e-7, 1e-5, 1e-3, 0.3]),
+    clusters=st.integers(1, 6),
+    k=st.integers(1, 9),
+    range_min=st.integers(0, 6),
+    span=st.one_of(st.none(), st.integers(0, 40)),
+    cap=st.one_of(st.none(), st.floats(-1, 1)),
+    margin=st.one_of(st.none(), st.sampled_from([0.0, 1e-6, 0.05])),
+    chunk_rows=st.sampled_from([1, 3, 7, None]),
+    with_positives=st.booleans(),
+    sampling=st.sampled_from(["top", "random"]),
+    seed=st.integers(0, 2**16),
+)
+def test_fuzz_the_engine_against_brute_force(
+    n, d, noise, clusters, k, range_min, span, cap, margin, chunk_rows, with_positives, sampling,
+    seed,
+):  # fmt: skip
+    # Small corpora of near-duplicate clusters (noise 0: exact duplicates, ties everywhere),
+    # random windows, caps and margins: the answer is the brute force's, whatever the chunking.
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d))
+    corpus = centres[rng.integers(0, clusters, n)] * (1 + noise * rng.standard_normal((n, d)))
+    corpus = corpus.astype(np.float32)
+    q = min(n, 6)
+    queries = (corpus[:q] * (1 + noise * rng.standard_normal((q, d)))).astype(np.float32)
+    positives = [np.array([i]) if with_positives else np.zeros(0, np.int64) for i in range(q)]
+    kwargs = {"k": k, "range_min": range_min, "max_score": cap, "relative_margin": margin}
+    if span is not None:
+        kwargs["range_max"] = range_min + span
+    sims = ref.exact_cosine_matrix(queries, corpus)
+    got = ra.mine_hard_negatives(
+        queries, corpus, positives=positives, chunk_rows=chunk_rows, sampling=sampling, seed=1,
+        **kwargs,
+    )  # fmt: skip
+    if sampling == "top":
+        expected = ref.corpus_negatives(queries, corpus, positives, sims=sims, **kwargs)
+        np.testing.assert_array_equal(got.indices, expected)
+    else:
+        eligible = ref.corpus_negatives(
+            queries, corpus, positives, sims=sims, sampling="random", **kwargs
+        )
+        for picks, allowed in zip(got.indices, eligible):
+            picks = picks[picks >= 0]
+            assert set(picks.tolist()) <= set(allowed.tolist())
+            assert len(set(picks.tolist())) == len(picks) == min(k, len(allowed))

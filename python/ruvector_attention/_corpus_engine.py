@@ -348,18 +348,24 @@ def _finish(
         if state.unsure[i]:
             continue
         index, values = state.by_score.index[i], state.by_score.values[i]
-        complete = bool(np.isneginf(state.bound[i]))  # no row below the cap is missing
+        filled = int((index >= 0).sum())
+        # Every eligible row below the cap is in the list: none was left out by a chunk (no
+        # bound) and none dropped by a merge (the list is not full, or holds the whole corpus).
+        roomy = filled < plan.list_size or plan.list_size >= n_corpus
+        exhaustive = bool(np.isneginf(state.bound[i])) and roomy
         above = int(state.above_cap[i])
         first = max(0, range_min - above)
-        last = plan.list_size if range_max is None else max(0, range_max - above)
-        last = min(last, plan.list_size)
-        # `need`: the list positions the answer depends on; they must all be certain.
+        window_end = None if range_max is None else max(0, range_max - above)
+        last = plan.list_size if window_end is None else min(window_end, plan.list_size)
+        # `need`: the list positions the answer depends on; they must all be certain. Past the
+        # list's end nothing is known unless the list is exhaustive.
+        unknown = n_corpus + 1
         picks: list[int] = []
         need = first if plan.key_size else last
         if not plan.key_size:
             for p in range(first, last):
-                if index[p] < 0:  # the list ended: every row is in it only if none is missing
-                    need = p if complete else n_corpus + 1
+                if index[p] < 0:  # the list ended
+                    need = p if exhaustive else unknown
                     break
                 if values[p] < plan.floor:  # everything after is lower still
                     need = p + 1
@@ -368,13 +374,13 @@ def _finish(
                 if rules.sampling == "top" and len(picks) == k:
                     need = p + 1
                     break
-            else:
-                if range_max is None and rules.sampling == "top" and not complete:
-                    need = n_corpus + 1  # the window runs on past the list
-        else:  # the head (ranks below range_min) must be exactly known
-            filled = int((index >= 0).sum())
-            if first > filled:  # the head takes every listed row: are there others?
-                need = filled if complete else n_corpus + 1
+            else:  # the window runs on past the list
+                if (window_end is None or window_end > last) and not exhaustive:
+                    need = unknown
+        elif first > filled and not exhaustive:  # the head takes every listed row
+            need = unknown
+        if exhaustive:
+            need = min(need, filled)
         if need > certain[i]:
             continue
         settled[i] = True
