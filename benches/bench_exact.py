@@ -99,7 +99,9 @@ def main() -> None:
     fns.update(usearch_contender(queries, corpus, k, args.threads))
     times = interleaved(fns, repeats=args.repeats)
     exact = ra.mine_hard_negatives(queries, corpus, positives=positives, k=k)
-    print(f"CPU: {cpu_name()}; threads {args.threads}; {args.queries} x {args.rows} x {args.dim}, k={k}")
+    print(
+        f"CPU: {cpu_name()}; threads {args.threads}; {args.queries} x {args.rows} x {args.dim}, k={k}"
+    )
     print(
         f"exactly scored candidates per query: mean {exact.rescored.mean():.1f}, "
         f"max {exact.rescored.max()}"
@@ -115,7 +117,9 @@ def main() -> None:
             len(set(row[row != p][:k].tolist()) & set(want.tolist()))
             for row, p, want in zip(got, positives, exact.indices)
         ]
-        print(f"faiss SQ8 + RefineFlat recall@{k} against the exact answer: {np.mean(hits) / k:.4f}")
+        print(
+            f"faiss SQ8 + RefineFlat recall@{k} against the exact answer: {np.mean(hits) / k:.4f}"
+        )
 
 
 if __name__ == "__main__":

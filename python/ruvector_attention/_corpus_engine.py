@@ -21,7 +21,7 @@ from ._selection_rules import SelectionRules
 from ._system import beyond_memory
 from .errors import ArgumentError, ShapeError
 
-__all__ = ["HardNegatives", "mine", "mine_exact"]
+__all__ = ["HardNegatives", "mine_exact"]
 
 IndexArray = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -148,25 +148,6 @@ def _corpus_take(corpus: Any, rows: IndexArray, dtype: Any = np.float32) -> Any:
     return np.ascontiguousarray(taken, dtype=dtype)
 
 
-def mine(
-    queries: object,
-    corpus: object,
-    *,
-    positives: object,
-    rules: SelectionRules,
-    exclude_self: bool,
-    progress: bool,
-    chunk_rows: Optional[int],
-    column: Optional[str],
-) -> HardNegatives:
-    """``mine_hard_negatives`` without the false-negative controls."""
-    index, scores, rescored = mine_exact(
-        queries, corpus, positives=positives, rules=rules, exclude_self=exclude_self,
-        progress=progress, chunk_rows=chunk_rows, column=column,
-    )  # fmt: skip
-    return HardNegatives(index, scores.astype(np.float32), rescored=rescored)
-
-
 def mine_exact(
     queries: object,
     corpus: object,
@@ -178,8 +159,9 @@ def mine_exact(
     chunk_rows: Optional[int],
     column: Optional[str],
 ) -> tuple[IndexArray, npt.NDArray[np.float64], IndexArray]:
-    """``mine``'s picks with their exact scores in float64 (what a candidate store keeps) and the
-    number of candidates rescored per query."""
+    """``mine_hard_negatives`` without the false-negative controls: the picks, their exact scores
+    in float64 (what a candidate store keeps; the API reports their float32 rounding) and the
+    number of candidates scored exactly per query."""
     q = float_matrix(queries, "queries", min_rows=0)
     n_queries, dim = q.shape
     if is_scipy_sparse(corpus):

@@ -45,8 +45,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Optional
 
+import numpy as np
+
 from ._controlled import mine_with_controls
-from ._corpus_engine import HardNegatives, mine
+from ._corpus_engine import HardNegatives, mine_exact
 from ._selection_rules import checked_rules
 
 __all__ = ["HardNegatives", "mine_hard_negatives"]
@@ -141,13 +143,8 @@ def mine_hard_negatives(
     )  # fmt: skip
     if rules.controls:
         return mine_with_controls(queries, corpus, positives, bool(exclude_self), rules)
-    return mine(
-        queries,
-        corpus,
-        positives=positives,
-        rules=rules,
-        exclude_self=exclude_self,
-        progress=progress,
-        chunk_rows=chunk_rows,
-        column=column,
-    )
+    index, scores, rescored = mine_exact(
+        queries, corpus, positives=positives, rules=rules, exclude_self=exclude_self,
+        progress=progress, chunk_rows=chunk_rows, column=column,
+    )  # fmt: skip
+    return HardNegatives(index, scores.astype(np.float32), rescored=rescored)

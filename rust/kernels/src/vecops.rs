@@ -10,11 +10,17 @@ use crate::simd::{pairwise_sum, LANES};
 /// derivative is zero there.
 pub const NORM_EPS: f32 = 1e-8;
 
-/// `sum_i term(x_i, y_i)` with sixteen independent accumulators: vectorisable without
-/// reordering any one accumulator's additions, so every path gives the same bits.
+/// `sum_i term(x_i, y_i)` with sixteen independent accumulators (element `i` in lane `i mod 16`,
+/// the lanes then added pairwise): vectorisable without reordering any one accumulator's
+/// additions, so every path gives the same bits. `T` is the accumulator: float32 for the
+/// kernels' own sums, float64 for the exact score of corpus mining (`mining/exact.rs`).
 #[inline(always)]
-fn lane_sum(x: &[f32], y: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
+pub(crate) fn lane_sum<T: Copy + Default + std::ops::AddAssign>(
+    x: &[f32],
+    y: &[f32],
+    term: impl Fn(f32, f32) -> T,
+) -> T {
+    let mut acc = [T::default(); LANES];
     let mut xs = x.chunks_exact(LANES);
     let mut ys = y.chunks_exact(LANES);
     for (xb, yb) in (&mut xs).zip(&mut ys) {

@@ -15,24 +15,13 @@
 use crate::dispatch_simd;
 use crate::error::{KernelError, KernelResult};
 use crate::parallel::map_tasks;
-use crate::simd::{pairwise_sum, LANES};
-use crate::vecops::NORM_EPS;
+use crate::vecops::{lane_sum, NORM_EPS};
 
-/// `sum_i x_i y_i` in float64, lanes in a fixed order (see the module).
+/// `sum_i x_i y_i` in float64, lanes in a fixed order (see the module; `vecops::lane_sum` owns
+/// the order).
 #[inline(always)]
 fn dot64_generic(x: &[f32], y: &[f32]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let mut xs = x.chunks_exact(LANES);
-    let mut ys = y.chunks_exact(LANES);
-    for (xb, yb) in (&mut xs).zip(&mut ys) {
-        for ((a, &u), &v) in acc.iter_mut().zip(xb).zip(yb) {
-            *a += f64::from(u) * f64::from(v);
-        }
-    }
-    for ((a, &u), &v) in acc.iter_mut().zip(xs.remainder()).zip(ys.remainder()) {
-        *a += f64::from(u) * f64::from(v);
-    }
-    pairwise_sum(acc)
+    lane_sum(x, y, |u, v| f64::from(u) * f64::from(v))
 }
 
 dispatch_simd!(fn dot64(x: &[f32], y: &[f32]) -> f64 => dot64_generic);

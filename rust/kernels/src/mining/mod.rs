@@ -37,7 +37,7 @@ use crate::cancel::Cancel;
 use crate::conditioning;
 use crate::error::KernelResult;
 use crate::parallel::map_tasks;
-use tiles::tiled_rows;
+use tiles::{tiled_rows, tiled_rows_within};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
@@ -134,6 +134,16 @@ pub fn mine(
 /// A cosine-based selection on rows rescaled where their squares would overflow float32
 /// (cosine similarity does not change when a row is multiplied by a power of two).
 fn cosine_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> KernelResult<Vec<TopK>> {
+    Ok(cosine_rows_within(inputs, strategy, k, &Limits::NONE)?.0)
+}
+
+/// `cosine_rows` within per-anchor limits (`tiles::tiled_rows_within`).
+fn cosine_rows_within(
+    inputs: &MineInputs<'_>,
+    strategy: Strategy,
+    k: usize,
+    limits: &Limits<'_>,
+) -> KernelResult<(Vec<TopK>, Vec<u64>)> {
     let anchors = conditioning::rescaled_rows(inputs.anchors, inputs.dim)?;
     let candidates = conditioning::rescaled_rows(inputs.candidates, inputs.dim)?;
     let scaled = MineInputs {
@@ -141,7 +151,7 @@ fn cosine_rows(inputs: &MineInputs<'_>, strategy: Strategy, k: usize) -> KernelR
         candidates: &candidates,
         ..*inputs
     };
-    tiled_rows(&scaled, strategy, k)
+    tiled_rows_within(&scaled, strategy, k, limits)
 }
 
 /// Per-anchor limits of the corpus miner's search (`hardest_within`).
@@ -195,14 +205,7 @@ pub fn hardest_within(
     if b == 0 || n == 0 {
         return Ok(());
     }
-    let anchors = conditioning::rescaled_rows(inputs.anchors, inputs.dim)?;
-    let candidates = conditioning::rescaled_rows(inputs.candidates, inputs.dim)?;
-    let scaled = MineInputs {
-        anchors: &anchors,
-        candidates: &candidates,
-        ..*inputs
-    };
-    let (lists, counts) = tiles::tiled_rows_within(&scaled, Strategy::Hardest, k.min(n), limits)?;
+    let (lists, counts) = cosine_rows_within(inputs, Strategy::Hardest, k.min(n), limits)?;
     inputs.cancel.check()?;
     for (row, list) in out.chunks_mut(k).zip(&lists) {
         for (slot, &(_, index)) in row.iter_mut().zip(list.items()) {
