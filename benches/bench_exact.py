@@ -99,9 +99,8 @@ def main() -> None:
     fns.update(usearch_contender(queries, corpus, k, args.threads))
     times = interleaved(fns, repeats=args.repeats)
     exact = ra.mine_hard_negatives(queries, corpus, positives=positives, k=k)
-    print(
-        f"CPU: {cpu_name()}; threads {args.threads}; {args.queries} x {args.rows} x {args.dim}, k={k}"
-    )
+    shape = f"{args.queries} x {args.rows} x {args.dim}"
+    print(f"CPU: {cpu_name()}; threads {args.threads}; {shape}, k={k}")
     print(
         f"exactly scored candidates per query: mean {exact.rescored.mean():.1f}, "
         f"max {exact.rescored.max()}"

@@ -133,7 +133,8 @@ def mine_hard_negatives(
         >>> mined = ra.mine_hard_negatives(queries, corpus, positives=np.arange(5), k=3)
         >>> bool((mined.indices != np.arange(5)[:, None]).all())  # positives never returned
         True
-        >>> same = ra.mine_hard_negatives(queries, corpus, positives=np.arange(5), k=3, chunk_rows=7)
+        >>> same = ra.mine_hard_negatives(queries, corpus, positives=np.arange(5), k=3,
+        ...                               chunk_rows=7)  # any chunking: the same bits
         >>> bool((same.indices == mined.indices).all() and (same.scores == mined.scores).all())
         True
     """
