@@ -361,8 +361,12 @@ mod tests {
         for _ in 0..pool.current_num_threads() {
             let (blocked, started) = (Arc::clone(&blocked), started.clone());
             pool.spawn(move || {
-                started.send(()).unwrap();
-                let _ = blocked.lock().unwrap().recv();
+                // No unwrap: a worker may start after the test has returned and dropped the
+                // receiver, and a panic in a spawned job aborts the whole test process.
+                let _ = started.send(());
+                if let Ok(blocked) = blocked.lock() {
+                    let _ = blocked.recv();
+                }
             });
         }
         // The first worker holds the lock while it waits; the others wait for the lock.
