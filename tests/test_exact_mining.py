@@ -359,3 +359,31 @@ def test_fuzz_the_engine_against_brute_force(
             picks = picks[picks >= 0]
             assert set(picks.tolist()) <= set(allowed.tolist())
             assert len(set(picks.tolist())) == len(picks) == min(k, len(allowed))
+
+
+def test_an_open_draw_whose_rows_fail_the_cap_grows_until_certain():
+    # 400 rows within 1e-7 of each other around the cap: about half pass it exactly. The draw's
+    # first list (k + range_min + 4 by draw) cannot hold k passing rows for certain; the engine
+    # draws again with longer lists, and every pick passes the cap exactly.
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal(32)
+    corpus = (base * (1 + 1e-7 * rng.standard_normal((400, 32)))).astype(np.float32)
+    corpus = np.concatenate([corpus, rng.standard_normal((3000, 32)).astype(np.float32)])
+    queries = (base + 0.5 * rng.standard_normal((4, 32))).astype(np.float32)
+    sims = ref.exact_cosine_matrix(queries, corpus)
+    caps = np.median(sims[:, :400], axis=1)
+    for i in range(4):
+        kwargs = {"k": 8, "range_min": 2, "min_score": float(caps[i]) - 1e-6,
+                  "max_score": float(caps[i])}  # fmt: skip
+        allowed = ref.corpus_negatives(
+            queries[i : i + 1], corpus, [[]], sims=sims[i : i + 1], sampling="random", **kwargs
+        )[0]
+        for rows in (7, None):
+            got = ra.mine_hard_negatives(
+                queries[i : i + 1], corpus, sampling="random", seed=2, chunk_rows=rows, **kwargs
+            )
+            picks = got.indices[0][got.indices[0] >= 0]
+            assert set(picks.tolist()) <= set(allowed.tolist())
+            assert len(picks) == min(8, len(allowed))
+            if rows is None:  # one chunk: a first pass rescores 6 listed + 14 drawn rows
+                assert got.rescored[0] > 20, got.rescored

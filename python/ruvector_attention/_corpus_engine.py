@@ -238,7 +238,8 @@ def mine_exact(
     # window) the best by random key among those that pass. No list is longer than the corpus.
     window_end = range_max if range_max is not None else range_min + (k if sampling == "top" else 0)
     list_size = min(window_end + LIST_MARGIN, n_corpus)
-    key_size = min(range_min + k, n_corpus) if (sampling == "random" and range_max is None) else 0
+    open_draw = sampling == "random" and range_max is None
+    key_size = min(range_min + k + LIST_MARGIN, n_corpus) if open_draw else 0
     unit_q = unit_rows(q)
     # The preselection's error bound, per query: 0 for an all-zero query (see Plan.errors).
     errors = np.where((q == 0).all(axis=1), 0.0, float(_native.preselection_error(dim)))
@@ -269,10 +270,13 @@ def mine_exact(
                 state.merge(plan.absorb(_corpus_rows(corpus, start, stop), start))
         rescored[todo] += state.rescored
         settled = _finish(plan, state, rules, n_corpus, out_index, out_scores)
-        if list_size >= n_corpus and not settled.all():  # pragma: no cover - a broken bound
-            raise RuntimeError("internal: a list holding the whole corpus was not certain")
+        if (
+            list_size >= n_corpus and (key_size in (0, n_corpus)) and not settled.all()
+        ):  # pragma: no cover - a broken bound
+            raise RuntimeError("internal: lists holding the whole corpus were not certain")
         todo = todo[~settled]
         list_size = min(4 * list_size, n_corpus)
+        key_size = min(4 * key_size, n_corpus)
     if key_size:
         # Picks drawn from the key list: their exact scores, computed the one way.
         out_scores[:] = _scores_of(q, corpus, out_index)
@@ -326,7 +330,7 @@ def _finish(
     ``State.certain``); returns which queries were settled. Positions in the list map to ranks
     ``above_cap + position``."""
     k, range_min, range_max = rules.k, rules.range_min, rules.range_max
-    certain = state.certain()
+    certain, certain_keys = state.certain()
     settled = np.zeros(len(plan.query_ids), bool)
     for i, g in enumerate(plan.query_ids.tolist()):
         if state.unsure[i]:
@@ -336,7 +340,7 @@ def _finish(
         # Every eligible row below the cap is in the list: none was left out by a chunk (no
         # bound) and none dropped by a merge (the list is not full, or holds the whole corpus).
         roomy = filled < plan.list_size or plan.list_size >= n_corpus
-        exhaustive = bool(np.isneginf(state.bound[i])) and roomy
+        exhaustive = bool(np.isneginf(state.score_cut.value[i])) and roomy
         above = int(state.above_cap[i])
         first = max(0, range_min - above)
         window_end = None if range_max is None else max(0, range_max - above)
@@ -377,7 +381,23 @@ def _finish(
         else:  # random, open window: the key list minus the head above range_min's rank
             head = set(index[:first].tolist())
             by_key = state.by_key.index[i]
-            drawn = [int(c) for c in by_key if c >= 0 and int(c) not in head][:k]
+            drawn: list[int] = []
+            need_keys = 0
+            for p, c in enumerate(by_key.tolist()):
+                if c < 0:  # the list ended: every passing row is in it only if none is missing
+                    need_keys = p if np.isneginf(state.key_cut.value[i]) else n_corpus + 1
+                    break
+                need_keys = p + 1
+                if c not in head:
+                    drawn.append(c)
+                    if len(drawn) == k:
+                        break
+            else:  # the list is full: more passing rows may follow it (a merge dropped them)
+                if len(drawn) < k and plan.key_size < n_corpus:
+                    need_keys = n_corpus + 1
+            if need_keys > certain_keys[i]:
+                settled[i] = False
+                continue
             out_index[g, : len(drawn)] = drawn
             continue
         out_index[g, : len(chosen)] = index[chosen]

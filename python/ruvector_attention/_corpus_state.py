@@ -7,13 +7,14 @@ and order-independent (lists in a total order, counts added, bounds maximised). 
 loop, the Dask engine and the Ray engine are all built on these two operations.
 
 Every score kept, compared or reported is the exact one (``exact_scores``: float64, one fixed
-order, owned by the kernels). The float32 kernels only preselect: a chunk's rows are ranked in
-float32, the best few rescored exactly, and ``State.bound`` records how high the exact score of
-a row left out can be (its float32 score plus the kernels' proven ``preselection_error``). Near
-a score cap or floor, a row whose float32 score is within that error is rescored before it is
-counted. So a list's entries above its bound are certainly the true best, in the true order,
-whatever the chunking; what is below the bound the engine does not trust (``_corpus_engine``
-mines those queries again with longer lists).
+order, owned by the kernels). The float32 kernels only preselect (``_native.hardest_within``): a
+chunk's rows are ranked in float32, the best few rescored exactly, and ``State.score_cut``
+records how high the exact score of a row left out can be (its float32 score plus the kernels'
+proven ``preselection_error``). Rows near the cap are listed, not counted, and decided on their
+exact scores. So a list's entries above its cut are certainly the true best, in the true order,
+whatever the chunking; what is below the cut the engine does not trust (``_corpus_engine``
+mines those queries again with longer lists). The seeded draw of random sampling over an open
+window is kept the same way (``by_key``, ``key_cut``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import numpy.typing as npt
 from . import _native
 
 __all__ = [
-    "BLOCK_FLOATS",
     "BestList",
+    "Cut",
     "Plan",
     "State",
     "exact_scores",
@@ -41,9 +42,6 @@ IndexArray = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-#: Similarities computed per chunk: about this many floats (queries x chunk rows), so the working
-#: memory stays in the tens of MB whatever the corpus size.
-BLOCK_FLOATS = 1 << 22
 #: The norm clamp of the cosine similarity: the kernels' own constant, so both agree.
 NORM_EPS = float(_native.NORM_EPS)
 
@@ -99,42 +97,8 @@ class BestList:
         self.values = np.full((queries, size), -np.inf, np.float64)
         self.index = np.full((queries, size), -1, np.int64)
 
-    def offer(self, values: npt.NDArray[np.float64], first_column: int) -> None:
-        """Offers a (Q, C) block whose column j is corpus row ``first_column + j``; -inf entries
-        are not candidates."""
-        if self.size == 0 or values.shape[1] == 0:
-            return
-        columns = values.shape[1]
-        take = min(self.size, columns)
-        # The take-th largest value per row; entries above it all enter, entries equal to it
-        # enter lowest column first (columns are in corpus order).
-        threshold = -np.partition(-values, take - 1, axis=1)[:, take - 1]
-        above = values > threshold[:, None]
-        equal = (values == threshold[:, None]) & np.isfinite(values)
-        room = take - above.sum(axis=1)
-        chosen = above | (equal & (np.cumsum(equal, axis=1) <= room[:, None]))
-        rows, cols = np.nonzero(chosen)
-        block_values = np.full((values.shape[0], take), -np.inf, np.float64)
-        block_index = np.full((values.shape[0], take), -1, np.int64)
-        slot = np.cumsum(chosen, axis=1)[rows, cols] - 1
-        block_values[rows, slot] = values[rows, cols]
-        block_index[rows, slot] = cols + first_column
-        self.merge(block_values, block_index)
-
-    def count(self) -> IndexArray:
-        """Entries held per query."""
-        counts: IndexArray = (self.index >= 0).sum(axis=1)
-        return counts
-
-    def last_value(self) -> F64:
-        """Per query, the value of the last entry held (-inf when empty)."""
-        if self.size == 0:
-            return np.full(len(self.index), -np.inf)
-        last = self.values[np.arange(len(self.index)), np.maximum(self.count() - 1, 0)]
-        return np.where(self.count() > 0, last, -np.inf)
-
     def merge(self, values: npt.NDArray[np.float64], index: IndexArray) -> None:
-        """Merges candidate lists (rows of values and global indices; -1: none)."""
+        """Merges candidate lists (rows of values and global indices; -1 or -inf: none)."""
         if self.size == 0:
             return
         all_values = np.concatenate([self.values, values], axis=1)
@@ -147,22 +111,47 @@ class BestList:
         self.index = np.take_along_axis(all_index, order, axis=1)
 
 
+class Cut:
+    """Per query, a pair (value, row) that every row missing from a list ranks below, in the
+    list's order (value desc, row asc); value -inf: no row is missing."""
+
+    def __init__(self, queries: int) -> None:
+        self.value = np.full(queries, -np.inf)
+        self.index = np.full(queries, -1, np.int64)
+
+    def raise_to(self, value: F64, index: IndexArray) -> None:
+        """Keeps, per query, the higher-ranked of the two cuts (higher value, then lower row):
+        an entry above it is above both."""
+        higher = (value > self.value) | ((value == self.value) & (index < self.index))
+        self.value = np.where(higher, value, self.value)
+        self.index = np.where(higher, index, self.index)
+
+    def certain(self, best: BestList) -> IndexArray:
+        """Per query, how many leading entries of ``best`` are certainly the true best in the
+        true order: all valid ones when nothing is missing, else those ranking above the cut."""
+        valid = best.index >= 0
+        value, index = self.value[:, None], self.index[:, None]
+        above = valid & ((best.values > value) | ((best.values == value) & (best.index < index)))
+        counts: IndexArray = np.where(
+            np.isneginf(self.value), valid.sum(axis=1), above.sum(axis=1)
+        ).astype(np.int64)
+        return counts
+
+
 @dataclass
 class State:
     """What one chunk (or a merge of chunks) leaves per query; merges are order-independent.
 
     ``above_cap``: rows whose exact score is above the query's cap. ``by_score``: the best rows
-    below the cap by exact score. ``bound``, ``bound_index``: every row below the cap that is
-    missing from ``by_score`` (never offered to it) ranks below the pair (score ``bound``, row
-    ``bound_index``) in the ranking's order (score desc, row asc); -inf: none is missing.
-    ``by_key``: random sampling over an open window, the passing rows with the highest draws.
-    ``rescored``: pairs scored exactly."""
+    below the cap by exact score, with ``score_cut`` for the rows never offered to it.
+    ``by_key``: random sampling over an open window, the passing rows with the highest draws,
+    with ``key_cut`` likewise. ``rescored``: pairs scored exactly."""
 
     above_cap: IndexArray
     by_score: BestList
     by_key: BestList
-    bound: F64
-    bound_index: IndexArray
+    score_cut: Cut
+    key_cut: Cut
     rescored: IndexArray
     #: Queries whose count above the cap may be short (see ``offer_top``): nothing is certain.
     unsure: npt.NDArray[np.bool_]
@@ -172,29 +161,17 @@ class State:
         self.unsure |= other.unsure
         self.by_score.merge(other.by_score.values, other.by_score.index)
         self.by_key.merge(other.by_key.values, other.by_key.index)
-        self.raise_bound(other.bound, other.bound_index)
+        self.score_cut.raise_to(other.score_cut.value, other.score_cut.index)
+        self.key_cut.raise_to(other.key_cut.value, other.key_cut.index)
         self.rescored += other.rescored
 
-    def raise_bound(self, bound: F64, index: IndexArray) -> None:
-        """Keeps, per query, the higher-ranked of the two bounds (higher score, then lower row):
-        an entry above it is above both."""
-        higher = (bound > self.bound) | ((bound == self.bound) & (index < self.bound_index))
-        self.bound = np.where(higher, bound, self.bound)
-        self.bound_index = np.where(higher, index, self.bound_index)
-
-    def certain(self) -> IndexArray:
-        """Per query, how many leading ``by_score`` entries are certainly the true best (in the
-        true order): all valid ones when nothing is missing, else those ranking above the
-        bound."""
-        valid = self.by_score.index >= 0
-        values, index = self.by_score.values, self.by_score.index
-        bound, bound_index = self.bound[:, None], self.bound_index[:, None]
-        above = valid & ((values > bound) | ((values == bound) & (index < bound_index)))
-        counts: IndexArray = np.where(
-            np.isneginf(self.bound), valid.sum(axis=1), above.sum(axis=1)
-        ).astype(np.int64)
-        counts[self.unsure] = -1
-        return counts
+    def certain(self) -> tuple[IndexArray, IndexArray]:
+        """Per query, how many leading entries of ``by_score`` and of ``by_key`` are certain
+        (-1 for an unsure query: nothing is)."""
+        scores, keys = self.score_cut.certain(self.by_score), self.key_cut.certain(self.by_key)
+        scores[self.unsure] = -1
+        keys[self.unsure] = -1
+        return scores, keys
 
 
 @dataclass(frozen=True)
@@ -219,15 +196,8 @@ class Plan:
     #: preselection's tie order, lower row first, is the exact one too).
     errors: F64
 
-    @property
-    def keyed(self) -> bool:
-        # Random sampling over an open window keeps the passing rows with the best draws: every
-        # row's pass is decided here, block by block. Otherwise the kernel's preselection
-        # (fused GEMM, cap and top-k: `offer_top`) does the work.
-        return self.key_size > 0
-
     def default_chunk_rows(self) -> int:
-        return max(256, BLOCK_FLOATS // max(len(self.unit_q), 1)) if self.keyed else 1 << 16
+        return 1 << 16
 
     def empty(self) -> State:
         n = len(self.unit_q)
@@ -235,96 +205,20 @@ class Plan:
             np.zeros(n, np.int64),
             BestList(n, self.list_size),
             BestList(n, self.key_size),
-            np.full(n, -np.inf),
-            np.full(n, -1, np.int64),
+            Cut(n),
+            Cut(n),
             np.zeros(n, np.int64),
             np.zeros(n, bool),
         )
 
     def absorb(self, rows: F32, start: int) -> State:
-        """The state of corpus rows ``start:start + len(rows)`` alone. A keyed plan scores at
-        most ``default_chunk_rows()`` rows at a time, whatever the block it is given (a Dask
-        block of any size), so its working memory stays bounded."""
+        """The state of corpus rows ``start:start + len(rows)`` alone."""
         # Aligned: a block shipped between Dask processes can arrive at an odd byte offset.
         rows = np.require(rows, np.float32, ["C", "A"])
-        if not self.keyed:
-            return self._absorb_rows(rows, start)
-        step = self.default_chunk_rows()
-        state = self._absorb_rows(rows[:step], start)
-        for offset in range(step, len(rows), step):
-            state.merge(self._absorb_rows(rows[offset : offset + step], start + offset))
-        return state
-
-    def _absorb_rows(self, rows: F32, start: int) -> State:
         state = self.empty()
         lo_i, hi_i = np.searchsorted(self.ex_cols, [start, start + len(rows)])
-        ex_rows, ex_cols = self.ex_rows[lo_i:hi_i], self.ex_cols[lo_i:hi_i]
-        if self.keyed:
-            self._absorb_keyed(state, rows, start, ex_rows, ex_cols)
-        else:
-            # The kernel normalises (with the same clamp) as it scores: no normalised copy.
-            offer_top(state, self, rows, start, ex_rows, ex_cols)
+        offer_top(state, self, rows, start, self.ex_rows[lo_i:hi_i], self.ex_cols[lo_i:hi_i])
         return state
-
-    def _absorb_keyed(
-        self, state: State, rows: F32, start: int, ex_rows: IndexArray, ex_cols: IndexArray
-    ) -> None:
-        """Every row of the block against the cap and the floor (random sampling over an open
-        window): float32 scores first; exact scores for the rows within ``errors`` of the cap or
-        the floor (so each is counted on the right side) and for the best ``list_size`` below
-        the cap."""
-        n = len(self.unit_q)
-        approx = self.unit_q @ unit_rows(rows).T  # float32, (Q, C)
-        approx[ex_rows, ex_cols - start] = np.nan
-        over = _beyond(approx, self.cap, self.errors, state, self.queries, rows)
-        state.above_cap += over.sum(axis=1)
-        ranked = np.where(over, -np.inf, approx)  # NaN (excluded or non-finite) stays NaN
-        chosen, rest = _best_columns(ranked, self.list_size, self.errors == 0)
-        picked = np.take_along_axis(ranked, chosen, axis=1)
-        ok = np.isfinite(picked)
-        qi, slot = np.nonzero(ok)
-        values = np.full(chosen.shape, -np.inf)
-        values[qi, slot] = exact_scores(self.queries, rows, qi, chosen[qi, slot])
-        state.rescored += ok.sum(axis=1)
-        values[np.isnan(values)] = -np.inf
-        state.by_score.merge(values, np.where(np.isfinite(values), chosen + start, -1))
-        # Rows not chosen have float32 scores at most `rest`. With error 0 (an all-zero query)
-        # the choice among ties was lower row first: those missing at `rest` follow the last.
-        rest64 = rest.astype(np.float64)
-        tie = (self.errors == 0) & (rest == picked[:, -1])
-        state.raise_bound(
-            np.where(np.isfinite(rest64), rest64 + self.errors, -np.inf),
-            np.where(tie, chosen[:, -1] + start + 1, -1),
-        )
-        if self.key_size:
-            below = ~over & ~np.isnan(approx)
-            floor = np.full(n, self.floor)
-            # Passing: at least the floor, so not beyond it from above (the same test, mirrored).
-            failing = _beyond(-approx, -floor, self.errors, state, -self.queries, rows) & below
-            rows_p, cols_p = np.nonzero(below & ~failing)
-            keys = np.full(approx.shape, -np.inf)
-            keys[rows_p, cols_p] = uniform_keys(
-                self.seed_key, self.query_ids[rows_p], cols_p + start
-            )
-            state.by_key.offer(keys, start)
-
-
-def _beyond(
-    approx: F32, limit: F64, errors: F64, state: State, queries: F32, rows: F32
-) -> npt.NDArray[np.bool_]:
-    """Where the exact score is above ``limit`` (per query): certain where the float32 score is
-    beyond ``limit + errors``; within ``errors`` of it the exact score decides (counted in
-    ``state.rescored``). ``queries`` negated gives the mirrored test (scores below a floor)."""
-    hi = _rounded(limit + errors, up=True)[:, None]
-    lo = _rounded(limit - errors, up=False)[:, None]
-    over: npt.NDArray[np.bool_] = approx > hi
-    band_q, band_c = np.nonzero((approx >= lo) & ~over)
-    if band_q.size:
-        exact = exact_scores(queries, rows, band_q, band_c)
-        state.rescored += np.bincount(band_q, minlength=len(approx))
-        up = exact > limit[band_q]
-        over[band_q[up], band_c[up]] = True
-    return over
 
 
 def _rounded(x: F64, *, up: bool) -> F32:
@@ -336,27 +230,6 @@ def _rounded(x: F64, *, up: bool) -> F32:
     return np.where(r > x, np.nextafter(r, np.float32(-np.inf)), r)
 
 
-def _best_columns(
-    ranked: F32, size: int, lowest_first: npt.NDArray[np.bool_]
-) -> tuple[IndexArray, F32]:
-    """Per row, the columns of the ``size`` highest values (NaN lowest) and the highest value
-    left out (NaN: none). Rows in ``lowest_first`` break ties by lower column (a stable sort,
-    for the few queries whose preselection is exact)."""
-    n, columns = ranked.shape
-    size = min(size, columns)
-    if size == columns:
-        return np.broadcast_to(np.arange(columns), (n, columns)).copy(), np.full(
-            n, np.nan, np.float32
-        )
-    order = np.argpartition(-ranked, size, axis=1)
-    tied = np.flatnonzero(lowest_first)
-    if tied.size:
-        order[tied] = np.argsort(-ranked[tied], axis=1, kind="stable")
-    chosen = order[:, :size]
-    rest = np.take_along_axis(ranked, order[:, size : size + 1], axis=1)[:, 0]
-    return chosen, rest
-
-
 def offer_top(
     state: State,
     plan: Plan,
@@ -366,14 +239,18 @@ def offer_top(
     ex_cols: IndexArray,
 ) -> None:
     """Offers each query's best candidates of one chunk below its cap to ``state.by_score``,
-    with exact scores; counts the rows above the cap; bounds the rows left out.
+    with exact scores; counts the rows above the cap; bounds the rows left out; with random
+    sampling over an open window, offers the passing rows with the best draws to
+    ``state.by_key`` too.
 
     The kernel counts the rows whose float32 key is above ``cap + error`` (certainly above the
     cap) and lists the best keys at most that. Listed rows whose exact score is above the cap
     are counted too; a row left out of a full list has a key at most the last listed one's, so
     its exact score is at most that one's plus ``2 error``. When that could still reach the cap,
     a row near the cap may be missing from both the count and the list: the query is marked
-    ``unsure`` and mined again with a longer list."""
+    ``unsure`` and mined again with a longer list. The draw lists the rows whose key is within
+    ``floor - error`` and ``cap + error`` by their draw; those whose exact score passes enter
+    ``by_key``, and a row left out of a full draw list has a lower draw than its last entry."""
     n = len(plan.unit_q)
     take = min(plan.list_size, len(block))
     if take == 0:
@@ -390,7 +267,12 @@ def offer_top(
         rows_s, cols_s = rows_s[first], cols_s[first]
         offsets = np.concatenate([[0], np.cumsum(np.bincount(rows_s, minlength=n))])
         excluded = (offsets.astype(np.int64), cols_s.astype(np.int64))
-    picks, over = _native.hardest_within(plan.unit_q, block, take, ceilings, excluded)
+    draw_take = min(plan.key_size, len(block))
+    draw = None
+    if draw_take:
+        floors = _rounded(np.full(n, plan.floor) - plan.errors, up=False)
+        draw = (plan.seed_key, plan.query_ids, floors, start, draw_take)
+    picks, over, drawn = _native.hardest_within(plan.unit_q, block, take, ceilings, excluded, draw)
     state.above_cap += over.astype(np.int64)
     found = picks >= 0
     qi, slot = np.nonzero(found)
@@ -405,7 +287,7 @@ def offer_top(
         # listed lower row first: the missing rows come after the last one listed.
         last, full = values[:, take - 1], found[:, take - 1]
         reach = np.where(np.isnan(last), np.inf, last + 2 * plan.errors)
-        state.raise_bound(
+        state.score_cut.raise_to(
             np.where(full, reach, -np.inf),
             np.where(full & (plan.errors == 0), picks[:, take - 1] + start + 1, -1),
         )
@@ -413,3 +295,28 @@ def offer_top(
             state.unsure |= full & ~(reach < plan.cap)
     keep = found & ~above & ~np.isnan(values)
     state.by_score.merge(np.where(keep, values, -np.inf), np.where(keep, picks + start, -1))
+    if drawn is not None:
+        _offer_draws(state, plan, block, start, drawn)
+
+
+def _offer_draws(state: State, plan: Plan, block: F32, start: int, drawn: IndexArray) -> None:
+    """The drawn rows whose exact score passes the floor and the cap enter ``state.by_key``;
+    a full draw list cuts the rows it left out (all drew lower than its last entry)."""
+    found = drawn >= 0
+    qi, slot = np.nonzero(found)
+    exact = np.full(drawn.shape, np.nan)
+    exact[qi, slot] = exact_scores(plan.queries, block, qi, drawn[qi, slot])
+    state.rescored += found.sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        passing = found & (exact >= plan.floor) & (exact <= plan.cap[:, None])
+    keys = np.full(drawn.shape, -np.inf)
+    keys[qi, slot] = uniform_keys(plan.seed_key, plan.query_ids[qi], drawn[qi, slot] + start)
+    rows = drawn + start
+    state.by_key.merge(np.where(passing, keys, -np.inf), np.where(passing, rows, -1))
+    width = drawn.shape[1]
+    if width < len(block):
+        full = found[:, width - 1]
+        state.key_cut.raise_to(
+            np.where(full, keys[:, width - 1], -np.inf),
+            np.where(full, rows[:, width - 1] + 1, -1),
+        )

@@ -169,8 +169,9 @@ def hardest_within(
     k: int,
     ceilings: _F32 | None,
     excluded: tuple[_I64, _I64] | None,
+    draw: tuple[int, _I64, _F32, int, int] | None,
     /,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]: ...
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.int64] | None]: ...
 
 class _Testing:
     """Hooks for tests and benchmarks only (the private submodule ``_native._testing``)."""

@@ -35,9 +35,10 @@ leading entries of each list above that bound are certainly the true best, in th
 A query whose answer needs entries the bound cannot certify (near-duplicates thicker than the
 list, a crowded score cap) is mined again with a list four times as long, until certain; so
 the answer is exact, and only the work varies: ``HardNegatives.rescored`` counts each query's
-candidates scored exactly. Random sampling over an open window (``range_max=None``) decides
-every row's pass in NumPy, block by block, with the same bound near the cap and the floor.
-Memory does not grow with the corpus.
+candidates scored exactly. Random sampling over an open window (``range_max=None``) keeps, in
+the same kernel pass, each query's best draws among the rows that may pass its floor and cap
+(within the bound); the exact scores decide which do, and a list that cannot certify ``k`` of
+them is drawn again longer. Memory does not grow with the corpus.
 """
 
 from __future__ import annotations

@@ -194,15 +194,25 @@ pub fn preselection_error(dim: usize) -> f64 {
     mining::preselection_error(dim)
 }
 
-/// Per query its listed rows (Q, k) and its count above the ceiling (Q,).
-type ListsAndCounts<'py> = (Bound<'py, PyArrayDyn<i64>>, Bound<'py, PyArray1<u64>>);
+/// Per query its listed rows (Q, k), its count above the ceiling (Q,) and, with a draw, its
+/// drawn rows (Q, size).
+type ListsAndCounts<'py> = (
+    Bound<'py, PyArrayDyn<i64>>,
+    Bound<'py, PyArray1<u64>>,
+    Option<Bound<'py, PyArrayDyn<i64>>>,
+);
+
+/// The draw's settings as Python passes them: `(seed, query_ids, floors, first_row, size)`.
+type DrawArgs<'py> = (u64, Bound<'py, PyAny>, Bound<'py, PyAny>, u64, usize);
 
 /// The corpus miner's preselection (see `ruvector_kernels::mining::hardest_within`): per query
 /// the `k` best HARDEST keys at most its ceiling among the rows it does not exclude, and the
 /// count of its other rows above the ceiling. `ceilings`: float32 (Q,) or None; `excluded`:
-/// `(offsets, columns)` int64 arrays, each query's sorted chunk rows, or None.
+/// `(offsets, columns)` int64 arrays, each query's sorted chunk rows, or None; `draw`: random
+/// sampling's settings (int64 query ids and float32 floors per query) or None.
 #[pyfunction]
-#[pyo3(signature = (queries, rows, k, ceilings, excluded, /))]
+#[pyo3(signature = (queries, rows, k, ceilings, excluded, draw, /))]
+#[allow(clippy::too_many_arguments)]
 pub fn hardest_within<'py>(
     py: Python<'py>,
     queries: &Bound<'py, PyAny>,
@@ -210,6 +220,7 @@ pub fn hardest_within<'py>(
     k: usize,
     ceilings: Option<&Bound<'py, PyAny>>,
     excluded: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    draw: Option<DrawArgs<'py>>,
 ) -> PyResult<ListsAndCounts<'py>> {
     let a = readonly(queries, "queries")?;
     let c = readonly(rows, "rows")?;
@@ -244,9 +255,32 @@ pub fn hardest_within<'py>(
             Ok::<_, PyErr>((offsets, columns))
         })
         .transpose()?;
+    let draw_arrays = draw
+        .as_ref()
+        .map(|(_, ids, floors, _, _)| {
+            Ok::<_, PyErr>((readonly_i64(ids, "query_ids")?, readonly(floors, "floors")?))
+        })
+        .transpose()?;
+    let draw_slices = draw_arrays
+        .as_ref()
+        .map(|(ids, floors)| Ok::<_, PyErr>((slice_i64(ids, "query_ids")?, slice(floors)?)))
+        .transpose()?;
+    let draw_size = draw.as_ref().map_or(0, |d| d.4);
     let limits = mining::Limits {
         ceilings,
         excluded: excluded.as_ref().map(|(o, c)| (o.as_slice(), c.as_slice())),
+        draw: match (&draw, draw_slices) {
+            (Some((seed, _, _, first_row, size)), Some((query_ids, floors))) => {
+                Some(mining::Draw {
+                    seed: *seed,
+                    query_ids,
+                    floors,
+                    first_row: *first_row,
+                    size: *size,
+                })
+            }
+            _ => None,
+        },
     };
     let inputs = MineInputs {
         anchors: slice(&a)?,
@@ -263,21 +297,28 @@ pub fn hardest_within<'py>(
     let mut out =
         ruvector_kernels::alloc::filled(batch.saturating_mul(k), -1i64).map_err(KernelErr)?;
     let mut over = vec![0u64; batch];
+    let mut drawn = ruvector_kernels::alloc::filled(batch.saturating_mul(draw_size), -1i64)
+        .map_err(KernelErr)?;
     let cost = Cost {
         flops: 2 * batch * pool * dim,
         bytes: 4 * (batch + pool) * dim,
     };
     {
-        let (out, over, limits) = (&mut out[..], &mut over[..], &limits);
+        let (out, over, drawn, limits) = (&mut out[..], &mut over[..], &mut drawn[..], &limits);
         run(py, cost, move |cancel| {
-            mining::hardest_within(&MineInputs { cancel, ..inputs }, limits, k, out, over)
+            let inputs = MineInputs { cancel, ..inputs };
+            mining::hardest_within(&inputs, limits, k, out, over, drawn)
         })?;
     }
-    let array: ArrayD<i64> = Array2::from_shape_vec((batch, k), out)
-        .map_err(|err| internal_error(format!("internal: output shape: {err}")))?
-        .into_dyn();
-    Ok((
-        PyArray::from_owned_array(py, array),
-        PyArray::from_vec(py, over),
-    ))
+    let as_matrix = |data: Vec<i64>, cols: usize| {
+        Array2::from_shape_vec((batch, cols), data)
+            .map(|a| a.into_dyn())
+            .map_err(|err| internal_error(format!("internal: output shape: {err}")))
+    };
+    let lists = PyArray::from_owned_array(py, as_matrix(out, k)?);
+    let drawn = match draw {
+        Some(_) => Some(PyArray::from_owned_array(py, as_matrix(drawn, draw_size)?)),
+        None => None,
+    };
+    Ok((lists, PyArray::from_vec(py, over), drawn))
 }

@@ -195,4 +195,4 @@ fn cosine_keys_generic(keys: &mut [f32], dots: &[f32], inv_c: &[f32], inv_a: f32
     }
 }
 
-dispatch_simd!(fn cosine_keys(keys: &mut [f32], dots: &[f32], inv_c: &[f32], inv_a: f32) => cosine_keys_generic);
+dispatch_simd!(pub(super) fn cosine_keys(keys: &mut [f32], dots: &[f32], inv_c: &[f32], inv_a: f32) => cosine_keys_generic);

@@ -69,8 +69,24 @@ pub(super) fn check_limits(
     inputs: &MineInputs<'_>,
     limits: &Limits<'_>,
     over_len: usize,
+    drawn_len: usize,
 ) -> KernelResult<()> {
     let (b, n) = (inputs.batch, inputs.pool);
+    let drawn_expected = limits.draw.as_ref().map_or(0, |d| b * d.size);
+    if drawn_len != drawn_expected {
+        return Err(KernelError::shape(format!(
+            "drawn has {drawn_len} entries, expected {drawn_expected}"
+        )));
+    }
+    if let Some(d) = &limits.draw {
+        if d.query_ids.len() != b || d.floors.len() != b {
+            return Err(KernelError::shape(format!(
+                "the draw's query ids and floors have {} and {} entries, expected {b}",
+                d.query_ids.len(),
+                d.floors.len()
+            )));
+        }
+    }
     if over_len != b {
         return Err(KernelError::shape(format!(
             "over has {over_len} entries, expected {b}"

@@ -23,14 +23,16 @@
 mod bound;
 mod centred;
 mod check;
+mod draw;
 mod exact;
 mod rng;
 mod scoring;
 mod tiles;
 mod topk;
 
+pub use draw::{Draw, DrawTop};
 pub use exact::{exact_cosines, preselection_error};
-pub use rng::{corpus_key, corpus_keys, Stream};
+pub use rng::{corpus_key, corpus_key_bits, corpus_keys, Stream};
 pub use topk::TopK;
 
 use crate::cancel::Cancel;
@@ -143,7 +145,7 @@ fn cosine_rows_within(
     strategy: Strategy,
     k: usize,
     limits: &Limits<'_>,
-) -> KernelResult<(Vec<TopK>, Vec<u64>)> {
+) -> KernelResult<tiles::WithinLists> {
     let anchors = conditioning::rescaled_rows(inputs.anchors, inputs.dim)?;
     let candidates = conditioning::rescaled_rows(inputs.candidates, inputs.dim)?;
     let scaled = MineInputs {
@@ -161,12 +163,16 @@ pub struct Limits<'a> {
     /// Per anchor `r`, the candidates never considered: `columns[offsets[r]..offsets[r + 1]]`,
     /// sorted ascending.
     pub excluded: Option<(&'a [usize], &'a [u32])>,
+    /// Random sampling over an open window: also keep, per anchor, the best draws among the
+    /// eligible candidates whose key lies within its floor and its ceiling.
+    pub draw: Option<Draw<'a>>,
 }
 
 impl Limits<'_> {
     pub const NONE: Limits<'static> = Limits {
         ceilings: None,
         excluded: None,
+        draw: None,
     };
 
     fn ceiling(&self, row: usize) -> f32 {
@@ -186,15 +192,19 @@ impl Limits<'_> {
 /// index) at most its ceiling among the candidates it does not exclude, written to `out` (`batch
 /// x k`, -1 padded); `over[r]` counts anchor `r`'s other eligible candidates whose key is above
 /// its ceiling. NaN keys are neither kept nor counted.
+/// With `limits.draw`, `drawn` (`batch x draw.size`, -1 padded) receives each anchor's best
+/// draws, best first.
 pub fn hardest_within(
     inputs: &MineInputs<'_>,
     limits: &Limits<'_>,
     k: usize,
     out: &mut [i64],
     over: &mut [u64],
+    drawn: &mut [i64],
 ) -> KernelResult<()> {
     check::check(inputs, Strategy::Hardest, k, out.len())?;
-    check::check_limits(inputs, limits, over.len())?;
+    check::check_limits(inputs, limits, over.len(), drawn.len())?;
+    drawn.fill(-1);
     if k == 0 {
         // An empty list has an infinite threshold, so nothing would reach the counting either.
         return Err(crate::error::KernelError::invalid("k must be at least 1"));
@@ -205,7 +215,7 @@ pub fn hardest_within(
     if b == 0 || n == 0 {
         return Ok(());
     }
-    let (lists, counts) = cosine_rows_within(inputs, Strategy::Hardest, k.min(n), limits)?;
+    let (lists, counts, draws) = cosine_rows_within(inputs, Strategy::Hardest, k.min(n), limits)?;
     inputs.cancel.check()?;
     for (row, list) in out.chunks_mut(k).zip(&lists) {
         for (slot, &(_, index)) in row.iter_mut().zip(list.items()) {
@@ -213,6 +223,13 @@ pub fn hardest_within(
         }
     }
     over.copy_from_slice(&counts);
+    if let Some(draw) = &limits.draw {
+        for (row, top) in drawn.chunks_mut(draw.size.max(1)).zip(&draws) {
+            for (slot, &(_, index)) in row.iter_mut().zip(top.items()) {
+                *slot = i64::from(index);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -287,18 +304,20 @@ mod within_tests {
         let limits = Limits {
             ceilings: Some(&[0.7]),
             excluded: None,
+            draw: None,
         };
-        hardest_within(&x, &limits, 2, &mut out, &mut over).unwrap();
+        hardest_within(&x, &limits, 2, &mut out, &mut over, &mut []).unwrap();
         assert_eq!((out, over), ([2, 3], [2]));
         // Row 2 excluded: never kept, never counted; row 0 excluded: not counted.
         let limits = Limits {
             ceilings: Some(&[0.7]),
             excluded: Some((&[0, 2], &[0, 2])),
+            draw: None,
         };
-        hardest_within(&x, &limits, 2, &mut out, &mut over).unwrap();
+        hardest_within(&x, &limits, 2, &mut out, &mut over, &mut []).unwrap();
         assert_eq!((out, over), ([3, 4], [1]));
         // No limits: the plain HARDEST answer.
-        hardest_within(&x, &Limits::NONE, 2, &mut out, &mut over).unwrap();
+        hardest_within(&x, &Limits::NONE, 2, &mut out, &mut over, &mut []).unwrap();
         assert_eq!((out, over), ([0, 1], [0]));
     }
 
@@ -320,10 +339,11 @@ mod within_tests {
         let limits = Limits {
             ceilings: Some(&ceilings),
             excluded: Some((&offsets, &columns)),
+            draw: None,
         };
         let x = inputs(&a, &c, b, n, d);
         let (mut out, mut over) = (vec![0i64; b * 5], vec![0u64; b]);
-        hardest_within(&x, &limits, 5, &mut out, &mut over).unwrap();
+        hardest_within(&x, &limits, 5, &mut out, &mut over, &mut []).unwrap();
         // Against a direct count: cosine keys above the ceiling, exclusions skipped.
         for r in 0..b {
             let ar = &a[r * d..(r + 1) * d];
@@ -352,6 +372,49 @@ mod within_tests {
     }
 
     #[test]
+    fn the_draw_keeps_the_best_draws_within_the_limits() {
+        // Anchor along x; candidates at cosines 1, 0.8, 0.6, 0, -1; floor 0.5, ceiling 0.9:
+        // rows 1 and 2 may pass; row 1 excluded: only row 2 is drawn.
+        let a = [1.0f32, 0.0];
+        let c = [1.0f32, 0.0, 0.8, 0.6, 0.6, 0.8, 0.0, 1.0, -1.0, 0.0];
+        let x = inputs(&a, &c, 1, 5, 2);
+        let (mut out, mut over, mut drawn) = ([0i64; 1], [0u64; 1], [0i64; 3]);
+        let limits = Limits {
+            ceilings: Some(&[0.9]),
+            excluded: Some((&[0, 1], &[1])),
+            draw: Some(Draw {
+                seed: 7,
+                query_ids: &[3],
+                floors: &[0.5],
+                first_row: 100,
+                size: 3,
+            }),
+        };
+        hardest_within(&x, &limits, 1, &mut out, &mut over, &mut drawn).unwrap();
+        assert_eq!((out, over, drawn), ([2], [1], [2, -1, -1]));
+        // Without a floor every eligible row within the ceiling is drawn, best draw first.
+        let limits = Limits {
+            ceilings: Some(&[0.9]),
+            excluded: None,
+            draw: Some(Draw {
+                seed: 7,
+                query_ids: &[3],
+                floors: &[f32::NEG_INFINITY],
+                first_row: 100,
+                size: 3,
+            }),
+        };
+        hardest_within(&x, &limits, 1, &mut out, &mut over, &mut drawn).unwrap();
+        let mut expected: Vec<(u64, i64)> = [1i64, 2, 3, 4]
+            .iter()
+            .map(|&j| (corpus_key_bits(7, 3, 100 + j as u64), j))
+            .collect();
+        expected.sort_by(|p, q| q.0.cmp(&p.0).then(p.1.cmp(&q.1)));
+        let want: Vec<i64> = expected.iter().take(3).map(|p| p.1).collect();
+        assert_eq!(drawn.to_vec(), want);
+    }
+
+    #[test]
     fn unsorted_exclusions_and_k_zero_are_refused() {
         let (a, c) = ([1.0f32, 0.0], [1.0f32, 0.0, 0.0, 1.0]);
         let x = inputs(&a, &c, 1, 2, 2);
@@ -359,8 +422,9 @@ mod within_tests {
         let bad = Limits {
             ceilings: None,
             excluded: Some((&[0, 2], &[1, 0])),
+            draw: None,
         };
-        assert!(hardest_within(&x, &bad, 1, &mut out, &mut over).is_err());
-        assert!(hardest_within(&x, &Limits::NONE, 0, &mut [], &mut over).is_err());
+        assert!(hardest_within(&x, &bad, 1, &mut out, &mut over, &mut []).is_err());
+        assert!(hardest_within(&x, &Limits::NONE, 0, &mut [], &mut over, &mut []).is_err());
     }
 }

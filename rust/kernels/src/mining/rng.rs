@@ -23,8 +23,15 @@ fn mix(mut z: u64) -> u64 {
 /// seeded results stay the same; the output function is SplitMix64's `mix`.)
 #[inline(always)]
 pub fn corpus_key(seed: u64, query: u64, row: u64) -> f64 {
+    corpus_key_bits(seed, query, row) as f64 * (1.0 / 9_007_199_254_740_992.0)
+}
+
+/// The 53 random bits behind `corpus_key` (`corpus_key` is this times 2^-53, exactly): the
+/// same order, as an integer the preselection's draw lists compare.
+#[inline(always)]
+pub fn corpus_key_bits(seed: u64, query: u64, row: u64) -> u64 {
     let z = seed ^ query.wrapping_mul(GAMMA) ^ row.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    (mix(z) >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
+    mix(z) >> 11
 }
 
 /// `corpus_key` for each pair.

@@ -3,7 +3,8 @@
 //! every row's keys to that row's top-k list (`bound.rs`); the lists of all tasks merge in a total
 //! order, so the result does not depend on the thread count.
 
-use super::bound::{offer, offer_cosines, Ceiling, SharedBound};
+use super::bound::{cosine_keys, offer, offer_cosines, Ceiling, SharedBound};
+use super::draw::DrawTop;
 use super::scoring::{prepare, score_row, Prepared};
 use super::{eligible, Limits, MineInputs, Strategy, TopK};
 use crate::error::KernelResult;
@@ -49,14 +50,18 @@ pub(super) fn tiled_rows(
     Ok(tiled_rows_within(inputs, strategy, k, &Limits::NONE)?.0)
 }
 
+/// Per anchor: its top-k list, its count above the ceiling, its draw list (empty without one).
+pub(super) type WithinLists = (Vec<TopK>, Vec<u64>, Vec<DrawTop>);
+
 /// `tiled_rows` within per-anchor limits (HARDEST only): keys above an anchor's ceiling are
-/// counted (the second result) instead of kept, excluded pairs are never considered.
+/// counted (the second result) instead of kept, excluded pairs are never considered, and with
+/// a draw each anchor's best draws among its candidates within limits are kept (the third).
 pub(super) fn tiled_rows_within(
     inputs: &MineInputs<'_>,
     strategy: Strategy,
     k: usize,
     limits: &Limits<'_>,
-) -> KernelResult<(Vec<TopK>, Vec<u64>)> {
+) -> KernelResult<WithinLists> {
     let (b, n, d) = (inputs.batch, inputs.pool, inputs.dim);
     // Row blocks: all anchors at once when the pool gives enough tiles to share out (each
     // candidate tile is then packed once); otherwise a quarter of them per block.
@@ -87,24 +92,29 @@ pub(super) fn tiled_rows_within(
         bounds: (0..b).map(|_| SharedBound::new()).collect(),
         limits,
     };
-    let partial: Vec<(Vec<TopK>, Vec<u64>)> = map_tasks(tasks.clone(), b * n * d, |task| {
+    let partial: Vec<WithinLists> = map_tasks(tasks.clone(), b * n * d, |task| {
         select_in_task(&shared, task)
     });
     // Merge the groups' lists row by row (the order does not change the result).
+    let draw_size = limits.draw.as_ref().map_or(0, |d| d.size);
     let mut rows: Vec<TopK> = (0..b).map(|_| TopK::new(k)).collect();
     let mut over = vec![0u64; b];
-    for (task, (lists, counts)) in tasks.iter().zip(&partial) {
+    let mut draws: Vec<DrawTop> = (0..b).map(|_| DrawTop::new(draw_size)).collect();
+    for (task, (lists, counts, drawn)) in tasks.iter().zip(&partial) {
         for (r, (list, count)) in lists.iter().zip(counts).enumerate() {
             rows[task.i0 + r].merge(list);
             over[task.i0 + r] += count;
         }
+        for (r, top) in drawn.iter().enumerate() {
+            draws[task.i0 + r].merge(top);
+        }
     }
-    Ok((rows, over))
+    Ok((rows, over, draws))
 }
 
 /// The top-k lists of one task's anchors among its candidates, tile by tile (and per anchor the
-/// eligible keys above its ceiling).
-fn select_in_task(shared: &Shared<'_>, task: Task) -> (Vec<TopK>, Vec<u64>) {
+/// eligible keys above its ceiling, and its draws).
+fn select_in_task(shared: &Shared<'_>, task: Task) -> WithinLists {
     let Shared {
         inputs,
         prepared,
@@ -122,6 +132,12 @@ fn select_in_task(shared: &Shared<'_>, task: Task) -> (Vec<TopK>, Vec<u64>) {
     } = task;
     let mut lists: Vec<TopK> = (0..rows).map(|_| TopK::new(*k)).collect();
     let mut over = vec![0u64; rows];
+    let draw_size = limits.draw.as_ref().map_or(0, |d| d.size);
+    let mut draws: Vec<DrawTop> = if limits.draw.is_some() {
+        (0..rows).map(|_| DrawTop::new(draw_size)).collect()
+    } else {
+        Vec::new()
+    };
     let sub_rows = SELECT_ROWS.min(rows);
     let mut panel = Scratch::new(sub_rows * TILE_COLUMNS.min(width));
     let mut keys = vec![0.0f32; TILE_COLUMNS.min(width)];
@@ -163,6 +179,19 @@ fn select_in_task(shared: &Shared<'_>, task: Task) -> (Vec<TopK>, Vec<u64>) {
                         over,
                     };
                     offer_cosines(list, &bounds[row], dots, inv_c, inv_a, j0, ceiling, ok);
+                    if let Some(draw) = &limits.draw {
+                        // Every candidate within the limits is drawn: no block can be skipped.
+                        let keys = &mut keys[..cols];
+                        cosine_keys(keys, dots, inv_c, inv_a);
+                        let (lo, hi) = (draw.floors[row], limits.ceiling(row));
+                        let top = &mut draws[s0 + r];
+                        for (j, &key) in keys.iter().enumerate() {
+                            // NaN fails both comparisons: never drawn.
+                            if key >= lo && key <= hi && ok(j0 + j) {
+                                top.push(draw.bits(row, j0 + j), (j0 + j) as u32);
+                            }
+                        }
+                    }
                 } else {
                     let keys = &mut keys[..cols];
                     score_row(inputs, prepared, strategy, row, j0, dots, keys);
@@ -171,5 +200,5 @@ fn select_in_task(shared: &Shared<'_>, task: Task) -> (Vec<TopK>, Vec<u64>) {
             }
         }
     }
-    (lists, over)
+    (lists, over, draws)
 }
