@@ -4,6 +4,7 @@
 //! Which of them really pass is decided on their exact scores by the caller.
 
 use super::rng::corpus_key_bits;
+use super::TopK;
 
 /// What the draw needs per call.
 pub struct Draw<'a> {
@@ -29,57 +30,9 @@ impl Draw<'_> {
     }
 }
 
-/// The `size` best (draw, candidate) pairs: higher draw first, then lower candidate (a total
-/// order, so partial lists of any partition merge to the same list).
-#[derive(Clone, Debug)]
-pub struct DrawTop {
-    size: usize,
-    items: Vec<(u64, u32)>,
-}
-
-#[inline]
-fn better(a: (u64, u32), b: (u64, u32)) -> bool {
-    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
-}
-
-impl DrawTop {
-    pub fn new(size: usize) -> Self {
-        Self {
-            size,
-            items: Vec::with_capacity(size.min(1024)),
-        }
-    }
-
-    /// Offers a candidate.
-    #[inline]
-    pub fn push(&mut self, bits: u64, index: u32) {
-        if self.size == 0 {
-            return;
-        }
-        let item = (bits, index);
-        if self.items.len() == self.size {
-            match self.items.last() {
-                Some(&worst) if better(item, worst) => {
-                    self.items.pop();
-                }
-                _ => return,
-            }
-        }
-        let at = self.items.partition_point(|&x| better(x, item));
-        self.items.insert(at, item);
-    }
-
-    pub fn merge(&mut self, other: &DrawTop) {
-        for &(bits, index) in &other.items {
-            self.push(bits, index);
-        }
-    }
-
-    /// Entries best first.
-    pub fn items(&self) -> &[(u64, u32)] {
-        &self.items
-    }
-}
+/// The `size` best (draw, candidate) pairs: higher draw first, then lower candidate (the order
+/// of every `TopK`).
+pub type DrawTop = TopK<u64>;
 
 #[cfg(test)]
 mod tests {
