@@ -274,11 +274,7 @@ def offer_top(
         draw = (plan.seed_key, plan.query_ids, floors, start, draw_take)
     picks, over, drawn = _native.hardest_within(plan.unit_q, block, take, ceilings, excluded, draw)
     state.above_cap += over.astype(np.int64)
-    found = picks >= 0
-    qi, slot = np.nonzero(found)
-    values = np.full(picks.shape, np.nan)
-    values[qi, slot] = exact_scores(plan.queries, block, qi, picks[qi, slot])
-    state.rescored += found.sum(axis=1)
+    found, values = _scored(state, plan, block, picks)
     with np.errstate(invalid="ignore"):
         above = found & (values > plan.cap[:, None])
     state.above_cap += above.sum(axis=1)
@@ -299,14 +295,24 @@ def offer_top(
         _offer_draws(state, plan, block, start, drawn)
 
 
+def _scored(
+    state: State, plan: Plan, block: F32, listed: IndexArray
+) -> tuple[npt.NDArray[np.bool_], F64]:
+    """Where the kernel listed a row (``listed`` >= 0: a row of ``block`` per query and slot), and
+    its exact score there (NaN elsewhere); the rows count as rescored."""
+    found = listed >= 0
+    qi, slot = np.nonzero(found)
+    values = np.full(listed.shape, np.nan)
+    values[qi, slot] = exact_scores(plan.queries, block, qi, listed[qi, slot])
+    state.rescored += found.sum(axis=1)
+    return found, values
+
+
 def _offer_draws(state: State, plan: Plan, block: F32, start: int, drawn: IndexArray) -> None:
     """The drawn rows whose exact score passes the floor and the cap enter ``state.by_key``;
     a full draw list cuts the rows it left out (all drew lower than its last entry)."""
-    found = drawn >= 0
+    found, exact = _scored(state, plan, block, drawn)
     qi, slot = np.nonzero(found)
-    exact = np.full(drawn.shape, np.nan)
-    exact[qi, slot] = exact_scores(plan.queries, block, qi, drawn[qi, slot])
-    state.rescored += found.sum(axis=1)
     with np.errstate(invalid="ignore"):
         passing = found & (exact >= plan.floor) & (exact <= plan.cap[:, None])
     keys = np.full(drawn.shape, -np.inf)
