@@ -113,16 +113,31 @@ def describe(exc: BaseException) -> str:
     return str(exc)
 
 
+#: The selection flags that have a default (the others default to None, "not set").
+SELECTION_DEFAULTS: dict[str, Any] = {"k": 10, "range_min": 0, "sampling": "top"}
+
+#: Every selection flag, as the keyword of ``mine_hard_negatives`` / ``select_negatives``.
+SELECTION_OPTIONS = (
+    "k", "range_min", "range_max", "min_score", "max_score", "absolute_margin",
+    "relative_margin", "max_positive_similarity", "sampling", "seed",
+)  # fmt: skip
+
+
 def add_selection_flags(add: Any, *, with_defaults: bool) -> None:
     """The flags that choose negatives from the ranked candidates, shared by ``mine`` and
     ``select`` (the names of ``mine_hard_negatives``' arguments). ``mine`` leaves them unset by
     default, to tell whether any was given (they do not apply when it writes a store)."""
 
-    def default(value: Any) -> Any:
-        return value if with_defaults else None
+    def default(name: str) -> Any:
+        return SELECTION_DEFAULTS[name] if with_defaults else None
 
-    add("--k", type=int, default=default(10), help="negatives per query (default 10)")
-    add("--range-min", type=int, default=default(0), help="first rank of the window (default 0)")
+    add("--k", type=int, default=default("k"), help="negatives per query (default 10)")
+    add(
+        "--range-min",
+        type=int,
+        default=default("range_min"),
+        help="first rank of the window (default 0)",
+    )
     add("--range-max", type=int, help="end of the rank window (default: none)")
     add("--min-score", type=float, help="lowest similarity a negative may have")
     add("--max-score", type=float, help="highest similarity a negative may have")
@@ -133,5 +148,14 @@ def add_selection_flags(add: Any, *, with_defaults: bool) -> None:
         type=float,
         help="drop candidates whose cosine to any positive is at least this",
     )
-    add("--sampling", choices=["top", "random"], default=default("top"), help="default top")
+    add("--sampling", choices=["top", "random"], default=default("sampling"), help="default top")
     add("--seed", type=int, help="seed of --sampling random")
+
+
+def selection_options(args: Any) -> dict[str, Any]:
+    """The selection flags as keyword arguments, unset ones with a default given it."""
+    options = {name: getattr(args, name) for name in SELECTION_OPTIONS}
+    for name, value in SELECTION_DEFAULTS.items():
+        if options[name] is None:
+            options[name] = value
+    return options

@@ -19,7 +19,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .._common import InputError, add_selection_flags, check_output_file, describe, fail, load_npy
+from .._common import (
+    SELECTION_OPTIONS,
+    InputError,
+    add_selection_flags,
+    check_output_file,
+    describe,
+    fail,
+    load_npy,
+    selection_options,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -113,20 +122,6 @@ def _read_rows(path: str, start: int, stop: int) -> np.ndarray:
     return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
 
 
-#: The flags that filter or sample: they apply when the result is an .npz, and to a store at
-#: ``ruvector-attention select``.
-_SELECTION_FLAGS = (
-    "k",
-    "range_min",
-    "range_max",
-    "min_score",
-    "max_score",
-    "absolute_margin",
-    "relative_margin",
-    "max_positive_similarity",
-    "sampling",
-    "seed",
-)
 _STORE_FLAGS = ("candidates", "query_block", "resume", "overwrite")
 
 
@@ -141,7 +136,8 @@ def _check_mode(args: argparse.Namespace) -> Optional[str]:
         if given:
             return f"{_flag(given[0])} is for a candidate store; --out {args.out} is an .npz file"
         return None
-    given = [n for n in _SELECTION_FLAGS if getattr(args, n) is not None]
+    # The selection flags apply to an .npz result, and to a store at `select`.
+    given = [n for n in SELECTION_OPTIONS if getattr(args, n) is not None]
     if given:
         return (
             f"{_flag(given[0])} filters or samples: with a candidate store (--out {args.out}) "
@@ -199,18 +195,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     else:
-        options.update(
-            k=10 if args.k is None else args.k,
-            range_min=0 if args.range_min is None else args.range_min,
-            range_max=args.range_max,
-            min_score=args.min_score,
-            max_score=args.max_score,
-            absolute_margin=args.absolute_margin,
-            relative_margin=args.relative_margin,
-            max_positive_similarity=args.max_positive_similarity,
-            sampling=args.sampling or "top",
-            seed=args.seed,
-        )
+        options.update(selection_options(args))
     source: Any = corpus
     client = None
     ray_cluster = False

@@ -8,7 +8,7 @@ import argparse
 import os
 from typing import Any
 
-from .._common import add_selection_flags, describe, fail
+from .._common import add_selection_flags, describe, fail, selection_options
 
 __all__ = ["add_parser", "run"]
 
@@ -41,19 +41,7 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         store = open_store(args.store)
-        selection = select_negatives(
-            store,
-            k=args.k,
-            range_min=args.range_min,
-            range_max=args.range_max,
-            min_score=args.min_score,
-            max_score=args.max_score,
-            absolute_margin=args.absolute_margin,
-            relative_margin=args.relative_margin,
-            max_positive_similarity=args.max_positive_similarity,
-            sampling=args.sampling,
-            seed=args.seed,
-        )
+        selection = select_negatives(store, **selection_options(args))
     except (ValueError, TypeError, ImportError) as exc:
         return fail("select", describe(exc))
     save_selection(store, selection, plot=not args.no_plot)
