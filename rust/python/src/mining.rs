@@ -148,6 +148,21 @@ pub fn corpus_keys<'py>(
     Ok(PyArray::from_vec(py, out))
 }
 
+/// `(queries, rows, dim)` of the corpus miner's two matrices, which must share their columns.
+fn queries_and_rows(
+    queries: &numpy::PyReadonlyArrayDyn<'_, f32>,
+    rows: &numpy::PyReadonlyArrayDyn<'_, f32>,
+) -> PyResult<(usize, usize, usize)> {
+    let (n_queries, dim) = matrix_dims(queries, "queries")?;
+    let (n_rows, row_dim) = matrix_dims(rows, "rows")?;
+    if row_dim != dim {
+        return Err(shape_error(format!(
+            "rows must have {dim} columns like queries, got {row_dim}"
+        )));
+    }
+    Ok((n_queries, n_rows, dim))
+}
+
 /// The exact score of corpus mining for each (query, row) pair (see
 /// `ruvector_kernels::mining::exact_cosines`), as a fresh float64 array.
 #[pyfunction]
@@ -159,15 +174,8 @@ pub fn exact_cosines<'py>(
     query_index: &Bound<'py, PyAny>,
     row_index: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let q = readonly(queries, "queries")?;
-    let r = readonly(rows, "rows")?;
-    let (_, dim) = matrix_dims(&q, "queries")?;
-    let (_, row_dim) = matrix_dims(&r, "rows")?;
-    if row_dim != dim {
-        return Err(shape_error(format!(
-            "rows must have {dim} columns like queries, got {row_dim}"
-        )));
-    }
+    let (q, r) = (readonly(queries, "queries")?, readonly(rows, "rows")?);
+    let (_, _, dim) = queries_and_rows(&q, &r)?;
     let qi = readonly_i64(query_index, "query_index")?;
     let ri = readonly_i64(row_index, "row_index")?;
     let (qi, ri) = (slice_i64(&qi, "query_index")?, slice_i64(&ri, "row_index")?);
@@ -222,15 +230,8 @@ pub fn hardest_within<'py>(
     excluded: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     draw: Option<DrawArgs<'py>>,
 ) -> PyResult<ListsAndCounts<'py>> {
-    let a = readonly(queries, "queries")?;
-    let c = readonly(rows, "rows")?;
-    let (batch, dim) = matrix_dims(&a, "queries")?;
-    let (pool, row_dim) = matrix_dims(&c, "rows")?;
-    if row_dim != dim {
-        return Err(shape_error(format!(
-            "rows must have {dim} columns like queries, got {row_dim}"
-        )));
-    }
+    let (a, c) = (readonly(queries, "queries")?, readonly(rows, "rows")?);
+    let (batch, pool, dim) = queries_and_rows(&a, &c)?;
     let ceilings = ceilings.map(|x| readonly(x, "ceilings")).transpose()?;
     let ceilings = ceilings.as_ref().map(slice).transpose()?;
     let excluded = excluded
