@@ -469,3 +469,29 @@ def test_the_progress_bars_count_to_their_totals(rng, tmp_path, capsys):
                        progress=True)  # fmt: skip
     err = capsys.readouterr().err
     assert "3000/3000" in err and "mining candidates" in err and "3/3" in err
+
+
+def test_a_writer_killed_before_its_first_manifest_leaves_a_startable_store(rng, tmp_path):
+    # A kill -9 while the first manifest is written leaves only its temporary file (the
+    # writer's cleanup never runs): the store must still start fresh, and a resume with a
+    # manifest must clear a killed block write's temporary file, not refuse the directory.
+    queries, corpus, positives = _data(rng)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".manifest.json.k1ll3d.tmp").write_bytes(b'{"format": ')
+    store = ra.mine_candidates(queries, corpus, str(out), positives=positives, candidates=8)
+    assert store.finished
+    assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
+    # Only a leftover: nothing to resume (said so), and not "not empty" for a fresh start.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".manifest.json.k1ll3d.tmp").write_bytes(b"")
+    with pytest.raises(ra.StoreError, match="holds no run to resume"):
+        ra.mine_candidates(queries, corpus, str(other), positives=positives, candidates=8,
+                           resume=True)  # fmt: skip
+    # A block write killed mid-way in a store with a manifest: resume clears its leftover.
+    (out / ".block-00000.parquet.x.tmp").write_bytes(b"PAR")
+    resumed = ra.mine_candidates(queries, corpus, str(out), positives=positives, candidates=8,
+                                 resume=True)  # fmt: skip
+    assert resumed.finished
+    assert not [name for name in os.listdir(out) if name.endswith(".tmp")]

@@ -16,7 +16,16 @@ import contextlib
 import os
 import tempfile
 
-__all__ = ["write_atomically"]
+__all__ = ["is_leftover", "write_atomically"]
+
+#: How a temporary file is named: ``.<target's name>.<random>.tmp`` beside the target.
+_PREFIX, _SUFFIX = ".", ".tmp"
+
+
+def is_leftover(name: str) -> bool:
+    """Whether a directory entry is a temporary file of ``write_atomically`` (left behind only
+    when its writer was killed before the rename: never part of a finished write)."""
+    return name.startswith(_PREFIX) and name.endswith(_SUFFIX) and len(name) > 5
 
 
 def write_atomically(path: str, data: bytes) -> None:
@@ -29,7 +38,9 @@ def write_atomically(path: str, data: bytes) -> None:
     target = os.path.realpath(path)  # a link's target is what gets replaced
     directory = os.path.dirname(target)
     mode = _mode_for(target)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix=f"{_PREFIX}{os.path.basename(target)}.", suffix=_SUFFIX
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

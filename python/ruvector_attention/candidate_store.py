@@ -47,7 +47,7 @@ import numpy.typing as npt
 
 from . import _validate as check
 from ._arrays import float_matrix, from_interchange
-from ._atomic_file import write_atomically
+from ._atomic_file import is_leftover, write_atomically
 from ._candidate_rows import candidate_block, group_by_query
 from ._corpus_engine import _is_dask_array, _positive_pairs, progress_bar
 from .errors import ArgumentError, RuvectorError
@@ -388,10 +388,14 @@ def _write_manifest(out: str, manifest: dict[str, Any]) -> None:
 
 def _start(out: str, fresh: dict[str, Any], *, resume: bool, overwrite: bool) -> dict[str, Any]:
     """The manifest to continue from: the existing one on resume (checked against ``fresh``),
-    else ``fresh`` written into an empty directory."""
-    exists = os.path.isdir(out) and bool(os.listdir(out))
+    else ``fresh`` written into an empty directory. Temporary files of writes a killed run left
+    behind do not count, and are removed."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise StoreError(f"{out} exists and is not a directory")
+    entries = os.listdir(out) if os.path.isdir(out) else []
+    exists = any(not is_leftover(name) for name in entries)
+    for name in filter(is_leftover, entries):
+        os.unlink(os.path.join(out, name))
     if resume:
         if not exists:
             raise StoreError(f"{out} holds no run to resume")
