@@ -82,6 +82,18 @@ def test_a_resume_with_other_inputs_is_refused_by_name(tmp_path, dataset):
     assert done.returncode == 2 and "is not empty: add --resume or --overwrite" in done.stderr
 
 
+def test_a_run_killed_before_its_first_manifest_starts_fresh(tmp_path, dataset):
+    # Only the temporary file of a killed first manifest write: the command starts the store
+    # (and clears it), as the API does; with --resume it says there is no run.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".manifest.json.k1ll3d.tmp").write_bytes(b"{")
+    done = _mine_store(tmp_path, "--resume")
+    assert done.returncode == 2 and "holds no run to --resume" in done.stderr
+    done = _mine_store(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
 def _exported(tmp_path, fmt, out):
     done = run("export", "run", "--format", fmt, "--queries-text", "queries.parquet",
                "--corpus-text", "corpus.parquet", "--out", out, cwd=tmp_path)  # fmt: skip

@@ -386,15 +386,20 @@ def _write_manifest(out: str, manifest: dict[str, Any]) -> None:
     write_atomically(os.path.join(out, MANIFEST), text.encode())
 
 
+def holds_a_run(out: str) -> bool:
+    """Whether the directory ``out`` holds anything besides the temporary files a killed write
+    leaves (which a start removes): what decides between a fresh start, a resume and a refusal."""
+    return os.path.isdir(out) and any(not is_leftover(name) for name in os.listdir(out))
+
+
 def _start(out: str, fresh: dict[str, Any], *, resume: bool, overwrite: bool) -> dict[str, Any]:
     """The manifest to continue from: the existing one on resume (checked against ``fresh``),
     else ``fresh`` written into an empty directory. Temporary files of writes a killed run left
     behind do not count, and are removed."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise StoreError(f"{out} exists and is not a directory")
-    entries = os.listdir(out) if os.path.isdir(out) else []
-    exists = any(not is_leftover(name) for name in entries)
-    for name in filter(is_leftover, entries):
+    exists = holds_a_run(out)
+    for name in filter(is_leftover, os.listdir(out) if os.path.isdir(out) else []):
         os.unlink(os.path.join(out, name))
     if resume:
         if not exists:

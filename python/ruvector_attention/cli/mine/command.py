@@ -154,7 +154,9 @@ def _check_store_out(args: argparse.Namespace) -> None:
     out = os.path.realpath(args.out)
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"--out {args.out} exists and is not a directory")
-    held = os.path.isdir(out) and bool(os.listdir(out))
+    from ...candidate_store import holds_a_run  # the store's own rule (pyarrow stays unloaded)
+
+    held = holds_a_run(out)
     if held and not (args.resume or args.overwrite):
         raise InputError(f"--out {args.out} is not empty: add --resume or --overwrite")
     if args.resume and not held:
